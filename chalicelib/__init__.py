@@ -1,0 +1,1 @@
+"""The notification service: everything the Lambda functions run."""

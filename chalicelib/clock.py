@@ -1,0 +1,12 @@
+"""The one place the service reads the time; tests inject a frozen clock instead."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)

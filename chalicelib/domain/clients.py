@@ -1,0 +1,54 @@
+"""Rules for the client directory: phone numbers and time zones."""
+
+from __future__ import annotations
+
+import functools
+import re
+import zoneinfo
+from datetime import timedelta, timezone, tzinfo
+
+PHONE_RE = re.compile(r"7[0-9]{10}")
+OFFSET_RE = re.compile(r"([+-])([0-9]{2}):([0-9]{2})")
+# Real-world offsets run from -12:00 to +14:00.
+MAX_OFFSET = timedelta(hours=14)
+
+CODE_MAX = 100
+TAG_MAX = 2000
+
+
+def normalize_phone(value: object) -> str:
+    """Accept ``"7XXXXXXXXXX"`` or the same as an integer; return the string form."""
+    if isinstance(value, bool):  # bool is an int subclass; True is not a phone
+        raise ValueError("must be 7 followed by ten digits")
+    if isinstance(value, int):
+        value = str(value)
+    if not isinstance(value, str) or not PHONE_RE.fullmatch(value):
+        raise ValueError("must be 7 followed by ten digits")
+    return value
+
+
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def parse_utc(value: str) -> tzinfo:
+    """Turn a client's ``utc`` (IANA name or ``+HH:MM``) into a tzinfo, or raise ValueError."""
+    match = OFFSET_RE.fullmatch(value)
+    if match:
+        sign, hours, minutes = match.groups()
+        if int(minutes) >= 60:
+            raise ValueError("offset minutes must be below 60")
+        offset = timedelta(hours=int(hours), minutes=int(minutes))
+        if offset > MAX_OFFSET:
+            raise ValueError("offset must be between -14:00 and +14:00")
+        return timezone(-offset if sign == "-" else offset)
+    # Only names from the zone database: rejects paths and odd spellings outright.
+    if value not in _zone_names():
+        raise ValueError("must be an IANA time zone name (Europe/Moscow) or an offset (+03:00)")
+    return zoneinfo.ZoneInfo(value)
+
+
+def validate_utc(value: str) -> str:
+    parse_utc(value)
+    return value

@@ -1,0 +1,95 @@
+"""Structured JSON logging: one JSON object a line, with the request id on every line.
+
+Handlers bind correlation fields (``request_id``, later ``task_id``...) with
+:func:`bind`; every line logged while they are bound carries them, so an operator can
+search CloudWatch Logs for one id. Phones are masked with :func:`mask_phone` before
+they reach a log call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+LOGGER_NAME = "service"
+
+_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "log_context", default=None
+)
+
+# Attributes every LogRecord has; anything else passed through ``extra=`` is a field.
+_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        line.update(_context.get() or {})
+        for key, value in vars(record).items():
+            if key not in _RECORD_ATTRS and not key.startswith("_"):
+                line[key] = value
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+def get_logger(name: str | None = None) -> logging.Logger:
+    return logging.getLogger(f"{LOGGER_NAME}.{name}" if name else LOGGER_NAME)
+
+
+def configure(level: str = "INFO") -> None:
+    """Send the service's logs to stdout as JSON (Lambda ships stdout to CloudWatch)."""
+    root = logging.getLogger(LOGGER_NAME)
+    root.setLevel(level)
+    if not any(getattr(h, "_notify_json", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(JsonFormatter())
+        handler._notify_json = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    # Lambda's runtime adds its own root handler; ours is the one that formats.
+    root.propagate = False
+
+
+@contextlib.contextmanager
+def bind(**fields: Any) -> Iterator[None]:
+    """Add correlation fields to every log line written inside the block."""
+    merged = {**(_context.get() or {}), **{k: v for k, v in fields.items() if v is not None}}
+    token = _context.set(merged)
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def mask_phone(phone: str) -> str:
+    """``79001234567`` -> ``7900***4567``: enough to tell clients apart, not to call them."""
+    if len(phone) <= 8:
+        return "***"
+    return f"{phone[:4]}***{phone[-4:]}"
+
+
+class Stopwatch:
+    def __init__(self) -> None:
+        self._start = time.perf_counter()
+
+    @property
+    def elapsed_ms(self) -> float:
+        return round((time.perf_counter() - self._start) * 1000, 2)

@@ -1,0 +1,1 @@
+"""DynamoDB storage through PynamoDB: models and the repository functions over them."""

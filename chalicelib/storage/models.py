@@ -1,0 +1,149 @@
+"""PynamoDB models: one table per entity, shaped by how the service reads them.
+
+Access patterns:
+- a client by id: ``clients`` hash key;
+- clients with an operator code, in id order: ``by_code`` index (hash ``code``);
+- clients with a tag, in id order: ``by_tag`` index (hash ``tag_key``, a digest of the
+  tag because a tag may be empty or longer than a key may be);
+- phone uniqueness: ``phones`` table keyed by phone, written in the same transaction as
+  the client, so two clients can never hold one phone;
+- new ids: ``counters`` table, one atomic counter per entity.
+
+Table names, region and endpoint are bound at run time by :func:`configure`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from pynamodb.attributes import NumberAttribute, UnicodeAttribute, UTCDateTimeAttribute
+from pynamodb.connection import Connection
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from chalicelib.settings import Settings
+
+PAY_PER_REQUEST = "PAY_PER_REQUEST"
+
+
+class BaseMeta:
+    table_name = ""
+    region: str | None = None
+    host: str | None = None
+    billing_mode = PAY_PER_REQUEST
+    connect_timeout_seconds = 2
+    read_timeout_seconds = 5
+    max_retry_attempts = 3
+
+
+def tag_key(tag: str) -> str:
+    return hashlib.sha256(tag.encode("utf-8")).hexdigest()
+
+
+class ClientsByCode(GlobalSecondaryIndex["ClientModel"]):  # type: ignore[no-untyped-call]
+    class Meta:
+        index_name = "by_code"
+        projection = AllProjection()
+
+    code = UnicodeAttribute(hash_key=True)
+    id = NumberAttribute(range_key=True)
+
+
+class ClientsByTag(GlobalSecondaryIndex["ClientModel"]):  # type: ignore[no-untyped-call]
+    class Meta:
+        index_name = "by_tag"
+        projection = AllProjection()
+
+    tag_key = UnicodeAttribute(hash_key=True)
+    id = NumberAttribute(range_key=True)
+
+
+class ClientModel(Model):
+    class Meta(BaseMeta):
+        logical_name = "clients"
+
+    id = NumberAttribute(hash_key=True)
+    phone = UnicodeAttribute()
+    code = UnicodeAttribute()
+    tag = UnicodeAttribute(default="")
+    tag_key = UnicodeAttribute()
+    utc = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute()
+    updated_at = UTCDateTimeAttribute()
+
+    by_code = ClientsByCode()
+    by_tag = ClientsByTag()
+
+
+class PhoneModel(Model):
+    """Holds each phone in use; its existence is the uniqueness constraint."""
+
+    class Meta(BaseMeta):
+        logical_name = "phones"
+
+    phone = UnicodeAttribute(hash_key=True)
+    client_id = NumberAttribute()
+
+
+class CounterModel(Model):
+    class Meta(BaseMeta):
+        logical_name = "counters"
+
+    name = UnicodeAttribute(hash_key=True)
+    value = NumberAttribute(default=0)
+
+
+MODELS: tuple[type[Model], ...] = (ClientModel, PhoneModel, CounterModel)
+
+_TABLE_SETTING: dict[str, str] = {
+    "clients": "clients_table",
+    "phones": "phones_table",
+    "counters": "counters_table",
+}
+
+
+_transactions: Connection | None = None
+
+
+def transaction_connection() -> Connection:
+    """The one connection transactions use (a botocore client is costly to build)."""
+    global _transactions  # noqa: PLW0603 - one client per container, like each model's
+    if _transactions is None:
+        meta = ClientModel.Meta
+        _transactions = Connection(
+            region=meta.region,
+            host=meta.host,
+            connect_timeout_seconds=meta.connect_timeout_seconds,
+            read_timeout_seconds=meta.read_timeout_seconds,
+            max_retry_attempts=meta.max_retry_attempts,
+        )
+    return _transactions
+
+
+_bound: Settings | None = None
+
+
+def configure(settings: Settings) -> None:
+    """Point every model at the stage's tables and endpoint (a no-op when already so)."""
+    global _transactions, _bound  # noqa: PLW0603
+    if settings == _bound:
+        return  # keep the cached clients: each costs ~100 ms to build
+    _transactions = None
+    for model in MODELS:
+        meta: Any = model.Meta
+        meta.table_name = getattr(settings, _TABLE_SETTING[meta.logical_name])
+        meta.region = settings.aws_region
+        meta.host = settings.aws_endpoint_url
+        model._connection = None
+    _bound = settings
+
+
+def create_tables(wait: bool = True) -> list[str]:
+    """Create the tables that do not exist yet; return the names created."""
+    created = []
+    for model in MODELS:
+        if not model.exists():
+            model.create_table(wait=wait, billing_mode=PAY_PER_REQUEST)
+            created.append(model.Meta.table_name)
+    return created

@@ -1,0 +1,122 @@
+"""Shared fixtures: an emulated AWS account (moto), a frozen clock, and the API client."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chalice.test import Client
+from moto import mock_aws
+
+import app as app_module
+from chalicelib.bootstrap import bootstrap
+from chalicelib.settings import reset_settings
+from chalicelib.storage import models
+
+ROOT = Path(__file__).resolve().parent.parent
+STAGE = "local"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by its folder: unit, integration or e2e."""
+    for item in items:
+        for kind in ("unit", "integration", "e2e"):
+            if f"tests/{kind}/" in item.nodeid:
+                item.add_marker(getattr(pytest.mark, kind))
+
+
+class FrozenClock:
+    """A clock that only moves when a test moves it."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+def stage_environment(stage: str = STAGE) -> dict[str, str]:
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    return dict(config["stages"][stage]["environment_variables"])
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(datetime(2026, 11, 28, 12, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The local stage's environment with fake credentials and no real endpoint."""
+    for key, value in stage_environment().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    reset_settings()
+    yield
+    reset_settings()
+
+
+@pytest.fixture
+def services(aws_env: None, clock: FrozenClock) -> Iterator[Any]:
+    """Services wired on moto with the frozen clock, tables created, used by the app."""
+    with mock_aws():
+        wired = bootstrap(clock=clock)
+        models.create_tables()
+        app_module.use_services(wired)
+        try:
+            yield wired
+        finally:
+            app_module.use_services(None)
+
+
+class Api:
+    """Thin JSON helper over ``chalice.test.Client``."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        raw: bytes | str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        sent_headers = {"Content-Type": "application/json"}
+        sent_headers.update(headers or {})
+        payload = raw if raw is not None else (json.dumps(body) if body is not None else None)
+        return self._client.http.request(method, path, headers=sent_headers, body=payload)
+
+    def get(self, path: str, **kw: Any) -> Any:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, body: Any = None, **kw: Any) -> Any:
+        return self.request("POST", path, body, **kw)
+
+    def patch(self, path: str, body: Any = None, **kw: Any) -> Any:
+        return self.request("PATCH", path, body, **kw)
+
+    def delete(self, path: str, **kw: Any) -> Any:
+        return self.request("DELETE", path, **kw)
+
+
+@pytest.fixture
+def api(services: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
+    monkeypatch.chdir(ROOT)  # chalice.test.Client reads .chalice/config.json from here
+    with Client(app_module.app, stage_name=STAGE) as client:
+        yield Api(client)

@@ -1,0 +1,130 @@
+"""The real ``make run`` stack: started in a subprocess, called over HTTP, stopped cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from local.supervisor import free_port
+from tests.conftest import ROOT
+
+START_TIMEOUT = 120.0
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid``, read from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+@dataclass
+class Stack:
+    url: str
+    process: subprocess.Popen[bytes]
+    ports: tuple[int, ...]
+    log: Path
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    api_port, moto_port = free_port(), free_port()
+    env = {**os.environ, "PORT": str(api_port), "MOTO_PORT": str(moto_port)}
+    log = tmp_path / "run.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            ["make", "--no-print-directory", "run"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{api_port}"
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        try:
+            if requests.get(f"{url}/api/health", timeout=1).status_code == 200:
+                break
+        except requests.RequestException:
+            time.sleep(0.2)
+    else:
+        os.killpg(process.pid, signal.SIGKILL)
+        pytest.fail(f"stack did not start:\n{log.read_text()}")
+    stack = Stack(url=url, process=process, ports=(api_port, moto_port), log=log)
+    try:
+        yield stack
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def test_client_directory_over_http_then_clean_stop(stack: Stack) -> None:
+    api = f"{stack.url}/api/clients/"
+    ann = {"phone": "79001234567", "code": "900", "tag": "vip", "utc": "Europe/Moscow"}
+
+    created = requests.post(api, json=ann, timeout=10)
+    assert created.status_code == 201, created.text
+    client_id = created.json()["id"]
+    assert isinstance(client_id, int)
+
+    assert requests.post(api, json=ann, timeout=10).status_code == 409
+    bad_phone = requests.post(api, json={**ann, "phone": "89001234567"}, timeout=10)
+    assert bad_phone.status_code == 400
+    assert "phone" in bad_phone.json()["fields"]
+    bad_zone = requests.post(api, json={**ann, "utc": "Mars/Olympus"}, timeout=10)
+    assert bad_zone.status_code == 400
+
+    patched = requests.patch(f"{api}{client_id}", json={"tag": "gold"}, timeout=10)
+    assert patched.status_code == 200
+    assert patched.json()["tag"] == "gold"
+    assert requests.delete(f"{api}{client_id}", timeout=10).status_code == 204
+    assert requests.get(f"{api}{client_id}", timeout=10).status_code == 404
+
+    # SIGTERM to the whole group, as a terminal or a process manager would send it.
+    children = descendants(stack.process.pid)
+    assert len(children) >= 2, "expected the emulator and the API as child processes"
+    os.killpg(stack.process.pid, signal.SIGTERM)
+    assert stack.process.wait(timeout=30) is not None
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(running(pid) for pid in children):
+        time.sleep(0.1)
+    assert not [pid for pid in children if running(pid)], stack.log.read_text()
+    assert all(port_free(port) for port in stack.ports)
+    assert "stopping aws emulator" in stack.log.read_text()
