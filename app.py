@@ -5,15 +5,20 @@ Everything else lives in ``chalicelib``; see ``chalicelib/bootstrap.py`` for the
 
 from __future__ import annotations
 
-from chalice.app import Chalice, Request, Response
+from chalice.app import AuthRequest, AuthResponse, Chalice, Request, Response
 
 from chalicelib import http, logs
 from chalicelib.bootstrap import Services, bootstrap
+from chalicelib.errors import Unauthorized
 from chalicelib.schemas import ClientCreate, ClientUpdate, parse
+from chalicelib.settings import read_settings_now
 
 app = Chalice(app_name="notify")
 logs.configure()  # JSON from the first line; bootstrap() applies the configured level
 http.install(app)
+
+# Route CORS is fixed when the app loads (`chalice package` loads it with the stage's env).
+CORS = http.cors_config(read_settings_now().cors_allow_origin)
 
 _services: Services | None = None
 
@@ -38,20 +43,30 @@ def _request() -> Request:
     return request
 
 
+@app.authorizer(ttl_seconds=http.AUTH_CACHE_SECONDS)
+def api_key(auth_request: AuthRequest) -> AuthResponse:
+    """Every route but health and the docs needs ``Authorization: Bearer <key>``."""
+    try:
+        key = services().api_keys.authenticate(auth_request.token)
+    except Unauthorized:
+        raise http.AuthorizerRejected from None
+    return AuthResponse(routes=["*"], principal_id=key.key_id, context={"key_name": key.name})
+
+
 @app.route("/api/health", methods=["GET"])
 @http.endpoint
 def health() -> Response:
     return Response(body={"status": "ok"}, status_code=200, headers=http.json_headers())
 
 
-@app.route("/api/clients", methods=["POST"])
+@app.route("/api/clients", methods=["POST"], authorizer=api_key, cors=CORS)
 @http.endpoint
 def create_client() -> Response:
     data = parse(ClientCreate, http.json_body(_request()))
     return http.ok(services().clients.create(data), status=201)
 
 
-@app.route("/api/clients", methods=["GET"])
+@app.route("/api/clients", methods=["GET"], authorizer=api_key, cors=CORS)
 @http.endpoint
 def list_clients() -> Response:
     params = http.query(_request(), {"code", "tag", "limit", "cursor"})
@@ -64,13 +79,13 @@ def list_clients() -> Response:
     return http.ok(page)
 
 
-@app.route("/api/clients/{client_id}", methods=["GET"])
+@app.route("/api/clients/{client_id}", methods=["GET"], authorizer=api_key, cors=CORS)
 @http.endpoint
 def get_client(client_id: str) -> Response:
     return http.ok(services().clients.get(http.path_id(client_id, "Client")))
 
 
-@app.route("/api/clients/{client_id}", methods=["POST", "PATCH"])
+@app.route("/api/clients/{client_id}", methods=["POST", "PATCH"], authorizer=api_key, cors=CORS)
 @http.endpoint
 def update_client(client_id: str) -> Response:
     target = http.path_id(client_id, "Client")
@@ -78,7 +93,7 @@ def update_client(client_id: str) -> Response:
     return http.ok(services().clients.update(target, data))
 
 
-@app.route("/api/clients/{client_id}", methods=["DELETE"])
+@app.route("/api/clients/{client_id}", methods=["DELETE"], authorizer=api_key, cors=CORS)
 @http.endpoint
 def delete_client(client_id: str) -> Response:
     services().clients.delete(http.path_id(client_id, "Client"))

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from chalicelib import logs
 from chalicelib.clock import Clock, system_clock
+from chalicelib.services.api_keys import ApiKeyService
 from chalicelib.services.clients import ClientService
 from chalicelib.settings import Settings, get_settings
 from chalicelib.storage import models
@@ -20,10 +21,16 @@ class Services:
     settings: Settings
     clock: Clock
     clients: ClientService
+    api_keys: ApiKeyService
 
 
 def bootstrap(settings: Settings | None = None, clock: Clock = system_clock) -> Services:
     settings = settings or get_settings()
     logs.configure(settings.log_level)
     models.configure(settings)
-    return Services(settings=settings, clock=clock, clients=ClientService(clock))
+    return Services(
+        settings=settings,
+        clock=clock,
+        clients=ClientService(clock),
+        api_keys=ApiKeyService(clock),
+    )

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from chalice.app import Chalice, Request, Response
+from chalice.app import Chalice, CORSConfig, Request, Response
 from pydantic import BaseModel
 
 from chalicelib import logs
@@ -61,9 +61,35 @@ _CHALICE_CODES: dict[int, str] = {
 
 F = TypeVar("F", bound=Callable[..., Response])
 
+# API Gateway's authorizer result cache: a revoked key may live this long in AWS.
+AUTH_CACHE_SECONDS = 30
+
+
+class AuthorizerRejected(Exception):
+    """Raised by the authorizer to refuse a request.
+
+    API Gateway answers 401 when an authorizer fails with exactly ``Unauthorized``; the
+    stack's gateway responses (and the local gateway) give that 401 the SPEC body.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("Unauthorized")
+
 
 def json_headers() -> dict[str, str | list[str]]:
     return {"Content-Type": JSON_CONTENT_TYPE}
+
+
+def cors_config(origin: str | None) -> CORSConfig | None:
+    """CORS stays off unless an origin is configured (``CORS_ALLOW_ORIGIN``)."""
+    if not origin:
+        return None
+    return CORSConfig(
+        allow_origin=origin,
+        allow_headers=["Authorization", "Content-Type"],
+        expose_headers=["X-Request-Id"],
+        max_age=600,
+    )
 
 
 def error_body(code: str, message: str, fields: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -167,7 +193,12 @@ def install(app: Chalice) -> None:
         request_id = _request_id(event)
         with logs.bind(request_id=request_id):
             watch = logs.Stopwatch()
-            response = _spec_shaped(get_response(event))
+            if _body_size(event) > MAX_BODY_BYTES:
+                response = error_response(
+                    PayloadTooLarge(f"The body is larger than {MAX_BODY_BYTES} bytes.")
+                )
+            else:
+                response = _spec_shaped(get_response(event))
             response.headers["X-Request-Id"] = request_id
             log.info(
                 "request",
@@ -180,6 +211,13 @@ def install(app: Chalice) -> None:
                 },
             )
         return response
+
+
+def _body_size(request: Request) -> int:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit():
+        return int(length)
+    return len(request.raw_body or b"")
 
 
 def _spec_shaped(response: Response) -> Response:

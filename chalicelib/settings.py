@@ -24,7 +24,10 @@ class Settings:
     clients_table: str
     phones_table: str
     counters_table: str
+    api_keys_table: str
     log_level: str
+    # Browser origin allowed to call the API; empty keeps CORS off.
+    cors_allow_origin: str | None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -37,12 +40,19 @@ class Settings:
             clients_table=env.get("CLIENTS_TABLE", f"{prefix}-clients"),
             phones_table=env.get("PHONES_TABLE", f"{prefix}-phones"),
             counters_table=env.get("COUNTERS_TABLE", f"{prefix}-counters"),
+            api_keys_table=env.get("API_KEYS_TABLE", f"{prefix}-api-keys"),
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
+            cors_allow_origin=env.get("CORS_ALLOW_ORIGIN") or None,
         )
 
 
 @functools.cache
 def get_settings() -> Settings:
+    return Settings.from_env(os.environ)
+
+
+def read_settings_now() -> Settings:
+    """Uncached: for the few choices made when the app module loads (CORS on routes)."""
     return Settings.from_env(os.environ)
 
 

@@ -1,26 +1,32 @@
 """``make run``: the whole service on one machine, offline.
 
 Parts, in start order: the AWS emulator (moto server on loopback), the DynamoDB tables
-(created from the PynamoDB models when absent), and the HTTP API (``chalice local``).
-Ctrl-C or SIGTERM stops them all.
+(created from the PynamoDB models when absent) and a development API key, and the HTTP
+API (Chalice's local server, see ``local/api_server.py``). Ctrl-C or SIGTERM stops them
+all.
 
 Environment: ``PORT`` (API port, default 8000), ``MOTO_PORT`` (emulator port, default a
-free one), ``LOG_LEVEL``.
+free one), ``API_KEY`` (the development key to accept; generated when unset),
+``LOG_LEVEL``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import sys
 from collections.abc import Mapping
 
 from chalicelib.bootstrap import bootstrap
+from chalicelib.services.api_keys import KEY_PREFIX
 from chalicelib.storage import models
 from local.supervisor import ROOT, ChildProcess, Part, Supervisor, free_port
 
 STAGE = "local"
 LOG_DIR = ROOT / ".run"
+# Where tools (python -m tools.api_keys) find the running emulator.
+EMULATOR_URL_FILE = LOG_DIR / "emulator.url"
 
 
 def stage_environment(stage: str = STAGE) -> dict[str, str]:
@@ -30,16 +36,19 @@ def stage_environment(stage: str = STAGE) -> dict[str, str]:
     return {str(k): str(v) for k, v in env.items()}
 
 
-class Tables:
-    """Creates the tables in the emulator; nothing to run afterwards."""
+class Bootstrap:
+    """Creates the tables and registers the development key; nothing runs afterwards."""
 
-    name = "dynamodb tables"
+    name = "tables and development key"
+
+    def __init__(self, api_key: str) -> None:
+        self.api_key = api_key
 
     def start(self) -> None:
         services = bootstrap()
         created = models.create_tables()
-        print(f"[tables] created: {', '.join(created) or 'none (all present)'}")
-        del services
+        print(f"[bootstrap] tables created: {', '.join(created) or 'none (all present)'}")
+        services.api_keys.ensure("development", self.api_key)
 
     def stop(self) -> None:
         return None
@@ -74,12 +83,13 @@ def main() -> int:
     moto_port = int(os.environ.get("MOTO_PORT") or free_port())
     emulator_url = f"http://127.0.0.1:{moto_port}"
     api_url = f"http://127.0.0.1:{api_port}"
+    api_key = os.environ.get("API_KEY") or KEY_PREFIX + secrets.token_urlsafe(24)
     env = build_environment(os.environ, emulator_url)
+    env.pop("API_KEY", None)  # the key lives in the table, not in the children's env
     # In-process parts read the same settings as the children.
     os.environ.clear()
     os.environ.update(env)
 
-    bin_dir = os.path.dirname(sys.executable)
     parts: list[Part] = [
         ChildProcess(
             "aws emulator (moto)",
@@ -89,19 +99,19 @@ def main() -> int:
             # Its access log is noise next to the service's own lines.
             log_file=LOG_DIR / "emulator.log",
         ),
-        Tables(),
+        Bootstrap(api_key),
         ChildProcess(
-            "http api (chalice local)",
+            "http api (chalice local server)",
             [
-                os.path.join(bin_dir, "chalice"),
-                "local",
+                sys.executable,
+                "-m",
+                "local.api_server",
                 "--host",
                 "127.0.0.1",
                 "--port",
                 str(api_port),
                 "--stage",
                 STAGE,
-                "--no-autoreload",
             ],
             env,
             ready_url=f"{api_url}/api/health",
@@ -109,6 +119,8 @@ def main() -> int:
     ]
 
     def ready() -> None:
+        LOG_DIR.mkdir(exist_ok=True)
+        EMULATOR_URL_FILE.write_text(emulator_url)
         print(
             "\n".join(
                 [
@@ -116,6 +128,9 @@ def main() -> int:
                     "Notification service is running (Ctrl-C stops it):",
                     f"  API          {api_url}/api/",
                     f"  health       {api_url}/api/health",
+                    f"  API key      {api_key}",
+                    f"  try          curl -H 'Authorization: Bearer {api_key}' \\",
+                    f"                    {api_url}/api/clients/",
                     f"  AWS emulator {emulator_url} (log: {LOG_DIR / 'emulator.log'})",
                     "",
                 ]
@@ -123,7 +138,10 @@ def main() -> int:
             flush=True,
         )
 
-    return Supervisor(parts).run(ready)
+    try:
+        return Supervisor(parts).run(ready)
+    finally:
+        EMULATOR_URL_FILE.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

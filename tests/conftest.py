@@ -16,6 +16,7 @@ import app as app_module
 from chalicelib.bootstrap import bootstrap
 from chalicelib.settings import reset_settings
 from chalicelib.storage import models
+from local.gateway import SpecLocalGateway
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGE = "local"
@@ -83,10 +84,11 @@ def services(aws_env: None, clock: FrozenClock) -> Iterator[Any]:
 
 
 class Api:
-    """Thin JSON helper over ``chalice.test.Client``."""
+    """Thin JSON helper over ``chalice.test.Client``; sends the test key unless told not to."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, key: str | None) -> None:
         self._client = client
+        self.key = key
 
     def request(
         self,
@@ -95,10 +97,13 @@ class Api:
         body: Any = None,
         *,
         raw: bytes | str | None = None,
-        headers: dict[str, str] | None = None,
+        headers: dict[str, str | None] | None = None,
     ) -> Any:
         sent_headers = {"Content-Type": "application/json"}
+        if self.key is not None:
+            sent_headers["Authorization"] = f"Bearer {self.key}"
         sent_headers.update(headers or {})
+        sent_headers = {k: v for k, v in sent_headers.items() if v is not None}
         payload = raw if raw is not None else (json.dumps(body) if body is not None else None)
         return self._client.http.request(method, path, headers=sent_headers, body=payload)
 
@@ -116,7 +121,25 @@ class Api:
 
 
 @pytest.fixture
-def api(services: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
+def api_key(services: Any) -> str:
+    return str(services.api_keys.issue("tests").key)
+
+
+@pytest.fixture
+def test_client(services: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Client]:
+    """chalice.test.Client behind the same gateway responses as ``make run``."""
     monkeypatch.chdir(ROOT)  # chalice.test.Client reads .chalice/config.json from here
     with Client(app_module.app, stage_name=STAGE) as client:
-        yield Api(client)
+        http_client = client.http
+        http_client._local_gateway = SpecLocalGateway(app_module.app, http_client._config)
+        yield client
+
+
+@pytest.fixture
+def api(test_client: Client, api_key: str) -> Api:
+    return Api(test_client, api_key)
+
+
+@pytest.fixture
+def anonymous(test_client: Client) -> Api:
+    return Api(test_client, None)

@@ -7,7 +7,8 @@ Access patterns:
   tag because a tag may be empty or longer than a key may be);
 - phone uniqueness: ``phones`` table keyed by phone, written in the same transaction as
   the client, so two clients can never hold one phone;
-- new ids: ``counters`` table, one atomic counter per entity.
+- new ids: ``counters`` table, one atomic counter per entity;
+- API keys by the digest of their value: ``api_keys`` table.
 
 Table names, region and endpoint are bound at run time by :func:`configure`.
 """
@@ -17,7 +18,12 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from pynamodb.attributes import NumberAttribute, UnicodeAttribute, UTCDateTimeAttribute
+from pynamodb.attributes import (
+    BooleanAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    UTCDateTimeAttribute,
+)
 from pynamodb.connection import Connection
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
@@ -94,12 +100,31 @@ class CounterModel(Model):
     value = NumberAttribute(default=0)
 
 
-MODELS: tuple[type[Model], ...] = (ClientModel, PhoneModel, CounterModel)
+class ApiKeyModel(Model):
+    """An API key, stored only as the SHA-256 of its value.
+
+    ``key_id`` is the first 32 hex digits of that digest: the authorizer finds the key
+    with one GetItem and then compares the whole digest in constant time.
+    """
+
+    class Meta(BaseMeta):
+        logical_name = "api_keys"
+
+    key_id = UnicodeAttribute(hash_key=True)
+    key_hash = UnicodeAttribute()
+    name = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute()
+    revoked = BooleanAttribute(default=False)
+    revoked_at = UTCDateTimeAttribute(null=True)
+
+
+MODELS: tuple[type[Model], ...] = (ClientModel, PhoneModel, CounterModel, ApiKeyModel)
 
 _TABLE_SETTING: dict[str, str] = {
     "clients": "clients_table",
     "phones": "phones_table",
     "counters": "counters_table",
+    "api_keys": "api_keys_table",
 }
 
 

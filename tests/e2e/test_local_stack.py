@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from local.supervisor import free_port
 from tests.conftest import ROOT
 
 START_TIMEOUT = 120.0
+DEV_KEY = "e2e-development-key-0123456789"
 
 
 def descendants(pid: int) -> set[int]:
@@ -56,6 +58,7 @@ def port_free(port: int) -> bool:
 @dataclass
 class Stack:
     url: str
+    emulator_url: str
     process: subprocess.Popen[bytes]
     ports: tuple[int, ...]
     log: Path
@@ -64,7 +67,7 @@ class Stack:
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
     api_port, moto_port = free_port(), free_port()
-    env = {**os.environ, "PORT": str(api_port), "MOTO_PORT": str(moto_port)}
+    env = {**os.environ, "PORT": str(api_port), "MOTO_PORT": str(moto_port), "API_KEY": DEV_KEY}
     log = tmp_path / "run.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -87,7 +90,13 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     else:
         os.killpg(process.pid, signal.SIGKILL)
         pytest.fail(f"stack did not start:\n{log.read_text()}")
-    stack = Stack(url=url, process=process, ports=(api_port, moto_port), log=log)
+    stack = Stack(
+        url=url,
+        emulator_url=f"http://127.0.0.1:{moto_port}",
+        process=process,
+        ports=(api_port, moto_port),
+        log=log,
+    )
     try:
         yield stack
     finally:
@@ -95,27 +104,64 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
             os.killpg(process.pid, signal.SIGKILL)
 
 
+def keys_tool(stack: Stack, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "local.keys", *args],
+        cwd=ROOT,
+        env={**os.environ, "AWS_ENDPOINT_URL": stack.emulator_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout
+
+
+def test_keys_guard_the_api_and_the_tool_creates_and_revokes_them(stack: Stack) -> None:
+    clients = f"{stack.url}/api/clients/"
+    assert requests.get(f"{stack.url}/api/health", timeout=10).status_code == 200
+    missing = requests.get(clients, timeout=10)
+    assert missing.status_code == 401
+    assert missing.json()["error"] == "unauthorized"
+    dev = {"Authorization": f"Bearer {DEV_KEY}"}
+    assert requests.get(clients, headers=dev, timeout=10).status_code == 200
+
+    created = keys_tool(stack, "create", "e2e-integrator")
+    key = created.split("key:", 1)[1].split()[0]
+    key_id = created.split("key_id:", 1)[1].split()[0]
+    mine = {"Authorization": f"Bearer {key}"}
+    assert requests.get(clients, headers=mine, timeout=10).status_code == 200
+    assert key_id in keys_tool(stack, "list")
+    assert key not in keys_tool(stack, "list")
+
+    keys_tool(stack, "revoke", key_id)
+    assert requests.get(clients, headers=mine, timeout=10).status_code == 401
+    assert requests.get(clients, headers=dev, timeout=10).status_code == 200
+
+
 def test_client_directory_over_http_then_clean_stop(stack: Stack) -> None:
     api = f"{stack.url}/api/clients/"
     ann = {"phone": "79001234567", "code": "900", "tag": "vip", "utc": "Europe/Moscow"}
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {DEV_KEY}"
 
-    created = requests.post(api, json=ann, timeout=10)
+    created = session.post(api, json=ann, timeout=10)
     assert created.status_code == 201, created.text
     client_id = created.json()["id"]
     assert isinstance(client_id, int)
 
-    assert requests.post(api, json=ann, timeout=10).status_code == 409
-    bad_phone = requests.post(api, json={**ann, "phone": "89001234567"}, timeout=10)
+    assert session.post(api, json=ann, timeout=10).status_code == 409
+    bad_phone = session.post(api, json={**ann, "phone": "89001234567"}, timeout=10)
     assert bad_phone.status_code == 400
     assert "phone" in bad_phone.json()["fields"]
-    bad_zone = requests.post(api, json={**ann, "utc": "Mars/Olympus"}, timeout=10)
+    bad_zone = session.post(api, json={**ann, "utc": "Mars/Olympus"}, timeout=10)
     assert bad_zone.status_code == 400
 
-    patched = requests.patch(f"{api}{client_id}", json={"tag": "gold"}, timeout=10)
+    patched = session.patch(f"{api}{client_id}", json={"tag": "gold"}, timeout=10)
     assert patched.status_code == 200
     assert patched.json()["tag"] == "gold"
-    assert requests.delete(f"{api}{client_id}", timeout=10).status_code == 204
-    assert requests.get(f"{api}{client_id}", timeout=10).status_code == 404
+    assert session.delete(f"{api}{client_id}", timeout=10).status_code == 204
+    assert session.get(f"{api}{client_id}", timeout=10).status_code == 404
 
     # SIGTERM to the whole group, as a terminal or a process manager would send it.
     children = descendants(stack.process.pid)

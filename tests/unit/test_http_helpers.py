@@ -97,3 +97,12 @@ def test_forged_cursors_are_a_validation_error(cursor: str) -> None:
     with pytest.raises(ValidationFailed) as caught:
         decode_cursor(cursor, SCHEMA)
     assert caught.value.fields == {"cursor": "not a cursor from this list"}
+
+
+def test_cors_only_when_an_origin_is_configured() -> None:
+    assert http.cors_config(None) is None
+    assert http.cors_config("") is None
+    config = http.cors_config("https://app.example")
+    assert config is not None
+    assert config.allow_origin == "https://app.example"
+    assert "Authorization" in config.allow_headers
