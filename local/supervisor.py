@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -125,15 +124,17 @@ class Supervisor:
     def __init__(self, parts: Sequence[Part], out: Callable[[str], None] = print) -> None:
         self._parts = list(parts)
         self._started: list[Part] = []
-        self._stopping = threading.Event()
+        # A plain flag: setting a threading.Event from a signal handler can deadlock
+        # when the signal lands while the main thread holds the Event's lock.
+        self._stop_requested = False
         self._out = out
 
     def request_stop(self, *_: object) -> None:
-        self._stopping.set()
+        self._stop_requested = True
 
     def start(self) -> None:
         for part in self._parts:
-            if self._stopping.is_set():
+            if self._stop_requested:
                 return
             self._out(f"[supervisor] starting {part.name}")
             part.start()
@@ -141,7 +142,8 @@ class Supervisor:
 
     def wait(self, poll: float = 0.5) -> int:
         """Block until a stop is requested (0) or a part dies (1)."""
-        while not self._stopping.wait(poll):
+        while not self._stop_requested:
+            time.sleep(poll)
             for part in self._started:
                 if not part.alive():
                     self._out(f"[supervisor] {part.name} exited unexpectedly")

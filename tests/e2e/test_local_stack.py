@@ -167,7 +167,10 @@ def test_client_directory_over_http_then_clean_stop(stack: Stack) -> None:
     children = descendants(stack.process.pid)
     assert len(children) >= 2, "expected the emulator and the API as child processes"
     os.killpg(stack.process.pid, signal.SIGTERM)
-    assert stack.process.wait(timeout=30) is not None
+    try:
+        stack.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"make run did not stop on SIGTERM:\n{stack.log.read_text()}")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(running(pid) for pid in children):
         time.sleep(0.1)
