@@ -10,7 +10,7 @@ from chalice.app import AuthRequest, AuthResponse, Chalice, Request, Response
 from chalicelib import http, logs
 from chalicelib.bootstrap import Services, bootstrap
 from chalicelib.errors import Unauthorized
-from chalicelib.schemas import ClientCreate, ClientUpdate, parse
+from chalicelib.schemas import ClientCreate, ClientUpdate, TaskCreate, TaskUpdate, parse
 from chalicelib.settings import read_settings_now
 
 app = Chalice(app_name="notify")
@@ -97,4 +97,40 @@ def update_client(client_id: str) -> Response:
 @http.endpoint
 def delete_client(client_id: str) -> Response:
     services().clients.delete(http.path_id(client_id, "Client"))
+    return http.ok(None, status=204)
+
+
+@app.route("/api/tasks", methods=["POST"], authorizer=api_key, cors=CORS)
+@http.endpoint
+def create_task() -> Response:
+    data = parse(TaskCreate, http.json_body(_request()))
+    return http.ok(services().tasks.create(data), status=201)
+
+
+@app.route("/api/tasks", methods=["GET"], authorizer=api_key, cors=CORS)
+@http.endpoint
+def list_tasks() -> Response:
+    params = http.query(_request(), {"limit", "cursor"})
+    page = services().tasks.list(limit=http.page_limit(params), cursor=params.get("cursor"))
+    return http.ok(page)
+
+
+@app.route("/api/tasks/{task_id}", methods=["GET"], authorizer=api_key, cors=CORS)
+@http.endpoint
+def get_task(task_id: str) -> Response:
+    return http.ok(services().tasks.get(http.path_id(task_id, "Task")))
+
+
+@app.route("/api/tasks/{task_id}", methods=["POST", "PATCH"], authorizer=api_key, cors=CORS)
+@http.endpoint
+def update_task(task_id: str) -> Response:
+    target = http.path_id(task_id, "Task")
+    data = parse(TaskUpdate, http.json_body(_request()))
+    return http.ok(services().tasks.update(target, data))
+
+
+@app.route("/api/tasks/{task_id}", methods=["DELETE"], authorizer=api_key, cors=CORS)
+@http.endpoint
+def delete_task(task_id: str) -> Response:
+    services().tasks.delete(http.path_id(task_id, "Task"))
     return http.ok(None, status=204)

@@ -12,6 +12,7 @@ from chalicelib import logs
 from chalicelib.clock import Clock, system_clock
 from chalicelib.services.api_keys import ApiKeyService
 from chalicelib.services.clients import ClientService
+from chalicelib.services.tasks import TaskService
 from chalicelib.settings import Settings, get_settings
 from chalicelib.storage import models
 
@@ -22,6 +23,7 @@ class Services:
     clock: Clock
     clients: ClientService
     api_keys: ApiKeyService
+    tasks: TaskService
 
 
 def bootstrap(settings: Settings | None = None, clock: Clock = system_clock) -> Services:
@@ -33,4 +35,5 @@ def bootstrap(settings: Settings | None = None, clock: Clock = system_clock) -> 
         clock=clock,
         clients=ClientService(clock),
         api_keys=ApiKeyService(clock),
+        tasks=TaskService(clock),
     )

@@ -7,11 +7,27 @@ the one field that accepts two spellings, as SPEC.md says.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Generic, TypeVar
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Generic, Self, TypeVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from chalicelib.domain.clients import CODE_MAX, TAG_MAX, normalize_phone, validate_utc
+from chalicelib.domain.tasks import (
+    FILTER_MAX_ITEMS,
+    TEXT_MAX,
+    TaskStatus,
+    parse_hhmm,
+    parse_instant,
+)
 from chalicelib.errors import ValidationFailed
 
 Phone = Annotated[
@@ -30,6 +46,8 @@ Utc = Annotated[
 
 class RequestModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # Fields where an explicit ``null`` means something (removing an optional setting).
+    NULLABLE: ClassVar[frozenset[str]] = frozenset()
 
 
 class ClientCreate(RequestModel):
@@ -46,6 +64,107 @@ class ClientUpdate(RequestModel):
     code: Code | None = None
     tag: Tag | None = None
     utc: Utc | None = None
+
+
+def _instant(value: object) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 date-time string with an offset or Z")
+    return parse_instant(value)
+
+
+def _hhmm(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be HH:MM")
+    parse_hhmm(value)
+    return value
+
+
+Instant = Annotated[
+    datetime,
+    BeforeValidator(_instant),
+    Field(description="ISO 8601 with an offset or Z; answered in UTC with Z"),
+]
+HHMM = Annotated[str, BeforeValidator(_hhmm), Field(description="Local time HH:MM")]
+FilterCode = Annotated[str, Field(min_length=1, max_length=CODE_MAX)]
+FilterTag = Annotated[str, Field(min_length=1, max_length=TAG_MAX)]
+
+
+class TaskFilter(RequestModel):
+    """A client matches when its code is in ``codes`` (or it is empty) AND its tag is in
+    ``tags`` (or it is empty); ``{}`` targets every client."""
+
+    codes: list[FilterCode] = Field(default_factory=list, max_length=FILTER_MAX_ITEMS)
+    tags: list[FilterTag] = Field(default_factory=list, max_length=FILTER_MAX_ITEMS)
+
+
+class SendWindowIn(RequestModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
+
+    start: HHMM = Field(alias="from")
+    end: HHMM = Field(alias="to")
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Self:
+        if self.start == self.end:
+            raise ValueError("from and to must differ")
+        return self
+
+
+Text = Annotated[str, Field(min_length=1, max_length=TEXT_MAX)]
+
+
+class TaskCreate(RequestModel):
+    NULLABLE: ClassVar[frozenset[str]] = frozenset({"send_window"})
+
+    start_time: Instant
+    end_time: Instant
+    text: Text
+    filter: TaskFilter = Field(default_factory=TaskFilter)
+    send_window: SendWindowIn | None = None
+
+    @model_validator(mode="after")
+    def _end_after_start(self) -> Self:
+        if self.end_time <= self.start_time:
+            raise ValidationFailed(
+                "The request has invalid fields.", {"end_time": "must be after start_time"}
+            )
+        return self
+
+
+class TaskUpdate(RequestModel):
+    """Partial update; ``send_window: null`` removes the window."""
+
+    NULLABLE: ClassVar[frozenset[str]] = frozenset({"send_window"})
+
+    start_time: Instant | None = None
+    end_time: Instant | None = None
+    text: Text | None = None
+    filter: TaskFilter | None = None
+    send_window: SendWindowIn | None = None
+
+
+class FilterOut(BaseModel):
+    codes: list[str]
+    tags: list[str]
+
+
+class SendWindowOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+    start: str = Field(alias="from")
+    end: str = Field(alias="to")
+
+
+class TaskOut(BaseModel):
+    id: int
+    start_time: str
+    end_time: str
+    text: str
+    filter: FilterOut
+    send_window: SendWindowOut | None
+    status: TaskStatus
+    created_at: str
+    updated_at: str
 
 
 class ClientOut(BaseModel):
@@ -94,7 +213,9 @@ def parse(model: type[ModelT], payload: Any) -> ModelT:
     """Validate a decoded JSON body against ``model`` or raise ValidationFailed."""
     if not isinstance(payload, dict):
         raise ValidationFailed("The body must be a JSON object.", {"body": "must be an object"})
-    explicit_nulls = [key for key, value in payload.items() if value is None]
+    explicit_nulls = [
+        key for key, value in payload.items() if value is None and key not in model.NULLABLE
+    ]
     try:
         parsed = model.model_validate(payload)
     except ValidationError as exc:

@@ -25,6 +25,7 @@ class Settings:
     phones_table: str
     counters_table: str
     api_keys_table: str
+    tasks_table: str
     log_level: str
     # Browser origin allowed to call the API; empty keeps CORS off.
     cors_allow_origin: str | None
@@ -41,6 +42,7 @@ class Settings:
             phones_table=env.get("PHONES_TABLE", f"{prefix}-phones"),
             counters_table=env.get("COUNTERS_TABLE", f"{prefix}-counters"),
             api_keys_table=env.get("API_KEYS_TABLE", f"{prefix}-api-keys"),
+            tasks_table=env.get("TASKS_TABLE", f"{prefix}-tasks"),
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
             cors_allow_origin=env.get("CORS_ALLOW_ORIGIN") or None,
         )

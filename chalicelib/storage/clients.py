@@ -12,14 +12,14 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.errors import Conflict, NotFound
+from chalicelib.storage.ids import next_id
 from chalicelib.storage.models import (
     ClientModel,
-    CounterModel,
     PhoneModel,
     tag_key,
     transaction_connection,
 )
-from chalicelib.storage.pagination import DynamoKey, KeySchema, decode_cursor, encode_cursor
+from chalicelib.storage.pagination import KeySchema, decode_cursor, key_from, take_page
 
 CONDITIONAL_CHECK_FAILED = "ConditionalCheckFailed"
 # How often an update is re-applied when another writer changed the client meanwhile.
@@ -41,13 +41,6 @@ def _failed_items(error: TransactWriteError) -> list[bool]:
         reason is not None and reason.code == CONDITIONAL_CHECK_FAILED
         for reason in error.cancellation_reasons
     ]
-
-
-def next_id(name: str) -> int:
-    """Atomically take the next integer id for ``name`` (1, 2, 3...)."""
-    counter = CounterModel(name)
-    counter.update(actions=[CounterModel.value.add(1)])
-    return int(counter.value)
 
 
 def get(client_id: int) -> ClientModel | None:
@@ -173,15 +166,8 @@ def list_page(*, code: str | None, tag: str | None, limit: int, cursor: str | No
         start = decode_cursor(cursor, TABLE_KEY)
         results = ClientModel.scan(last_evaluated_key=start, limit=fetch)
         schema = TABLE_KEY
-    items = list(results)
-    if len(items) <= limit:
-        return ClientPage(items=items, next=None)
-    items = items[:limit]
-    return ClientPage(items=items, next=encode_cursor(_key_of(items[-1], schema)))
-
-
-def _key_of(client: ClientModel, schema: KeySchema) -> DynamoKey:
-    return {name: {kind: str(getattr(client, name))} for name, kind in schema.items()}
+    items, next_cursor = take_page(results, limit, lambda c: key_from(c, schema))
+    return ClientPage(items=items, next=next_cursor)
 
 
 def _not_found(client_id: int) -> NotFound:

@@ -8,7 +8,9 @@ Access patterns:
 - phone uniqueness: ``phones`` table keyed by phone, written in the same transaction as
   the client, so two clients can never hold one phone;
 - new ids: ``counters`` table, one atomic counter per entity;
-- API keys by the digest of their value: ``api_keys`` table.
+- API keys by the digest of their value: ``api_keys`` table;
+- a task by id: ``tasks``; the due tasks: ``open_by_start``, a sparse index of the
+  unfinished tasks sorted by start time.
 
 Table names, region and endpoint are bound at run time by :func:`configure`.
 """
@@ -20,6 +22,7 @@ from typing import Any
 
 from pynamodb.attributes import (
     BooleanAttribute,
+    ListAttribute,
     NumberAttribute,
     UnicodeAttribute,
     UTCDateTimeAttribute,
@@ -100,6 +103,46 @@ class CounterModel(Model):
     value = NumberAttribute(default=0)
 
 
+class OpenTasksByStart(GlobalSecondaryIndex["TaskModel"]):  # type: ignore[no-untyped-call]
+    """Sparse index of the tasks not yet finished, by start: the dispatcher's due query.
+
+    Only unfinished tasks carry ``open_shard``, so the index holds them alone and a
+    query for ``start_ms <= now`` reads due tasks, never the finished history.
+    """
+
+    class Meta:
+        index_name = "open_by_start"
+        projection = AllProjection()
+
+    open_shard = UnicodeAttribute(hash_key=True)
+    start_ms = NumberAttribute(range_key=True)
+
+
+OPEN_SHARD = "open"
+
+
+class TaskModel(Model):
+    class Meta(BaseMeta):
+        logical_name = "tasks"
+
+    id = NumberAttribute(hash_key=True)
+    start_time = UTCDateTimeAttribute()
+    end_time = UTCDateTimeAttribute()
+    start_ms = NumberAttribute()
+    text = UnicodeAttribute()
+    filter_codes = ListAttribute(of=UnicodeAttribute, default=list)
+    filter_tags = ListAttribute(of=UnicodeAttribute, default=list)
+    window_from = UnicodeAttribute(null=True)
+    window_to = UnicodeAttribute(null=True)
+    status = UnicodeAttribute()
+    # Present while the task is not finished (see OpenTasksByStart).
+    open_shard = UnicodeAttribute(null=True)
+    created_at = UTCDateTimeAttribute()
+    updated_at = UTCDateTimeAttribute()
+
+    open_by_start = OpenTasksByStart()
+
+
 class ApiKeyModel(Model):
     """An API key, stored only as the SHA-256 of its value.
 
@@ -118,13 +161,20 @@ class ApiKeyModel(Model):
     revoked_at = UTCDateTimeAttribute(null=True)
 
 
-MODELS: tuple[type[Model], ...] = (ClientModel, PhoneModel, CounterModel, ApiKeyModel)
+MODELS: tuple[type[Model], ...] = (
+    ClientModel,
+    PhoneModel,
+    CounterModel,
+    ApiKeyModel,
+    TaskModel,
+)
 
 _TABLE_SETTING: dict[str, str] = {
     "clients": "clients_table",
     "phones": "phones_table",
     "counters": "counters_table",
     "api_keys": "api_keys_table",
+    "tasks": "tasks_table",
 }
 
 

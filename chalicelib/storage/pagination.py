@@ -10,8 +10,9 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from itertools import islice
+from typing import Any, TypeVar
 
 from chalicelib.errors import ValidationFailed
 
@@ -36,6 +37,29 @@ def decode_cursor(cursor: str | None, schema: KeySchema) -> DynamoKey | None:
     if not _matches(key, schema):
         raise _invalid()
     return dict(key)
+
+
+T = TypeVar("T")
+
+
+def take_page(
+    results: Iterable[T], limit: int, key_of: Callable[[T], DynamoKey]
+) -> tuple[list[T], str | None]:
+    """The first ``limit`` results and the cursor after them (None on the last page).
+
+    ``results`` must be able to yield one item more than ``limit``: that extra item is
+    how a full last page is told apart from a page with more after it.
+    """
+    items = list(islice(results, limit + 1))
+    if len(items) <= limit:
+        return items, None
+    items = items[:limit]
+    return items, encode_cursor(key_of(items[-1]))
+
+
+def key_from(item: Any, schema: KeySchema) -> DynamoKey:
+    """The DynamoDB key of a model instance for the given key schema."""
+    return {name: {kind: str(getattr(item, name))} for name, kind in schema.items()}
 
 
 def _matches(key: Any, schema: KeySchema) -> bool:

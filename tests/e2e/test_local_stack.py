@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -137,6 +138,26 @@ def test_keys_guard_the_api_and_the_tool_creates_and_revokes_them(stack: Stack) 
     keys_tool(stack, "revoke", key_id)
     assert requests.get(clients, headers=mine, timeout=10).status_code == 401
     assert requests.get(clients, headers=dev, timeout=10).status_code == 200
+
+
+def test_task_validation_and_status_over_http(stack: Stack) -> None:
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {DEV_KEY}"
+    tasks = f"{stack.url}/api/tasks/"
+    now = datetime.now(UTC)
+    iso = lambda moment: moment.isoformat().replace("+00:00", "Z")  # noqa: E731
+    body = {"start_time": iso(now + timedelta(hours=1)), "end_time": iso(now), "text": "Hi"}
+    reversed_times = session.post(tasks, json=body, timeout=10)
+    assert reversed_times.status_code == 400
+    assert list(reversed_times.json()["fields"]) == ["end_time"]
+    naive = session.post(tasks, json={**body, "start_time": "2030-01-01T09:00:00"}, timeout=10)
+    assert naive.status_code == 400
+    future = {**body, "end_time": iso(now + timedelta(hours=2))}
+    created = session.post(tasks, json=future, timeout=10)
+    assert created.status_code == 201
+    assert created.json()["status"] == "scheduled"
+    due = {**future, "start_time": iso(now - timedelta(minutes=1))}
+    assert session.post(tasks, json=due, timeout=10).json()["status"] == "running"
 
 
 def test_client_directory_over_http_then_clean_stop(stack: Stack) -> None:

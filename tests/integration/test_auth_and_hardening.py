@@ -17,7 +17,7 @@ ANN = {"phone": "79001234567", "code": "900", "tag": "vip", "utc": "Europe/Mosco
 
 def protected_routes() -> list[tuple[str, str]]:
     routes = [
-        (path.replace("{client_id}", "1"), method)
+        (path.replace("{client_id}", "1").replace("{task_id}", "1"), method)
         for path, methods in app_module.app.routes.items()
         for method in methods
         if (path, method) not in PUBLIC

@@ -1,0 +1,86 @@
+"""Rules of a mailing task: its lifecycle and what may change when."""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, time
+
+from chalicelib.errors import Conflict
+
+TEXT_MAX = 4096
+FILTER_MAX_ITEMS = 100
+_HHMM_RE = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
+
+
+class TaskStatus(enum.StrEnum):
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    FINISHED = "finished"
+
+
+# While a task runs, only these may change (SPEC: task update rules).
+MUTABLE_WHILE_RUNNING = frozenset({"end_time", "send_window"})
+
+
+@dataclass(frozen=True)
+class SendWindow:
+    """Local-time window ``[start, end)``; ``start > end`` means it crosses midnight."""
+
+    start: time
+    end: time
+
+    @classmethod
+    def parse(cls, start: str, end: str) -> SendWindow:
+        return cls(parse_hhmm(start), parse_hhmm(end))
+
+
+def parse_hhmm(value: str) -> time:
+    match = _HHMM_RE.fullmatch(value)
+    if not match:
+        raise ValueError("must be HH:MM (00:00 to 23:59)")
+    return time(int(match.group(1)), int(match.group(2)))
+
+
+def parse_instant(value: str) -> datetime:
+    """ISO 8601 with an offset or ``Z`` -> aware UTC datetime; naive times are refused."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be an ISO 8601 date-time such as 2026-12-01T09:00:00Z") from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise ValueError("must include a time zone offset or Z")
+    return parsed.astimezone(UTC)
+
+
+def format_instant(value: datetime) -> str:
+    """UTC with ``Z``, to the second unless the value carries a fraction."""
+    text = value.astimezone(UTC).isoformat()
+    return text.replace("+00:00", "Z")
+
+
+def effective_status(
+    stored: TaskStatus, start: datetime, end: datetime, now: datetime
+) -> TaskStatus:
+    """What the task is now, even if the schedule has not ticked since its start or end."""
+    if stored is TaskStatus.FINISHED or now >= end:
+        return TaskStatus.FINISHED
+    if now >= start:
+        return TaskStatus.RUNNING
+    return TaskStatus.SCHEDULED
+
+
+def check_update_allowed(status: TaskStatus, changed: Iterable[str]) -> None:
+    """Raise Conflict when the lifecycle forbids changing these fields now."""
+    changed = set(changed)
+    if status is TaskStatus.FINISHED:
+        raise Conflict("The task has finished; it can no longer change.")
+    if status is TaskStatus.RUNNING:
+        frozen = sorted(changed - MUTABLE_WHILE_RUNNING)
+        if frozen:
+            raise Conflict(
+                "The task is running: only end_time and send_window may change "
+                f"(refused: {', '.join(frozen)})."
+            )
