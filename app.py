@@ -5,20 +5,43 @@ Everything else lives in ``chalicelib``; see ``chalicelib/bootstrap.py`` for the
 
 from __future__ import annotations
 
-from chalice.app import AuthRequest, AuthResponse, Chalice, Request, Response
+from typing import Any
+
+from chalice.app import (
+    AuthRequest,
+    AuthResponse,
+    Chalice,
+    CloudWatchEvent,
+    Rate,
+    Request,
+    Response,
+    SQSEvent,
+)
 
 from chalicelib import http, logs
 from chalicelib.bootstrap import Services, bootstrap
 from chalicelib.errors import Unauthorized
-from chalicelib.schemas import ClientCreate, ClientUpdate, TaskCreate, TaskUpdate, parse
+from chalicelib.schemas import (
+    ClientCreate,
+    ClientUpdate,
+    ProcessReport,
+    TaskCreate,
+    TaskUpdate,
+    parse,
+)
+from chalicelib.services.sending import records_from_event
 from chalicelib.settings import read_settings_now
 
 app = Chalice(app_name="notify")
 logs.configure()  # JSON from the first line; bootstrap() applies the configured level
 http.install(app)
 
-# Route CORS is fixed when the app loads (`chalice package` loads it with the stage's env).
-CORS = http.cors_config(read_settings_now().cors_allow_origin)
+# Fixed when the app loads (`chalice package` loads it with the stage's environment):
+# route CORS and the queue the sender consumes.
+_LOAD_SETTINGS = read_settings_now()
+CORS = http.cors_config(_LOAD_SETTINGS.cors_allow_origin)
+SEND_QUEUE = _LOAD_SETTINGS.send_queue
+SEND_BATCH_SIZE = 10
 
 _services: Services | None = None
 
@@ -100,6 +123,18 @@ def delete_client(client_id: str) -> Response:
     return http.ok(None, status=204)
 
 
+@app.route("/api/tasks/process", methods=["POST"], authorizer=api_key, cors=CORS)
+@http.endpoint
+def process_due_tasks() -> Response:
+    """SPEC 31: what the schedule does, now; answers before any message is sent."""
+    wired = services()
+    report = wired.dispatcher.dispatch_due(wired.settings.api_dispatch_budget_seconds)
+    return http.ok(
+        ProcessReport(tasks=report.tasks, enqueued=report.enqueued, finished=report.finished),
+        status=202,
+    )
+
+
 @app.route("/api/tasks", methods=["POST"], authorizer=api_key, cors=CORS)
 @http.endpoint
 def create_task() -> Response:
@@ -134,3 +169,18 @@ def update_task(task_id: str) -> Response:
 def delete_task(task_id: str) -> Response:
     services().tasks.delete(http.path_id(task_id, "Task"))
     return http.ok(None, status=204)
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def dispatch(event: CloudWatchEvent) -> None:
+    """Every minute: start due tasks, continue their fan-out, expire and finish them."""
+    wired = services()
+    wired.dispatcher.dispatch_due(wired.settings.dispatch_budget_seconds)
+
+
+@app.on_sqs_message(queue=SEND_QUEUE, batch_size=SEND_BATCH_SIZE)
+def send(event: SQSEvent) -> dict[str, Any]:
+    """Send jobs; a job that fails is reported alone (partial batch response)."""
+    records = records_from_event(record.to_dict() for record in event)
+    result = services().sender.handle(records)
+    return {"batchItemFailures": [{"itemIdentifier": rid} for rid in result.failed_record_ids]}

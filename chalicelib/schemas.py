@@ -167,6 +167,12 @@ class TaskOut(BaseModel):
     updated_at: str
 
 
+class ProcessReport(BaseModel):
+    tasks: int = Field(description="Due tasks looked at")
+    enqueued: int = Field(description="Send jobs queued by this call")
+    finished: int = Field(description="Tasks that finished during this call")
+
+
 class ClientOut(BaseModel):
     id: int
     phone: str

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 DEFAULT_SENDER_URL = "https://probe.fbrq.cloud/v1"
 
@@ -26,9 +26,33 @@ class Settings:
     counters_table: str
     api_keys_table: str
     tasks_table: str
+    messages_table: str
+    send_queue: str
     log_level: str
     # Browser origin allowed to call the API; empty keeps CORS off.
     cors_allow_origin: str | None
+    # The external send API (SPEC: provider). The token is a secret: never logged.
+    sender_url: str
+    sender_token: str = field(repr=False)
+    provider_connect_timeout: float = 3.05
+    provider_read_timeout: float = 10.0
+    # Sending: attempts per message, backoff between them, and the claim lease that
+    # keeps two deliveries of one job from calling the provider together.
+    max_attempts: int = 6
+    retry_base_seconds: float = 15.0
+    retry_cap_seconds: float = 900.0
+    lease_seconds: int = 60
+    # SQS holds a job back at most 15 minutes; 0 turns delays off (tests on a frozen clock).
+    queue_max_delay_seconds: int = 900
+    # Fan-out: clients per page, how far the queue may run ahead of the senders, and how
+    # long one dispatcher run (schedule) or one API-triggered start may take.
+    fanout_page_size: int = 99
+    queue_ahead_limit: int = 1000
+    dispatch_budget_seconds: float = 240.0
+    api_dispatch_budget_seconds: float = 3.0
+    # DELETE waits this long after marking a task deleted, so that no sender that read
+    # the task just before can still begin a provider call after the answer.
+    delete_grace_seconds: float = 1.5
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -43,8 +67,24 @@ class Settings:
             counters_table=env.get("COUNTERS_TABLE", f"{prefix}-counters"),
             api_keys_table=env.get("API_KEYS_TABLE", f"{prefix}-api-keys"),
             tasks_table=env.get("TASKS_TABLE", f"{prefix}-tasks"),
+            messages_table=env.get("MESSAGES_TABLE", f"{prefix}-messages"),
+            send_queue=env.get("SEND_QUEUE", f"{prefix}-send"),
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
             cors_allow_origin=env.get("CORS_ALLOW_ORIGIN") or None,
+            sender_url=(env.get("SENDER_URL") or DEFAULT_SENDER_URL).rstrip("/"),
+            sender_token=env.get("SENDER_TOKEN", ""),
+            provider_connect_timeout=float(env.get("PROVIDER_CONNECT_TIMEOUT", "3.05")),
+            provider_read_timeout=float(env.get("PROVIDER_READ_TIMEOUT", "10")),
+            max_attempts=int(env.get("MAX_ATTEMPTS", "6")),
+            retry_base_seconds=float(env.get("RETRY_BASE_SECONDS", "15")),
+            retry_cap_seconds=float(env.get("RETRY_CAP_SECONDS", "900")),
+            lease_seconds=int(env.get("LEASE_SECONDS", "60")),
+            queue_max_delay_seconds=int(env.get("QUEUE_MAX_DELAY_SECONDS", "900")),
+            fanout_page_size=int(env.get("FANOUT_PAGE_SIZE", "99")),
+            queue_ahead_limit=int(env.get("QUEUE_AHEAD_LIMIT", "1000")),
+            dispatch_budget_seconds=float(env.get("DISPATCH_BUDGET_SECONDS", "240")),
+            api_dispatch_budget_seconds=float(env.get("API_DISPATCH_BUDGET_SECONDS", "3")),
+            delete_grace_seconds=float(env.get("DELETE_GRACE_SECONDS", "1.5")),
         )
 
 

@@ -1,13 +1,17 @@
 """``make run``: the whole service on one machine, offline.
 
-Parts, in start order: the AWS emulator (moto server on loopback), the DynamoDB tables
-(created from the PynamoDB models when absent) and a development API key, and the HTTP
-API (Chalice's local server, see ``local/api_server.py``). Ctrl-C or SIGTERM stops them
-all.
+Parts, in start order: the AWS emulator (moto server on loopback); the DynamoDB tables,
+the send queue and its dead-letter queue (created when absent) and a development API
+key; the fake provider (unless ``SENDER_URL`` is set); the HTTP API (Chalice's local
+server, see ``local/api_server.py``); the schedule firing the dispatcher every
+``TICK_SECONDS``; and the queue pollers feeding the sender (``local/lambda_runner.py``).
+Ctrl-C or SIGTERM stops them all.
 
 Environment: ``PORT`` (API port, default 8000), ``MOTO_PORT`` (emulator port, default a
 free one), ``API_KEY`` (the development key to accept; generated when unset),
-``LOG_LEVEL``.
+``SENDER_URL`` and ``SENDER_TOKEN`` (the provider; the fake one when unset),
+``TICK_SECONDS`` (default 5), ``SENDER_CONCURRENCY`` (queue pollers, default 4),
+``FAKE_PROVIDER_LATENCY_MS`` and ``FAKE_PROVIDER_FAILURE_RATE``, ``LOG_LEVEL``.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from collections.abc import Mapping
 
 from chalicelib.bootstrap import bootstrap
 from chalicelib.services.api_keys import KEY_PREFIX
-from chalicelib.storage import models
+from local.fake_provider import FakeProvider, FakeProviderState
+from local.lambda_runner import QueueRunner, ScheduleRunner
+from local.resources import ensure_resources
 from local.supervisor import ROOT, ChildProcess, Part, Supervisor, free_port
 
 STAGE = "local"
@@ -37,16 +43,16 @@ def stage_environment(stage: str = STAGE) -> dict[str, str]:
 
 
 class Bootstrap:
-    """Creates the tables and registers the development key; nothing runs afterwards."""
+    """Creates tables and queues, registers the development key; then has nothing to run."""
 
-    name = "tables and development key"
+    name = "tables, queues and development key"
 
     def __init__(self, api_key: str) -> None:
         self.api_key = api_key
 
     def start(self) -> None:
         services = bootstrap()
-        created = models.create_tables()
+        created = ensure_resources(services)
         print(f"[bootstrap] tables created: {', '.join(created) or 'none (all present)'}")
         services.api_keys.ensure("development", self.api_key)
 
@@ -84,8 +90,20 @@ def main() -> int:
     emulator_url = f"http://127.0.0.1:{moto_port}"
     api_url = f"http://127.0.0.1:{api_port}"
     api_key = os.environ.get("API_KEY") or KEY_PREFIX + secrets.token_urlsafe(24)
+    tick = float(os.environ.get("TICK_SECONDS") or 5)
+    concurrency = int(os.environ.get("SENDER_CONCURRENCY") or 4)
     env = build_environment(os.environ, emulator_url)
     env.pop("API_KEY", None)  # the key lives in the table, not in the children's env
+    provider: FakeProvider | None = None
+    if not os.environ.get("SENDER_URL"):
+        provider = FakeProvider(
+            state=FakeProviderState(
+                latency_ms=float(os.environ.get("FAKE_PROVIDER_LATENCY_MS") or 0),
+                failure_rate=float(os.environ.get("FAKE_PROVIDER_FAILURE_RATE") or 0),
+                token=env.setdefault("SENDER_TOKEN", "local-sender-token"),
+            )
+        )
+        env["SENDER_URL"] = provider.url
     # In-process parts read the same settings as the children.
     os.environ.clear()
     os.environ.update(env)
@@ -100,6 +118,7 @@ def main() -> int:
             log_file=LOG_DIR / "emulator.log",
         ),
         Bootstrap(api_key),
+        *([provider] if provider else []),
         ChildProcess(
             "http api (chalice local server)",
             [
@@ -116,6 +135,8 @@ def main() -> int:
             env,
             ready_url=f"{api_url}/api/health",
         ),
+        ScheduleRunner(tick_seconds=tick),
+        QueueRunner(concurrency=concurrency),
     ]
 
     def ready() -> None:
@@ -132,6 +153,9 @@ def main() -> int:
                     f"  try          curl -H 'Authorization: Bearer {api_key}' \\",
                     f"                    {api_url}/api/clients/",
                     f"  AWS emulator {emulator_url} (log: {LOG_DIR / 'emulator.log'})",
+                    f"  provider     {env['SENDER_URL']}"
+                    + (" (built-in fake: GET /calls lists the sends)" if provider else ""),
+                    f"  schedule     every {tick:g}s; {concurrency} queue pollers",
                     "",
                 ]
             ),

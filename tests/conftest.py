@@ -15,8 +15,9 @@ from moto import mock_aws
 import app as app_module
 from chalicelib.bootstrap import bootstrap
 from chalicelib.settings import reset_settings
-from chalicelib.storage import models
+from local.fake_provider import FakeProvider, FakeProviderState
 from local.gateway import SpecLocalGateway
+from local.resources import ensure_resources
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGE = "local"
@@ -54,11 +55,42 @@ def clock() -> FrozenClock:
     return FrozenClock(datetime(2026, 11, 28, 12, 0, tzinfo=UTC))
 
 
+SENDER_TOKEN = "test-sender-token"
+# Test-only settings: no SQS delays (the clock is frozen; jobs carry their own
+# not-before time), no delete grace, small fan-out pages, a short provider timeout.
+TEST_SETTINGS = {
+    "QUEUE_MAX_DELAY_SECONDS": "0",
+    "DELETE_GRACE_SECONDS": "0",
+    "FANOUT_PAGE_SIZE": "5",
+    "PROVIDER_READ_TIMEOUT": "0.5",
+    "PROVIDER_CONNECT_TIMEOUT": "0.5",
+    "MAX_ATTEMPTS": "4",
+    "SENDER_TOKEN": SENDER_TOKEN,
+}
+
+
+@pytest.fixture(scope="session")
+def fake_provider() -> Iterator[FakeProvider]:
+    provider = FakeProvider(state=FakeProviderState(token=SENDER_TOKEN), quiet=True)
+    provider.start()
+    yield provider
+    provider.stop()
+
+
 @pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def provider(fake_provider: FakeProvider) -> FakeProviderState:
+    """The fake provider's state, fresh for each test."""
+    fake_provider.state.reset()
+    fake_provider.state.timeout_sleep_s = 1.0
+    return fake_provider.state
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, fake_provider: FakeProvider) -> Iterator[None]:
     """The local stage's environment with fake credentials and no real endpoint."""
-    for key, value in stage_environment().items():
+    for key, value in {**stage_environment(), **TEST_SETTINGS}.items():
         monkeypatch.setenv(key, value)
+    monkeypatch.setenv("SENDER_URL", fake_provider.url)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
@@ -75,7 +107,7 @@ def services(aws_env: None, clock: FrozenClock) -> Iterator[Any]:
     """Services wired on moto with the frozen clock, tables created, used by the app."""
     with mock_aws():
         wired = bootstrap(clock=clock)
-        models.create_tables()
+        ensure_resources(wired)
         app_module.use_services(wired)
         try:
             yield wired

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -88,9 +90,33 @@ _API_FIELD = {
 }
 
 
+def _no_start(task_id: int) -> None:
+    return None
+
+
 class TaskService:
-    def __init__(self, clock: Clock) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        on_due: Callable[[int], None] = _no_start,
+        sleep: Callable[[float], None] = time.sleep,
+        delete_grace_seconds: float = 0.0,
+    ) -> None:
         self._clock = clock
+        self._on_due = on_due
+        self._sleep = sleep
+        self._delete_grace = delete_grace_seconds
+
+    def _start_if_due(self, task: TaskModel, now: datetime) -> None:
+        """SPEC rule 1: a due task starts at once, not at the next schedule tick."""
+        if task_status(task, now) is not TaskStatus.RUNNING:
+            return
+        try:
+            self._on_due(int(task.id))
+        except Exception:
+            # The answer does not depend on it: the schedule resumes the fan-out.
+            log.exception("immediate start failed; the schedule will resume it")
 
     def create(self, data: TaskCreate) -> TaskOut:
         now = self._clock()
@@ -112,6 +138,7 @@ class TaskService:
         )
         with logs.bind(task_id=int(task.id)):
             log.info("task created", extra={"status": status.value})
+            self._start_if_due(task, now)
         return to_out(task, now)
 
     def get(self, task_id: int) -> TaskOut:
@@ -133,6 +160,7 @@ class TaskService:
                 continue  # changed meanwhile: re-read and apply the rules again
             with logs.bind(task_id=task_id):
                 log.info("task updated", extra={"changed": sorted(changes), "status": status})
+                self._start_if_due(task, now)
             return to_out(task, now)
         raise Conflict("The task was changed by another request; try again.")
 
@@ -153,7 +181,10 @@ class TaskService:
             )
 
     def delete(self, task_id: int) -> None:
-        store.delete(task_id)
+        store.mark_deleted(task_id, now=self._clock())
+        # Senders re-read the task at most MAX_CHECK_AGE before each call: once this
+        # grace has passed, none can begin a call for the task (SPEC rule 8).
+        self._sleep(self._delete_grace)
         with logs.bind(task_id=task_id):
             log.info("task deleted")
 

@@ -10,7 +10,9 @@ Access patterns:
 - new ids: ``counters`` table, one atomic counter per entity;
 - API keys by the digest of their value: ``api_keys`` table;
 - a task by id: ``tasks``; the due tasks: ``open_by_start``, a sparse index of the
-  unfinished tasks sorted by start time.
+  unfinished tasks sorted by start time; message counts live on the task item;
+- a message by (task, client): ``messages``; a task's messages with a status:
+  ``by_task_status``.
 
 Table names, region and endpoint are bound at run time by :func:`configure`.
 """
@@ -96,11 +98,22 @@ class PhoneModel(Model):
 
 
 class CounterModel(Model):
+    """Atomic counters: id sequences (``value``) and message counts by status.
+
+    A task's message counts are split over a few shard items (``task#<id>#<shard>``)
+    so concurrent senders do not all contend for one item; the stats add them up.
+    """
+
     class Meta(BaseMeta):
         logical_name = "counters"
 
     name = UnicodeAttribute(hash_key=True)
     value = NumberAttribute(default=0)
+    total = NumberAttribute(null=True)
+    pending = NumberAttribute(null=True)
+    sent = NumberAttribute(null=True)
+    failed = NumberAttribute(null=True)
+    expired = NumberAttribute(null=True)
 
 
 class OpenTasksByStart(GlobalSecondaryIndex["TaskModel"]):  # type: ignore[no-untyped-call]
@@ -135,12 +148,57 @@ class TaskModel(Model):
     window_from = UnicodeAttribute(null=True)
     window_to = UnicodeAttribute(null=True)
     status = UnicodeAttribute()
+    end_ms = NumberAttribute()
     # Present while the task is not finished (see OpenTasksByStart).
     open_shard = UnicodeAttribute(null=True)
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
+    # Deleted tasks stay as tombstones so that in-flight senders see the deletion.
+    deleted = BooleanAttribute(default=False)
+    # Fan-out checkpoint: which audience partition, and where in it, comes next.
+    fanout_part = NumberAttribute(default=0)
+    fanout_cursor = UnicodeAttribute(null=True)
+    fanout_done = BooleanAttribute(default=False)
+    # When sending really began (first page enqueued), for the dispatch-lag metric.
+    fanout_started_at = UTCDateTimeAttribute(null=True)
 
     open_by_start = OpenTasksByStart()
+
+
+def live_task_condition() -> Any:
+    """A task that has not been deleted (older items may lack the flag)."""
+    return TaskModel.deleted.does_not_exist() | (TaskModel.deleted == False)  # noqa: E712
+
+
+class MessagesByStatus(GlobalSecondaryIndex["MessageModel"]):  # type: ignore[no-untyped-call]
+    """A task's messages with one status: the stats filter and the expiry sweep."""
+
+    class Meta:
+        index_name = "by_task_status"
+        projection = AllProjection()
+
+    task_id = NumberAttribute(hash_key=True)
+    status = UnicodeAttribute(range_key=True)
+
+
+class MessageModel(Model):
+    """One message per (task, client): the key itself forbids a second one."""
+
+    class Meta(BaseMeta):
+        logical_name = "messages"
+
+    task_id = NumberAttribute(hash_key=True)
+    client_id = NumberAttribute(range_key=True)
+    id = NumberAttribute()
+    status = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute()
+    sent_at = UTCDateTimeAttribute(null=True)
+    attempts = NumberAttribute(default=0)
+    last_error = UnicodeAttribute(null=True)
+    # Set while a sender holds the message for a provider call (epoch ms).
+    lease_until = NumberAttribute(null=True)
+
+    by_task_status = MessagesByStatus()
 
 
 class ApiKeyModel(Model):
@@ -167,6 +225,7 @@ MODELS: tuple[type[Model], ...] = (
     CounterModel,
     ApiKeyModel,
     TaskModel,
+    MessageModel,
 )
 
 _TABLE_SETTING: dict[str, str] = {
@@ -175,6 +234,7 @@ _TABLE_SETTING: dict[str, str] = {
     "counters": "counters_table",
     "api_keys": "api_keys_table",
     "tasks": "tasks_table",
+    "messages": "messages_table",
 }
 
 

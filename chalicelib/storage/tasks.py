@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pynamodb.exceptions import DeleteError, PutError, UpdateError
+from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.expressions.update import Action
 
 from chalicelib.domain.tasks import TaskStatus
 from chalicelib.errors import NotFound
 from chalicelib.storage.ids import next_id
-from chalicelib.storage.models import OPEN_SHARD, TaskModel
+from chalicelib.storage.models import OPEN_SHARD, TaskModel, live_task_condition
 from chalicelib.storage.pagination import KeySchema, decode_cursor, key_from, take_page
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
@@ -49,6 +50,7 @@ def create(
         start_time=start_time,
         end_time=end_time,
         start_ms=epoch_ms(start_time),
+        end_ms=epoch_ms(end_time),
         text=text,
         filter_codes=codes,
         filter_tags=tags,
@@ -69,10 +71,12 @@ def create(
 
 
 def get(task_id: int) -> TaskModel | None:
+    """The task, or None if it never existed or was deleted."""
     try:
-        return TaskModel.get(task_id, consistent_read=True)
+        task = TaskModel.get(task_id, consistent_read=True)
     except TaskModel.DoesNotExist:
         return None
+    return None if task.deleted else task
 
 
 def require(task_id: int) -> TaskModel:
@@ -84,17 +88,21 @@ def require(task_id: int) -> TaskModel:
 
 def update(task: TaskModel, changes: Mapping[str, Any], *, now: datetime) -> TaskModel:
     """Write ``changes`` if nobody changed the task since ``task`` was read."""
-    actions = []
+    actions: list[Action] = []
     for name, value in changes.items():
         attribute = getattr(TaskModel, name)
         actions.append(attribute.remove() if value is None else attribute.set(value))
     if "start_time" in changes:
         actions.append(TaskModel.start_ms.set(epoch_ms(changes["start_time"])))
+    if "end_time" in changes:
+        actions.append(TaskModel.end_ms.set(epoch_ms(changes["end_time"])))
     actions.append(TaskModel.updated_at.set(now))
     try:
         task.update(
             actions=actions,
-            condition=TaskModel.id.exists() & (TaskModel.updated_at == task.updated_at),
+            condition=TaskModel.id.exists()
+            & live_task_condition()
+            & (TaskModel.updated_at == task.updated_at),
         )
     except UpdateError as error:
         if error.cause_response_code == CONDITION_FAILED:
@@ -109,13 +117,53 @@ def set_status(task: TaskModel, status: TaskStatus, *, now: datetime) -> TaskMod
     return update(task, {"status": status.value, "open_shard": shard}, now=now)
 
 
-def delete(task_id: int) -> None:
+def mark_deleted(task_id: int, *, now: datetime) -> None:
+    """Leave a tombstone: senders reading the task see it gone; it leaves the due index."""
     try:
-        TaskModel(task_id).delete(condition=TaskModel.id.exists())
-    except DeleteError as error:
+        TaskModel(task_id).update(
+            actions=[
+                TaskModel.deleted.set(True),
+                TaskModel.open_shard.remove(),
+                TaskModel.updated_at.set(now),
+            ],
+            condition=TaskModel.id.exists() & live_task_condition(),
+        )
+    except UpdateError as error:
         if error.cause_response_code == CONDITION_FAILED:
             raise NotFound(f"Task {task_id} does not exist.") from None
         raise
+
+
+def advance_fanout(
+    task: TaskModel, *, part: int, cursor: str | None, done: bool, now: datetime
+) -> TaskModel:
+    """Move the fan-out checkpoint from where ``task`` had it (conditional: no gap,
+    no repeat if two dispatchers race); ``updated_at`` is left alone so edits of a
+    running task do not collide with the fan-out."""
+    at_cursor = (
+        TaskModel.fanout_cursor.does_not_exist()
+        if task.fanout_cursor is None
+        else TaskModel.fanout_cursor == task.fanout_cursor
+    )
+    actions: list[Action] = [
+        TaskModel.fanout_part.set(part),
+        TaskModel.fanout_cursor.remove() if cursor is None else TaskModel.fanout_cursor.set(cursor),
+        TaskModel.fanout_done.set(done),
+    ]
+    if task.fanout_started_at is None:
+        actions.append(TaskModel.fanout_started_at.set(now))
+    try:
+        task.update(
+            actions=actions,
+            condition=live_task_condition()
+            & (TaskModel.fanout_part == task.fanout_part)
+            & at_cursor,
+        )
+    except UpdateError as error:
+        if error.cause_response_code == CONDITION_FAILED:
+            raise StaleTask from None
+        raise
+    return task
 
 
 def find_due(now: datetime) -> Iterator[TaskModel]:
@@ -129,6 +177,8 @@ def find_due(now: datetime) -> Iterator[TaskModel]:
 def list_page(*, limit: int, cursor: str | None) -> TaskPage:
     # Listing every task is the point of this call, so a paged scan is the right tool.
     start = decode_cursor(cursor, TABLE_KEY)
-    results = TaskModel.scan(last_evaluated_key=start, limit=limit + 1)
+    results = TaskModel.scan(
+        filter_condition=live_task_condition(), last_evaluated_key=start, limit=limit + 1
+    )
     items, next_cursor = take_page(results, limit, lambda t: key_from(t, TABLE_KEY))
     return TaskPage(items=items, next=next_cursor)

@@ -201,6 +201,9 @@ def test_update_that_puts_end_before_start_names_the_field(api: Api) -> None:
 
 
 def test_running_task_refuses_text_change_and_accepts_new_end(api: Api, clock: FrozenClock) -> None:
+    # One matching client keeps the task running (an empty audience finishes at once).
+    client = {"phone": "79001234567", "code": "900", "tag": "vip", "utc": "UTC"}
+    assert api.post("/api/clients/", client).status_code == 201
     task = create(api, FUTURE)
     clock.advance(hours=1, minutes=30)
     path = f"/api/tasks/{task['id']}"
@@ -221,7 +224,7 @@ def test_running_task_refuses_text_change_and_accepts_new_end(api: Api, clock: F
     assert response.status_code == 200
     assert response.json_body["end_time"] == "2026-11-28T18:00:00Z"
     window = api.patch(path, {"send_window": {"from": "08:00", "to": "22:00"}})
-    assert window.status_code == 200
+    assert window.status_code == 200, window.body
     # sending the unchanged fields back is not a change
     same = api.patch(path, {"text": task["text"], "end_time": "2026-11-28T18:00:00Z"})
     assert same.status_code == 200
@@ -262,6 +265,9 @@ def test_stored_finished_status_wins_over_the_clock(api: Api, services: Any) -> 
 def test_due_tasks_come_from_the_sparse_index_without_a_scan(
     api: Api, services: Any, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # One matching client keeps due tasks open (an empty audience finishes at once).
+    client = {"phone": "79001234567", "code": "900", "tag": "vip", "utc": "UTC"}
+    assert api.post("/api/clients/", client).status_code == 201
     finished = [create(api, DUE)["id"] for _ in range(30)]
     for task_id in finished:
         task_store.set_status(task_store.require(task_id), TaskStatus.FINISHED, now=clock())

@@ -1,0 +1,109 @@
+"""The send-job queue on SQS: the job format and batched, retried sends."""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from chalicelib import logs
+from chalicelib.settings import Settings
+
+log = logs.get_logger("queue")
+
+SQS_BATCH = 10
+SEND_ATTEMPTS = 4
+JOB_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SendJob:
+    """One message to send. Phone and zone are copied from the client at fan-out."""
+
+    message_id: int
+    task_id: int
+    client_id: int
+    phone: str
+    utc: str
+    attempt: int = 0  # provider attempts already made
+    not_before_ms: int | None = None  # not to be sent before (retry backoff, send window)
+
+    def to_body(self) -> str:
+        return json.dumps({"v": JOB_VERSION, **asdict(self)}, separators=(",", ":"))
+
+    @classmethod
+    def from_body(cls, body: str) -> SendJob:
+        """Parse a job; ValueError for anything this code did not write."""
+        data = json.loads(body)
+        if not isinstance(data, dict) or data.pop("v", None) != JOB_VERSION:
+            raise ValueError("not a send job")
+        try:
+            job = cls(**data)
+        except TypeError as error:
+            raise ValueError(f"bad send job: {error}") from None
+        ints = (job.message_id, job.task_id, job.client_id, job.attempt)
+        if not all(type(value) is int for value in ints) or not isinstance(job.phone, str):
+            raise ValueError("bad send job field types")
+        return job
+
+    def retried(self, attempt: int, not_before_ms: int) -> SendJob:
+        return SendJob(**{**asdict(self), "attempt": attempt, "not_before_ms": not_before_ms})
+
+
+@functools.cache
+def _client(region: str, endpoint: str | None) -> Any:
+    config = Config(
+        connect_timeout=3, read_timeout=10, retries={"max_attempts": 4, "mode": "standard"}
+    )
+    return boto3.client("sqs", region_name=region, endpoint_url=endpoint, config=config)
+
+
+class SendQueue:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._url: str | None = None
+
+    @property
+    def client(self) -> Any:
+        return _client(self._settings.aws_region, self._settings.aws_endpoint_url)
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            self._url = self.client.get_queue_url(QueueName=self._settings.send_queue)["QueueUrl"]
+        return self._url
+
+    def send(self, jobs: Sequence[SendJob], delay_seconds: float = 0) -> None:
+        """Enqueue jobs in batches of ten; failed entries are retried, then raised."""
+        delay = int(min(max(delay_seconds, 0), self._settings.queue_max_delay_seconds))
+        for start in range(0, len(jobs), SQS_BATCH):
+            batch = {str(i): job for i, job in enumerate(jobs[start : start + SQS_BATCH])}
+            for attempt in range(SEND_ATTEMPTS):
+                entries = [
+                    {"Id": key, "MessageBody": job.to_body(), "DelaySeconds": delay}
+                    for key, job in batch.items()
+                ]
+                answer = self.client.send_message_batch(QueueUrl=self.url, Entries=entries)
+                failed = {entry["Id"] for entry in answer.get("Failed", [])}
+                batch = {key: job for key, job in batch.items() if key in failed}
+                if not batch:
+                    break
+                time.sleep(0.05 * 2**attempt)
+            if batch:
+                raise RuntimeError(f"SQS refused {len(batch)} send jobs")
+
+    def depth(self) -> int:
+        """Jobs waiting to be received (visible and delayed), not those being handled."""
+        attributes = self.client.get_queue_attributes(
+            QueueUrl=self.url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"],
+        )["Attributes"]
+        return int(attributes.get("ApproximateNumberOfMessages", 0)) + int(
+            attributes.get("ApproximateNumberOfMessagesDelayed", 0)
+        )

@@ -1,0 +1,253 @@
+"""The sender: turns send jobs from the queue into provider calls and final statuses.
+
+For each batch: parse the jobs, read their tasks and messages (consistently) right
+before calling, then call the provider for every message still pending, in parallel,
+and record each outcome with a conditional transition. What it guarantees:
+
+- no call for a deleted task, at or after the task's end, or for a message that is no
+  longer pending (a duplicate delivery finds it final and calls nothing);
+- one job's trouble never touches the others: retryable failures go back to the queue
+  with exponential backoff and jitter, up to ``max_attempts``; an unreadable job is
+  reported as a batch item failure and ends in the dead-letter queue;
+- a crash between the provider's answer and the status write at worst calls again
+  with the same ``msgId``, which the provider de-duplicates.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from chalicelib import logs
+from chalicelib.clock import Clock
+from chalicelib.domain.clients import parse_utc
+from chalicelib.domain.messages import MessageStatus, RetryPolicy
+from chalicelib.domain.provider import Outcome
+from chalicelib.domain.tasks import SendWindow
+from chalicelib.domain.windows import next_opening
+from chalicelib.provider import Provider
+from chalicelib.queue import SendJob, SendQueue
+from chalicelib.storage import messages as message_store
+from chalicelib.storage import tasks as task_store
+from chalicelib.storage.models import TaskModel
+
+log = logs.get_logger("sender")
+
+# A task read older than this is read again before a provider call.
+MAX_CHECK_AGE = timedelta(seconds=1)
+MAX_PARALLEL_CALLS = 10
+
+
+@dataclass(frozen=True)
+class Record:
+    """One SQS record: its id (for batchItemFailures) and body."""
+
+    record_id: str
+    body: str
+
+
+@dataclass
+class BatchResult:
+    failed_record_ids: list[str] = field(default_factory=list)
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    def count(self, outcome: str) -> None:
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+
+
+@dataclass
+class _Work:
+    record: Record
+    job: SendJob
+    task: TaskModel
+    read_at: datetime
+
+
+class Sender:
+    def __init__(
+        self,
+        clock: Clock,
+        queue: SendQueue,
+        provider: Provider,
+        policy: RetryPolicy,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._clock = clock
+        self._queue = queue
+        self._provider = provider
+        self._policy = policy
+        self._rng = rng or random.Random()  # noqa: S311 - backoff jitter
+
+    def handle(self, records: Sequence[Record]) -> BatchResult:
+        result = BatchResult()
+        jobs: dict[int, tuple[Record, SendJob]] = {}
+        for record in records:
+            try:
+                job = SendJob.from_body(record.body)
+            except ValueError as error:
+                log.error(
+                    "unreadable send job",
+                    extra={"record_id": record.record_id, "error": str(error)},
+                )
+                result.failed_record_ids.append(record.record_id)
+                result.count("poison")
+                continue
+            if job.message_id in jobs:
+                result.count("duplicate")  # the same job twice in one batch: one is enough
+                continue
+            jobs[job.message_id] = (record, job)
+        if not jobs:
+            return result
+
+        try:
+            work = self._select(list(jobs.values()), result)
+        except Exception:
+            log.exception("could not read tasks and messages; the batch will be retried")
+            result.failed_record_ids += [record.record_id for record, _ in jobs.values()]
+            return result
+
+        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_CALLS, max(len(work), 1))) as pool:
+            for item, outcome in zip(work, pool.map(self._send_one, work), strict=True):
+                if outcome is None:
+                    result.failed_record_ids.append(item.record.record_id)
+                    result.count("error")
+                else:
+                    result.count(outcome)
+        log.info("send batch", extra={"records": len(records), "outcomes": result.outcomes})
+        return result
+
+    # --- before the calls -------------------------------------------------------------
+
+    def _select(self, jobs: list[tuple[Record, SendJob]], result: BatchResult) -> list[_Work]:
+        """Drop what must not be sent, defer what is early; return what to send now."""
+        now = self._clock()
+        tasks: dict[int, TaskModel | None] = {}
+        for task_id in {job.task_id for _, job in jobs}:
+            tasks[task_id] = task_store.get(task_id)
+        messages: dict[tuple[int, int], str] = {}
+        for task_id in tasks:
+            client_ids = [job.client_id for _, job in jobs if job.task_id == task_id]
+            for client_id, message in message_store.get_many(task_id, client_ids).items():
+                messages[(task_id, client_id)] = message.status
+        read_at = self._clock()
+
+        work: list[_Work] = []
+        for record, job in jobs:
+            with logs.bind(task_id=job.task_id, message_id=job.message_id, client_id=job.client_id):
+                task = tasks[job.task_id]
+                status = messages.get((job.task_id, job.client_id))
+                if task is None:
+                    log.info("job dropped: task deleted")
+                    result.count("dropped")
+                elif status != MessageStatus.PENDING.value:
+                    log.info("job dropped: message already final", extra={"status": status})
+                    result.count("dropped")
+                elif now >= task.end_time:
+                    self._expire(job, now)
+                    result.count("expired")
+                elif job.not_before_ms is not None and job.not_before_ms > _ms(now):
+                    self._requeue(job, job.not_before_ms, now, reason="not due yet")
+                    result.count("deferred")
+                elif (opening := self._window_opening(task, job, now)) is not None:
+                    if opening >= task.end_time:
+                        # It never opens before the end: the end-of-task sweep expires it.
+                        log.info("job dropped: send window opens after the end")
+                        result.count("window_closed")
+                    else:
+                        self._requeue(job, _ms(opening), now, reason="outside send window")
+                        result.count("deferred")
+                else:
+                    work.append(_Work(record, job, task, read_at))
+        return work
+
+    @staticmethod
+    def _window_opening(task: TaskModel, job: SendJob, now: datetime) -> datetime | None:
+        if task.window_from is None or task.window_to is None:
+            return None
+        window = SendWindow.parse(task.window_from, task.window_to)
+        try:
+            zone = parse_utc(job.utc)
+        except ValueError:
+            return None  # validated at input; never hold a message on a bad zone
+        return next_opening(window, zone, now)
+
+    # --- the call ---------------------------------------------------------------------
+
+    def _send_one(self, work: _Work) -> str | None:
+        """Call the provider for one message and record the outcome; None on our error."""
+        job = work.job
+        with logs.bind(task_id=job.task_id, message_id=job.message_id, client_id=job.client_id):
+            try:
+                return self._call_and_record(work)
+            except Exception:
+                log.exception("send failed inside the service; the job will be retried")
+                return None
+
+    def _call_and_record(self, work: _Work) -> str:
+        job, task = work.job, work.task
+        now = self._clock()
+        if now - work.read_at > MAX_CHECK_AGE:
+            fresh = task_store.get(job.task_id)
+            if fresh is None:
+                log.info("job dropped: task deleted")
+                return "dropped"
+            task = fresh
+        if now >= task.end_time:  # the last check, right before the call
+            self._expire(job, now)
+            return "expired"
+        attempt = job.attempt + 1
+        answer = self._provider.send(job.message_id, job.phone, task.text)
+        done_at = self._clock()
+        if answer.outcome is Outcome.SENT:
+            message_store.finish(
+                job.task_id, job.client_id, MessageStatus.SENT, now=done_at, attempts=attempt
+            )
+            log.info("message sent", extra={"attempt": attempt})
+            return "sent"
+        if answer.outcome is Outcome.PERMANENT or self._policy.gives_up_after(attempt):
+            message_store.finish(
+                job.task_id,
+                job.client_id,
+                MessageStatus.FAILED,
+                now=done_at,
+                attempts=attempt,
+                last_error=answer.detail,
+            )
+            log.info("message failed", extra={"attempt": attempt, "error": answer.detail})
+            return "failed"
+        message_store.note_attempt(
+            job.task_id, job.client_id, attempts=attempt, last_error=answer.detail
+        )
+        delay = self._policy.delay_seconds(attempt, self._rng)
+        retry_at = done_at + timedelta(seconds=delay)
+        if retry_at >= task.end_time:
+            log.info("message not retried: the next attempt would be after the end")
+            return "retry_after_end"
+        self._queue.send([job.retried(attempt, _ms(retry_at))], delay_seconds=delay)
+        log.info(
+            "message retry scheduled",
+            extra={"attempt": attempt, "error": answer.detail, "delay_s": round(delay, 1)},
+        )
+        return "retry"
+
+    # --- helpers ----------------------------------------------------------------------
+
+    def _expire(self, job: SendJob, now: datetime) -> None:
+        if message_store.finish(job.task_id, job.client_id, MessageStatus.EXPIRED, now=now):
+            log.info("message expired: the task's end has passed")
+
+    def _requeue(self, job: SendJob, not_before_ms: int, now: datetime, reason: str) -> None:
+        delay = max(0.0, (not_before_ms - _ms(now)) / 1000)
+        self._queue.send([job.retried(job.attempt, not_before_ms)], delay_seconds=delay)
+        log.info("job deferred", extra={"reason": reason, "delay_s": round(delay, 1)})
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def records_from_event(raw_records: Iterable[dict[str, object]]) -> list[Record]:
+    return [Record(record_id=str(r["messageId"]), body=str(r["body"])) for r in raw_records]

@@ -1,0 +1,289 @@
+"""Message storage: creation, status transitions and the counts that move with them.
+
+Every change of a message's status runs in one DynamoDB transaction with the matching
+change of its task's counts, and every transition is conditional on the status it
+leaves (``pending``): a repeated or concurrent attempt changes nothing, so the counts
+stay equal to a recount of the messages whatever the queue or the provider does.
+
+Counts live on ``COUNTER_SHARDS`` counter items per task (shard = client id modulo the
+shard count) so concurrent senders rarely touch the same item.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pynamodb.exceptions import TransactWriteError, UpdateError
+from pynamodb.expressions.update import Action
+from pynamodb.transactions import TransactWrite
+
+from chalicelib.domain.messages import MessageStatus, message_id
+from chalicelib.storage.models import (
+    ClientModel,
+    CounterModel,
+    MessageModel,
+    TaskModel,
+    live_task_condition,
+    transaction_connection,
+)
+from chalicelib.storage.pagination import KeySchema, decode_cursor, key_from, take_page
+
+COUNTER_SHARDS = 4
+MAX_TRANSACTION_ITEMS = 100
+CONDITIONAL_CHECK_FAILED = "ConditionalCheckFailed"
+TRANSACTION_CONFLICT = "TransactionConflict"
+CONFLICT_ATTEMPTS = 8
+STATUSES = tuple(status.value for status in MessageStatus)
+
+TABLE_KEY: KeySchema = {"task_id": "N", "client_id": "N"}
+STATUS_KEY: KeySchema = {"task_id": "N", "client_id": "N", "status": "S"}
+
+
+class TaskGone(Exception):
+    """The task was deleted: nothing more may be created or sent for it."""
+
+
+@dataclass(frozen=True)
+class Counts:
+    total: int = 0
+    pending: int = 0
+    sent: int = 0
+    failed: int = 0
+    expired: int = 0
+
+    def by_status(self) -> dict[str, int]:
+        return {status: getattr(self, status) for status in STATUSES}
+
+
+@dataclass(frozen=True)
+class CreatedPage:
+    created: list[ClientModel]  # messages written now
+    existing: list[ClientModel]  # messages an earlier (interrupted) run had written
+
+
+def counter_name(task_id: int, shard: int) -> str:
+    return f"task#{task_id}#{shard}"
+
+
+def shard_of(client_id: int) -> int:
+    return client_id % COUNTER_SHARDS
+
+
+def _failed_items(error: TransactWriteError) -> list[str | None]:
+    return [reason.code if reason else None for reason in error.cancellation_reasons]
+
+
+def _transact(build: Callable[[TransactWrite], None]) -> None:
+    """Run a transaction, retrying while it only lost a race for an item (conflict)."""
+    for attempt in range(CONFLICT_ATTEMPTS):
+        try:
+            with TransactWrite(connection=transaction_connection()) as tx:
+                build(tx)
+            return
+        except TransactWriteError as error:
+            reasons = _failed_items(error)
+            conflicted = TRANSACTION_CONFLICT in reasons
+            if not conflicted or CONDITIONAL_CHECK_FAILED in reasons:
+                raise
+            if attempt == CONFLICT_ATTEMPTS - 1:
+                raise
+            time.sleep(random.uniform(0, 0.02 * 2**attempt))  # noqa: S311 - jitter
+
+
+def _count_actions(changes: dict[str, int]) -> list[Any]:
+    return [getattr(CounterModel, name).add(delta) for name, delta in changes.items() if delta]
+
+
+def create_messages(task_id: int, clients: Sequence[ClientModel], now: datetime) -> CreatedPage:
+    """One message per client, written with the counts in one transaction.
+
+    A message that already exists (an interrupted run wrote it) makes the transaction
+    fail on its condition; it is set aside and the rest is written again.
+    """
+    remaining = list(clients)
+    existing: list[ClientModel] = []
+    while remaining:
+        shards = Counter(shard_of(int(client.id)) for client in remaining)
+        if len(remaining) + len(shards) + 1 > MAX_TRANSACTION_ITEMS:
+            raise ValueError("page too large for one transaction")
+
+        def build(
+            tx: TransactWrite,
+            page: list[ClientModel] = remaining,
+            shards: Counter[int] = shards,
+        ) -> None:
+            tx.condition_check(
+                TaskModel,
+                task_id,
+                condition=TaskModel.id.exists() & live_task_condition(),
+            )
+            for client in page:
+                tx.save(
+                    MessageModel(
+                        task_id,
+                        int(client.id),
+                        id=message_id(task_id, int(client.id)),
+                        status=MessageStatus.PENDING.value,
+                        created_at=now,
+                        attempts=0,
+                    ),
+                    condition=MessageModel.task_id.does_not_exist(),
+                )
+            for shard, count in shards.items():
+                counter = CounterModel(counter_name(task_id, shard))
+                tx.update(counter, actions=_count_actions({"total": count, "pending": count}))
+
+        try:
+            _transact(build)
+        except TransactWriteError as error:
+            reasons = _failed_items(error)
+            if CONDITIONAL_CHECK_FAILED not in reasons:
+                raise
+            if reasons[0] == CONDITIONAL_CHECK_FAILED:
+                raise TaskGone from None
+            clashes = {i - 1 for i, code in enumerate(reasons) if code == CONDITIONAL_CHECK_FAILED}
+            existing += [client for i, client in enumerate(remaining) if i in clashes]
+            remaining = [client for i, client in enumerate(remaining) if i not in clashes]
+            continue
+        break
+    return CreatedPage(created=remaining, existing=existing)
+
+
+def get_many(task_id: int, client_ids: Iterable[int]) -> dict[int, MessageModel]:
+    """Current state of these messages, read consistently (one call per 100)."""
+    keys = [(task_id, client_id) for client_id in set(client_ids)]
+    found = MessageModel.batch_get(keys, consistent_read=True)
+    return {int(message.client_id): message for message in found}
+
+
+def finish(
+    task_id: int,
+    client_id: int,
+    status: MessageStatus,
+    *,
+    now: datetime,
+    attempts: int | None = None,
+    last_error: str | None = None,
+) -> bool:
+    """pending -> a final status, with the counts; False if it was no longer pending."""
+    message = MessageModel(task_id, client_id)
+    actions: list[Action] = [MessageModel.status.set(status.value)]
+    if status is MessageStatus.SENT:
+        actions.append(MessageModel.sent_at.set(now))
+    if attempts is not None:
+        actions.append(MessageModel.attempts.set(attempts))
+    if last_error is not None:
+        actions.append(MessageModel.last_error.set(last_error[:500]))
+    counter = CounterModel(counter_name(task_id, shard_of(client_id)))
+
+    def build(tx: TransactWrite) -> None:
+        tx.update(
+            message,
+            actions=actions,
+            condition=MessageModel.status == MessageStatus.PENDING.value,
+        )
+        tx.update(counter, actions=_count_actions({"pending": -1, status.value: 1}))
+
+    try:
+        _transact(build)
+    except TransactWriteError as error:
+        if CONDITIONAL_CHECK_FAILED in _failed_items(error):
+            return False
+        raise
+    return True
+
+
+def note_attempt(task_id: int, client_id: int, *, attempts: int, last_error: str) -> bool:
+    """Record a failed attempt of a message that stays pending for a retry."""
+    message = MessageModel(task_id, client_id)
+    try:
+        message.update(
+            actions=[
+                MessageModel.attempts.set(attempts),
+                MessageModel.last_error.set(last_error[:500]),
+            ],
+            condition=MessageModel.status == MessageStatus.PENDING.value,
+        )
+    except UpdateError as error:
+        if error.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+def expire_pending(task_id: int, now: datetime, limit: int = 90) -> int:
+    """Expire up to ``limit`` pending messages of a task; returns how many changed."""
+    pending = list(
+        MessageModel.by_task_status.query(
+            task_id, MessageModel.status == MessageStatus.PENDING.value, limit=limit
+        )
+    )
+    if not pending:
+        return 0
+    shards = Counter(shard_of(int(message.client_id)) for message in pending)
+
+    def build(tx: TransactWrite) -> None:
+        for message in pending:
+            tx.update(
+                MessageModel(task_id, int(message.client_id)),
+                actions=[MessageModel.status.set(MessageStatus.EXPIRED.value)],
+                condition=MessageModel.status == MessageStatus.PENDING.value,
+            )
+        for shard, count in shards.items():
+            counter = CounterModel(counter_name(task_id, shard))
+            tx.update(counter, actions=_count_actions({"pending": -count, "expired": count}))
+
+    try:
+        _transact(build)
+    except TransactWriteError as error:
+        if CONDITIONAL_CHECK_FAILED not in _failed_items(error):
+            raise
+        # A sender finished one of them meanwhile: expire the rest one by one.
+        return sum(
+            finish(task_id, int(message.client_id), MessageStatus.EXPIRED, now=now)
+            for message in pending
+        )
+    return len(pending)
+
+
+def counts(task_ids: Sequence[int]) -> dict[int, Counts]:
+    """Counts for each task: ``COUNTER_SHARDS`` items a task, fetched in batches."""
+    names = [
+        counter_name(task_id, shard) for task_id in task_ids for shard in range(COUNTER_SHARDS)
+    ]
+    sums: dict[int, dict[str, int]] = {
+        task_id: dict.fromkeys(("total", *STATUSES), 0) for task_id in task_ids
+    }
+    for item in CounterModel.batch_get(names, consistent_read=True):
+        task_id = int(item.name.split("#")[1])
+        for field in sums[task_id]:
+            sums[task_id][field] += int(getattr(item, field) or 0)
+    return {task_id: Counts(**values) for task_id, values in sums.items()}
+
+
+@dataclass(frozen=True)
+class MessagePage:
+    items: list[MessageModel]
+    next: str | None
+
+
+def page(task_id: int, *, status: str | None, limit: int, cursor: str | None) -> MessagePage:
+    """A task's messages, all or with one status (an index key condition, never a filter)."""
+    if status is None:
+        start = decode_cursor(cursor, TABLE_KEY)
+        results = MessageModel.query(task_id, last_evaluated_key=start, limit=limit + 1)
+        schema = TABLE_KEY
+    else:
+        start = decode_cursor(cursor, STATUS_KEY)
+        results = MessageModel.by_task_status.query(
+            task_id, MessageModel.status == status, last_evaluated_key=start, limit=limit + 1
+        )
+        schema = STATUS_KEY
+    items, next_cursor = take_page(results, limit, lambda m: key_from(m, schema))
+    return MessagePage(items=items, next=next_cursor)

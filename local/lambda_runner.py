@@ -1,0 +1,179 @@
+"""What Lambda does in AWS, done on a developer's machine.
+
+``chalice local`` serves HTTP routes only, so these parts drive the other handlers of
+``app.py`` exactly as Lambda would: the schedule fires the dispatcher every
+``TICK_SECONDS``, and queue pollers long-poll the emulated SQS queue, hand each batch to
+the sender as an SQS event, and delete only the jobs the handler did not report in
+``batchItemFailures`` (partial batch responses). Delays are SQS's own.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from chalicelib import logs
+
+log = logs.get_logger("local.runner")
+
+LONG_POLL_SECONDS = 1  # short, so that a stop request is honoured promptly
+BATCH_SIZE = 10
+
+
+@dataclass
+class LambdaContext:
+    function_name: str
+    timeout_seconds: float
+    aws_request_id: str = ""
+
+    def __post_init__(self) -> None:
+        self.aws_request_id = self.aws_request_id or str(uuid.uuid4())
+        self._deadline = time.monotonic() + self.timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def scheduled_event() -> dict[str, Any]:
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "000000000000",
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:000000000000:rule/notify-local-dispatch"],
+        "detail": {},
+    }
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": message.get("Attributes", {}),
+                "messageAttributes": message.get("MessageAttributes", {}),
+                "md5OfBody": message.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": region,
+            }
+            for message in messages
+        ]
+    }
+
+
+class _Loop:
+    """A daemon thread running ``step`` until stopped."""
+
+    name = "loop"
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def _spawn(self, count: int) -> None:
+        for index in range(count):
+            thread = threading.Thread(target=self._run, name=f"{self.name}-{index}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.step()
+            except Exception:
+                log.exception(f"{self.name} step failed")
+                self._stop.wait(1)
+
+    def step(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=15)
+
+    def alive(self) -> bool:
+        return all(thread.is_alive() for thread in self._threads)
+
+
+class ScheduleRunner(_Loop):
+    """Fires the ``dispatch`` schedule handler every ``tick`` seconds."""
+
+    name = "schedule (dispatcher)"
+
+    def __init__(self, tick_seconds: float) -> None:
+        super().__init__()
+        self._tick = tick_seconds
+
+    def start(self) -> None:
+        self._spawn(1)
+
+    def step(self) -> None:
+        import app as app_module  # noqa: PLC0415 - loaded after the environment is set
+
+        started = time.monotonic()
+        app_module.dispatch(scheduled_event(), LambdaContext("dispatch", timeout_seconds=300))
+        self._stop.wait(max(0.0, self._tick - (time.monotonic() - started)))
+
+
+class QueueRunner(_Loop):
+    """``concurrency`` pollers feeding the ``send`` handler, as Lambda's SQS mapping does."""
+
+    name = "queue (sender)"
+
+    def __init__(self, concurrency: int) -> None:
+        super().__init__()
+        self._concurrency = concurrency
+        self._queue_url = ""
+        self._queue_arn = ""
+
+    def start(self) -> None:
+        import app as app_module  # noqa: PLC0415 - loaded after the environment is set
+
+        queue = app_module.services().queue
+        self._queue_url = queue.url
+        self._queue_arn = queue.client.get_queue_attributes(
+            QueueUrl=self._queue_url, AttributeNames=["QueueArn"]
+        )["Attributes"]["QueueArn"]
+        self._spawn(self._concurrency)
+
+    def step(self) -> None:
+        import app as app_module  # noqa: PLC0415
+
+        wired = app_module.services()
+        sqs = wired.queue.client
+        received = sqs.receive_message(
+            QueueUrl=self._queue_url,
+            MaxNumberOfMessages=BATCH_SIZE,
+            WaitTimeSeconds=LONG_POLL_SECONDS,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        if not received:
+            return
+        event = sqs_event(received, self._queue_arn, wired.settings.aws_region)
+        try:
+            answer = app_module.send(event, LambdaContext("send", timeout_seconds=30))
+        except Exception:
+            # A failed invocation: Lambda deletes nothing; the jobs come back later.
+            log.exception("send handler failed; the batch returns after the visibility timeout")
+            return
+        failed = {item["itemIdentifier"] for item in (answer or {}).get("batchItemFailures", [])}
+        done = [m for m in received if m["MessageId"] not in failed]
+        if done:
+            sqs.delete_message_batch(
+                QueueUrl=self._queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)
+                ],
+            )

@@ -1,0 +1,48 @@
+"""The AWS resources the stack needs, created in an emulator (make run, tests).
+
+In AWS the CloudFormation template creates them; here they come from the same
+settings: the tables from the PynamoDB models, the send queue and its dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from chalicelib.bootstrap import Services
+from chalicelib.storage import models
+
+# Receives before a job that keeps failing (poison) moves to the dead-letter queue.
+MAX_RECEIVE_COUNT = 5
+VISIBILITY_TIMEOUT_SECONDS = 180
+
+
+def dead_letter_queue_name(queue: str) -> str:
+    return f"{queue}-dlq"
+
+
+def ensure_queues(services: Services) -> dict[str, str]:
+    """Create the send queue and its DLQ when absent; return their URLs."""
+    sqs: Any = services.queue.client
+    name = services.settings.send_queue
+    dlq_url = sqs.create_queue(QueueName=dead_letter_queue_name(name))["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    url = sqs.create_queue(
+        QueueName=name,
+        Attributes={
+            "VisibilityTimeout": str(VISIBILITY_TIMEOUT_SECONDS),
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)}
+            ),
+        },
+    )["QueueUrl"]
+    return {"queue": url, "dead_letter_queue": dlq_url}
+
+
+def ensure_resources(services: Services) -> list[str]:
+    """Tables and queues; returns the names of the tables created now."""
+    created = models.create_tables()
+    ensure_queues(services)
+    return created
