@@ -51,8 +51,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str, ensure_ascii=False)
 
 
-def get_logger(name: str | None = None) -> logging.Logger:
-    return logging.getLogger(f"{LOGGER_NAME}.{name}" if name else LOGGER_NAME)
+class _FieldSafeAdapter(logging.LoggerAdapter[logging.Logger]):
+    """Renames ``extra`` keys that LogRecord reserves (``created``...) instead of raising."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        extra = kwargs.get("extra")
+        if extra:
+            kwargs["extra"] = {
+                (f"{key}_" if key in _RECORD_ATTRS else key): value for key, value in extra.items()
+            }
+        return msg, kwargs
+
+
+Logger = _FieldSafeAdapter
+
+
+def get_logger(name: str | None = None) -> Logger:
+    return _FieldSafeAdapter(logging.getLogger(f"{LOGGER_NAME}.{name}" if name else LOGGER_NAME))
 
 
 def configure(level: str = "INFO") -> None:

@@ -28,6 +28,12 @@ class ProviderCall:
     authorization: str | None
     status: int
     at: float
+    accepted: bool  # answered the success body
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # senders open many connections at once
 
 
 @dataclass
@@ -128,7 +134,14 @@ class _Handler(BaseHTTPRequestHandler):
             status, answer = 200, {"code": 0, "message": "OK"}
         with state.lock:
             state.calls.append(
-                ProviderCall(int(match.group(1)), body, authorization, status, time.time())
+                ProviderCall(
+                    int(match.group(1)),
+                    body,
+                    authorization,
+                    status,
+                    time.time(),
+                    accepted=answer == {"code": 0, "message": "OK"},
+                )
             )
         if not self.quiet:
             print(f"[provider] send msgId={match.group(1)} -> {status}", flush=True)
@@ -145,8 +158,7 @@ class FakeProvider:
     ) -> None:
         self.state = state or FakeProviderState()
         handler = type("Handler", (_Handler,), {"state": self.state, "quiet": quiet})
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), handler)
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", port), handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property

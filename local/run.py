@@ -11,7 +11,8 @@ Environment: ``PORT`` (API port, default 8000), ``MOTO_PORT`` (emulator port, de
 free one), ``API_KEY`` (the development key to accept; generated when unset),
 ``SENDER_URL`` and ``SENDER_TOKEN`` (the provider; the fake one when unset),
 ``TICK_SECONDS`` (default 5), ``SENDER_CONCURRENCY`` (queue pollers, default 4),
-``FAKE_PROVIDER_LATENCY_MS`` and ``FAKE_PROVIDER_FAILURE_RATE``, ``LOG_LEVEL``.
+``FAKE_PROVIDER_PORT``, ``FAKE_PROVIDER_LATENCY_MS`` and ``FAKE_PROVIDER_FAILURE_RATE``,
+``LOG_LEVEL``.
 """
 
 from __future__ import annotations
@@ -97,11 +98,12 @@ def main() -> int:
     provider: FakeProvider | None = None
     if not os.environ.get("SENDER_URL"):
         provider = FakeProvider(
+            port=int(os.environ.get("FAKE_PROVIDER_PORT") or 0),
             state=FakeProviderState(
                 latency_ms=float(os.environ.get("FAKE_PROVIDER_LATENCY_MS") or 0),
                 failure_rate=float(os.environ.get("FAKE_PROVIDER_FAILURE_RATE") or 0),
                 token=env.setdefault("SENDER_TOKEN", "local-sender-token"),
-            )
+            ),
         )
         env["SENDER_URL"] = provider.url
     # In-process parts read the same settings as the children.

@@ -262,9 +262,9 @@ class Dispatcher:
         log.info(
             "fan-out page",
             extra={
-                "created": len(page.created),
-                "existing": len(page.existing),
-                "enqueued": len(jobs),
+                "messages_created": len(page.created),
+                "messages_existing": len(page.existing),
+                "jobs_enqueued": len(jobs),
             },
         )
         return len(jobs)

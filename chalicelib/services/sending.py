@@ -16,6 +16,8 @@ and record each outcome with a conditional transition. What it guarantees:
 from __future__ import annotations
 
 import random
+import threading
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -80,8 +82,17 @@ class Sender:
         self._provider = provider
         self._policy = policy
         self._rng = rng or random.Random()  # noqa: S311 - backoff jitter
+        # Outcomes since this container started (local runner and tests read them).
+        self.totals: Counter[str] = Counter()
+        self._totals_lock = threading.Lock()
 
     def handle(self, records: Sequence[Record]) -> BatchResult:
+        result = self._handle(records)
+        with self._totals_lock:
+            self.totals.update(result.outcomes)
+        return result
+
+    def _handle(self, records: Sequence[Record]) -> BatchResult:
         result = BatchResult()
         jobs: dict[int, tuple[Record, SendJob]] = {}
         for record in records:
@@ -107,6 +118,7 @@ class Sender:
         except Exception:
             log.exception("could not read tasks and messages; the batch will be retried")
             result.failed_record_ids += [record.record_id for record, _ in jobs.values()]
+            result.count("error")
             return result
 
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_CALLS, max(len(work), 1))) as pool:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -60,6 +61,7 @@ def port_free(port: int) -> bool:
 class Stack:
     url: str
     emulator_url: str
+    provider_url: str
     process: subprocess.Popen[bytes]
     ports: tuple[int, ...]
     log: Path
@@ -67,8 +69,15 @@ class Stack:
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    api_port, moto_port = free_port(), free_port()
-    env = {**os.environ, "PORT": str(api_port), "MOTO_PORT": str(moto_port), "API_KEY": DEV_KEY}
+    api_port, moto_port, provider_port = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "PORT": str(api_port),
+        "MOTO_PORT": str(moto_port),
+        "FAKE_PROVIDER_PORT": str(provider_port),
+        "API_KEY": DEV_KEY,
+        "TICK_SECONDS": "1",
+    }
     log = tmp_path / "run.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -94,6 +103,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     stack = Stack(
         url=url,
         emulator_url=f"http://127.0.0.1:{moto_port}",
+        provider_url=f"http://127.0.0.1:{provider_port}",
         process=process,
         ports=(api_port, moto_port),
         log=log,
@@ -158,6 +168,45 @@ def test_task_validation_and_status_over_http(stack: Stack) -> None:
     assert created.json()["status"] == "scheduled"
     due = {**future, "start_time": iso(now - timedelta(minutes=1))}
     assert session.post(tasks, json=due, timeout=10).json()["status"] == "running"
+
+
+def test_a_due_mailing_reaches_the_fake_provider(stack: Stack) -> None:
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {DEV_KEY}"
+    for n, code in enumerate(["900", "900", "901"]):
+        body = {"phone": f"7900000000{n}", "code": code, "tag": "", "utc": "Europe/Moscow"}
+        assert session.post(f"{stack.url}/api/clients/", json=body, timeout=10).status_code == 201
+    now = datetime.now(UTC)
+    task = {
+        "start_time": now.isoformat(),
+        "end_time": (now + timedelta(hours=1)).isoformat(),
+        "text": "Hello from e2e",
+        "filter": {"codes": ["900"]},
+    }
+    created = session.post(f"{stack.url}/api/tasks/", json=task, timeout=10)
+    assert created.status_code == 201
+    task_id = created.json()["id"]
+
+    def calls() -> list[dict[str, Any]]:
+        return list(requests.get(f"{stack.provider_url}/calls", timeout=5).json()["calls"])
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len(calls()) < 2:
+        time.sleep(0.2)
+    time.sleep(3)  # a few more ticks: nothing else may be sent
+    sends = calls()
+    assert len(sends) == 2, sends
+    assert {call["msg_id"] for call in sends} == {task_id * 10**10 + 1, task_id * 10**10 + 2}
+    messages = session.get(f"{stack.url}/api/tasks/{task_id}", timeout=10)
+    assert messages.status_code == 200
+
+    # A provider that fails every call never slows the API down.
+    requests.post(f"{stack.provider_url}/config", json={"failure_rate": 1.0}, timeout=5)
+    started = time.monotonic()
+    again = session.post(f"{stack.url}/api/tasks/", json={**task, "text": "Again"}, timeout=10)
+    assert again.status_code == 201
+    assert time.monotonic() - started < 3
+    assert session.get(f"{stack.url}/api/clients/", timeout=10).status_code == 200
 
 
 def test_client_directory_over_http_then_clean_stop(stack: Stack) -> None:

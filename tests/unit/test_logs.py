@@ -47,3 +47,13 @@ def test_exceptions_are_kept_inside_the_json_line() -> None:
 def test_phone_mask_hides_the_middle() -> None:
     assert logs.mask_phone("79001234567") == "7900***4567"
     assert logs.mask_phone("123") == "***"
+
+
+def test_reserved_field_names_are_renamed_not_fatal(capsys: object) -> None:
+    logger, stream = capture()
+    adapter = logs.Logger(logger)
+    adapter.info("page", extra={"created": 3, "name": "x"})
+    (line,) = stream.getvalue().splitlines()
+    fields = json.loads(line)
+    assert fields["created_"] == 3
+    assert fields["name_"] == "x"
