@@ -135,6 +135,30 @@ def process_due_tasks() -> Response:
     )
 
 
+@app.route("/api/tasks/stats", methods=["GET"], authorizer=api_key, cors=CORS)
+@http.endpoint
+def task_stats() -> Response:
+    """SPEC 22: every task with its message counts by status."""
+    params = http.query(_request(), {"limit", "cursor"})
+    page = services().stats.overview(limit=http.page_limit(params), cursor=params.get("cursor"))
+    return http.ok(page)
+
+
+@app.route("/api/tasks/{task_id}/stats", methods=["GET"], authorizer=api_key, cors=CORS)
+@http.endpoint
+def task_detail_stats(task_id: str) -> Response:
+    """SPEC 23: one task, its counts, and its messages (paged, ``?status=``)."""
+    target = http.path_id(task_id, "Task")
+    params = http.query(_request(), {"status", "limit", "cursor"})
+    detail = services().stats.detail(
+        target,
+        status=params.get("status"),
+        limit=http.page_limit(params),
+        cursor=params.get("cursor"),
+    )
+    return http.ok(detail)
+
+
 @app.route("/api/tasks", methods=["POST"], authorizer=api_key, cors=CORS)
 @http.endpoint
 def create_task() -> Response:

@@ -19,6 +19,7 @@ from chalicelib.services.api_keys import ApiKeyService
 from chalicelib.services.clients import ClientService
 from chalicelib.services.dispatch import Dispatcher
 from chalicelib.services.sending import Sender
+from chalicelib.services.stats import StatsService
 from chalicelib.services.tasks import TaskService
 from chalicelib.settings import Settings, get_settings
 from chalicelib.storage import models
@@ -31,6 +32,7 @@ class Services:
     clients: ClientService
     api_keys: ApiKeyService
     tasks: TaskService
+    stats: StatsService
     queue: SendQueue
     dispatcher: Dispatcher
     sender: Sender
@@ -68,6 +70,7 @@ def bootstrap(
             sleep=sleep,
             delete_grace_seconds=settings.delete_grace_seconds,
         ),
+        stats=StatsService(clock),
         queue=queue,
         dispatcher=dispatcher,
         sender=Sender(clock, queue, provider or Provider.from_settings(settings), policy),

@@ -33,6 +33,7 @@ class SendJob:
     utc: str
     attempt: int = 0  # provider attempts already made
     not_before_ms: int | None = None  # not to be sent before (retry backoff, send window)
+    generation: int = 0  # matches the message's job_gen while this copy is current
 
     def to_body(self) -> str:
         return json.dumps({"v": JOB_VERSION, **asdict(self)}, separators=(",", ":"))
@@ -47,13 +48,21 @@ class SendJob:
             job = cls(**data)
         except TypeError as error:
             raise ValueError(f"bad send job: {error}") from None
-        ints = (job.message_id, job.task_id, job.client_id, job.attempt)
+        ints = (job.message_id, job.task_id, job.client_id, job.attempt, job.generation)
         if not all(type(value) is int for value in ints) or not isinstance(job.phone, str):
             raise ValueError("bad send job field types")
         return job
 
-    def retried(self, attempt: int, not_before_ms: int) -> SendJob:
-        return SendJob(**{**asdict(self), "attempt": attempt, "not_before_ms": not_before_ms})
+    def requeued(self, attempt: int, not_before_ms: int) -> SendJob:
+        """The next copy of this job: the next generation, due at ``not_before_ms``."""
+        return SendJob(
+            **{
+                **asdict(self),
+                "attempt": attempt,
+                "not_before_ms": not_before_ms,
+                "generation": self.generation + 1,
+            }
+        )
 
 
 @functools.cache

@@ -167,6 +167,40 @@ class TaskOut(BaseModel):
     updated_at: str
 
 
+class MessageCounts(BaseModel):
+    pending: int
+    sent: int
+    failed: int
+    expired: int
+
+
+class TaskStatsItem(BaseModel):
+    id: int
+    status: TaskStatus
+    start_time: str
+    end_time: str
+    total: int
+    messages: MessageCounts
+
+
+class MessageOut(BaseModel):
+    id: int = Field(description="The msgId the provider receives")
+    client_id: int
+    status: str
+    created_at: str
+    sent_at: str | None
+    attempts: int
+    last_error: str | None
+
+
+class TaskStatsDetail(BaseModel):
+    task: TaskOut
+    total: int
+    messages: MessageCounts
+    items: list[MessageOut]
+    next: str | None = Field(description="Cursor of the next page of messages")
+
+
 class ProcessReport(BaseModel):
     tasks: int = Field(description="Due tasks looked at")
     enqueued: int = Field(description="Send jobs queued by this call")

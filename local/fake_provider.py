@@ -43,7 +43,7 @@ class FakeProviderState:
     latency_ms: float = 0.0
     failure_rate: float = 0.0
     token: str | None = None  # when set, other tokens get 401
-    mode: str = "ok"  # ok | garbage | timeout | status:<code>
+    mode: str = "ok"  # ok | garbage | timeout | status:<code> | chaos (a random mix)
     timeout_sleep_s: float = 30.0  # how long "timeout" mode holds the answer
     calls: list[ProviderCall] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -115,6 +115,9 @@ class _Handler(BaseHTTPRequestHandler):
             fail = state.rng.random() < failure_rate
         if latency:
             time.sleep(latency / 1000)
+        if mode == "chaos":
+            with state.lock:
+                mode = state.rng.choice(["ok", "ok", "status:500", "garbage", "timeout"])
         authorization = self.headers.get("Authorization")
         if token is not None and authorization != f"Bearer {token}":
             status, answer = 401, {"code": 401, "message": "unauthorized"}

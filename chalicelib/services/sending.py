@@ -139,41 +139,58 @@ class Sender:
         tasks: dict[int, TaskModel | None] = {}
         for task_id in {job.task_id for _, job in jobs}:
             tasks[task_id] = task_store.get(task_id)
-        messages: dict[tuple[int, int], str] = {}
+        messages: dict[tuple[int, int], tuple[str, int]] = {}
         for task_id in tasks:
             client_ids = [job.client_id for _, job in jobs if job.task_id == task_id]
             for client_id, message in message_store.get_many(task_id, client_ids).items():
-                messages[(task_id, client_id)] = message.status
+                messages[(task_id, client_id)] = (message.status, int(message.job_gen or 0))
         read_at = self._clock()
 
         work: list[_Work] = []
         for record, job in jobs:
             with logs.bind(task_id=job.task_id, message_id=job.message_id, client_id=job.client_id):
                 task = tasks[job.task_id]
-                status = messages.get((job.task_id, job.client_id))
-                if task is None:
-                    log.info("job dropped: task deleted")
-                    result.count("dropped")
-                elif status != MessageStatus.PENDING.value:
-                    log.info("job dropped: message already final", extra={"status": status})
-                    result.count("dropped")
-                elif now >= task.end_time:
-                    self._expire(job, now)
-                    result.count("expired")
-                elif job.not_before_ms is not None and job.not_before_ms > _ms(now):
-                    self._requeue(job, job.not_before_ms, now, reason="not due yet")
-                    result.count("deferred")
-                elif (opening := self._window_opening(task, job, now)) is not None:
-                    if opening >= task.end_time:
-                        # It never opens before the end: the end-of-task sweep expires it.
-                        log.info("job dropped: send window opens after the end")
-                        result.count("window_closed")
-                    else:
-                        self._requeue(job, _ms(opening), now, reason="outside send window")
-                        result.count("deferred")
-                else:
+                state = messages.get((job.task_id, job.client_id))
+                outcome = self._hold_back(job, task, state, now)
+                if outcome is not None:
+                    result.count(outcome)
+                elif task is not None:
                     work.append(_Work(record, job, task, read_at))
         return work
+
+    def _hold_back(  # noqa: PLR0911 - one return per reason, in the order they apply
+        self,
+        job: SendJob,
+        task: TaskModel | None,
+        state: tuple[str, int] | None,
+        now: datetime,
+    ) -> str | None:
+        """Why this job must not be sent now (and what was done about it), or None."""
+        if task is None:
+            log.info("job dropped: task deleted")
+            return "dropped"
+        if state is None or state[0] != MessageStatus.PENDING.value:
+            log.info("job dropped: message already final", extra={"status": state and state[0]})
+            return "dropped"
+        if state[1] != job.generation:
+            # An older copy of this job: its successor carries on.
+            log.info("job dropped: stale copy", extra={"generation": state[1]})
+            return "dropped"
+        if now >= task.end_time:
+            self._expire(job, now)
+            return "expired"
+        if job.not_before_ms is not None and job.not_before_ms > _ms(now):
+            self._requeue(job, job.not_before_ms, now, reason="not due yet")
+            return "deferred"
+        opening = self._window_opening(task, job, now)
+        if opening is None:
+            return None
+        if opening >= task.end_time:
+            # It never opens before the end: the end-of-task sweep expires it.
+            log.info("job dropped: send window opens after the end")
+            return "window_closed"
+        self._requeue(job, _ms(opening), now, reason="outside send window")
+        return "deferred"
 
     @staticmethod
     def _window_opening(task: TaskModel, job: SendJob, now: datetime) -> datetime | None:
@@ -219,29 +236,54 @@ class Sender:
             )
             log.info("message sent", extra={"attempt": attempt})
             return "sent"
-        if answer.outcome is Outcome.PERMANENT or self._policy.gives_up_after(attempt):
+        return self._after_failure(
+            job,
+            task,
+            attempt=attempt,
+            outcome=answer.outcome,
+            detail=answer.detail,
+            done_at=done_at,
+        )
+
+    def _after_failure(
+        self,
+        job: SendJob,
+        task: TaskModel,
+        *,
+        attempt: int,
+        outcome: Outcome,
+        detail: str,
+        done_at: datetime,
+    ) -> str:
+        """Fail for good, or record the attempt and queue the retry with backoff."""
+        if outcome is Outcome.PERMANENT or self._policy.gives_up_after(attempt):
             message_store.finish(
                 job.task_id,
                 job.client_id,
                 MessageStatus.FAILED,
                 now=done_at,
                 attempts=attempt,
-                last_error=answer.detail,
+                last_error=detail,
             )
-            log.info("message failed", extra={"attempt": attempt, "error": answer.detail})
+            log.info("message failed", extra={"attempt": attempt, "error": detail})
             return "failed"
-        message_store.note_attempt(
-            job.task_id, job.client_id, attempts=attempt, last_error=answer.detail
-        )
         delay = self._policy.delay_seconds(attempt, self._rng)
         retry_at = done_at + timedelta(seconds=delay)
+        if not message_store.requeue(
+            job.task_id,
+            job.client_id,
+            generation=job.generation,
+            attempts=attempt,
+            last_error=detail,
+        ):
+            return "dropped"  # a concurrent copy of this job recorded the attempt
         if retry_at >= task.end_time:
             log.info("message not retried: the next attempt would be after the end")
             return "retry_after_end"
-        self._queue.send([job.retried(attempt, _ms(retry_at))], delay_seconds=delay)
+        self._queue.send([job.requeued(attempt, _ms(retry_at))], delay_seconds=delay)
         log.info(
             "message retry scheduled",
-            extra={"attempt": attempt, "error": answer.detail, "delay_s": round(delay, 1)},
+            extra={"attempt": attempt, "error": detail, "delay_s": round(delay, 1)},
         )
         return "retry"
 
@@ -252,8 +294,11 @@ class Sender:
             log.info("message expired: the task's end has passed")
 
     def _requeue(self, job: SendJob, not_before_ms: int, now: datetime, reason: str) -> None:
+        if not message_store.requeue(job.task_id, job.client_id, generation=job.generation):
+            log.info("job dropped: a copy of it was re-queued already")
+            return
         delay = max(0.0, (not_before_ms - _ms(now)) / 1000)
-        self._queue.send([job.retried(job.attempt, not_before_ms)], delay_seconds=delay)
+        self._queue.send([job.requeued(job.attempt, not_before_ms)], delay_seconds=delay)
         log.info("job deferred", extra={"reason": reason, "delay_s": round(delay, 1)})
 
 

@@ -132,6 +132,7 @@ def create_messages(task_id: int, clients: Sequence[ClientModel], now: datetime)
                         status=MessageStatus.PENDING.value,
                         created_at=now,
                         attempts=0,
+                        job_gen=0,
                     ),
                     condition=MessageModel.task_id.does_not_exist(),
                 )
@@ -199,16 +200,29 @@ def finish(
     return True
 
 
-def note_attempt(task_id: int, client_id: int, *, attempts: int, last_error: str) -> bool:
-    """Record a failed attempt of a message that stays pending for a retry."""
-    message = MessageModel(task_id, client_id)
+def requeue(
+    task_id: int,
+    client_id: int,
+    *,
+    generation: int,
+    attempts: int | None = None,
+    last_error: str | None = None,
+) -> bool:
+    """Make the next job copy current (and record a failed attempt, if one was made).
+
+    Conditional on the generation the job carried: of two copies of one job, only one
+    wins and queues the next copy; the other is a stale duplicate and stops.
+    """
+    actions: list[Action] = [MessageModel.job_gen.set(generation + 1)]
+    if attempts is not None:
+        actions.append(MessageModel.attempts.set(attempts))
+    if last_error is not None:
+        actions.append(MessageModel.last_error.set(last_error[:500]))
     try:
-        message.update(
-            actions=[
-                MessageModel.attempts.set(attempts),
-                MessageModel.last_error.set(last_error[:500]),
-            ],
-            condition=MessageModel.status == MessageStatus.PENDING.value,
+        MessageModel(task_id, client_id).update(
+            actions=actions,
+            condition=(MessageModel.status == MessageStatus.PENDING.value)
+            & (MessageModel.job_gen == generation),
         )
     except UpdateError as error:
         if error.cause_response_code == "ConditionalCheckFailedException":

@@ -195,8 +195,9 @@ class MessageModel(Model):
     sent_at = UTCDateTimeAttribute(null=True)
     attempts = NumberAttribute(default=0)
     last_error = UnicodeAttribute(null=True)
-    # Set while a sender holds the message for a provider call (epoch ms).
-    lease_until = NumberAttribute(null=True)
+    # Which job copy is current: bumped each time a job is re-queued (retry or wait),
+    # so a duplicate delivery of an older copy is recognised and dropped.
+    job_gen = NumberAttribute(default=0)
 
     by_task_status = MessagesByStatus()
 

@@ -11,7 +11,8 @@ from chalicelib.bootstrap import Services
 from chalicelib.storage.models import MessageModel
 from local.lambda_runner import LambdaContext, scheduled_event, sqs_event
 
-QUIET_OUTCOMES = {"deferred", "window_closed"}
+# Outcomes that change a message; a round with none of them only shuffles waiting jobs.
+PROGRESS_OUTCOMES = {"sent", "failed", "expired", "retry", "retry_after_end", "error", "poison"}
 
 
 @dataclass
@@ -88,7 +89,7 @@ class Pipeline:
             report.outcomes.update(round_outcomes)
             if failed and len(failed) == len(messages):
                 break
-            if round_outcomes and set(round_outcomes) <= QUIET_OUTCOMES:
+            if not set(round_outcomes) & PROGRESS_OUTCOMES:
                 break  # everything left waits for a later time
         return report
 
