@@ -197,8 +197,19 @@ def test_a_due_mailing_reaches_the_fake_provider(stack: Stack) -> None:
     sends = calls()
     assert len(sends) == 2, sends
     assert {call["msg_id"] for call in sends} == {task_id * 10**10 + 1, task_id * 10**10 + 2}
-    messages = session.get(f"{stack.url}/api/tasks/{task_id}", timeout=10)
-    assert messages.status_code == 200
+    # Statistics: counts on the general list, messages with client ids in the detail.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        general = session.get(f"{stack.url}/api/tasks/stats", timeout=10).json()
+        (row,) = [item for item in general["items"] if item["id"] == task_id]
+        if row["messages"]["sent"] == 2:
+            break
+        time.sleep(0.3)
+    assert row["total"] == 2
+    assert row["messages"] == {"pending": 0, "sent": 2, "failed": 0, "expired": 0}
+    detail = session.get(f"{stack.url}/api/tasks/{task_id}/stats", timeout=10).json()
+    assert sorted(item["client_id"] for item in detail["items"]) == [1, 2]
+    assert {item["status"] for item in detail["items"]} == {"sent"}
 
     # A provider that fails every call never slows the API down.
     requests.post(f"{stack.provider_url}/config", json={"failure_rate": 1.0}, timeout=5)
