@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from chalicelib import logs
 from chalicelib.clock import Clock, system_clock
@@ -73,5 +74,11 @@ def bootstrap(
         stats=StatsService(clock),
         queue=queue,
         dispatcher=dispatcher,
-        sender=Sender(clock, queue, provider or Provider.from_settings(settings), policy),
+        sender=Sender(
+            clock,
+            queue,
+            provider or Provider.from_settings(settings),
+            policy,
+            park_after=timedelta(seconds=settings.park_after_seconds),
+        ),
     )

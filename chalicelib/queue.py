@@ -88,14 +88,23 @@ class SendQueue:
             self._url = self.client.get_queue_url(QueueName=self._settings.send_queue)["QueueUrl"]
         return self._url
 
-    def send(self, jobs: Sequence[SendJob], delay_seconds: float = 0) -> None:
-        """Enqueue jobs in batches of ten; failed entries are retried, then raised."""
-        delay = int(min(max(delay_seconds, 0), self._settings.queue_max_delay_seconds))
+    def send(
+        self, jobs: Sequence[SendJob], delay_seconds: float = 0, *, now_ms: int | None = None
+    ) -> None:
+        """Enqueue jobs in batches of ten; failed entries are retried, then raised.
+
+        With ``now_ms``, each job is held back until its own ``not_before_ms`` (up to the
+        queue's maximum delay) instead of by ``delay_seconds``.
+        """
         for start in range(0, len(jobs), SQS_BATCH):
             batch = {str(i): job for i, job in enumerate(jobs[start : start + SQS_BATCH])}
             for attempt in range(SEND_ATTEMPTS):
                 entries = [
-                    {"Id": key, "MessageBody": job.to_body(), "DelaySeconds": delay}
+                    {
+                        "Id": key,
+                        "MessageBody": job.to_body(),
+                        "DelaySeconds": self._delay(job, delay_seconds, now_ms),
+                    }
                     for key, job in batch.items()
                 ]
                 answer = self.client.send_message_batch(QueueUrl=self.url, Entries=entries)
@@ -106,6 +115,11 @@ class SendQueue:
                 time.sleep(0.05 * 2**attempt)
             if batch:
                 raise RuntimeError(f"SQS refused {len(batch)} send jobs")
+
+    def _delay(self, job: SendJob, delay_seconds: float, now_ms: int | None) -> int:
+        if now_ms is not None and job.not_before_ms is not None:
+            delay_seconds = (job.not_before_ms - now_ms) / 1000
+        return int(min(max(delay_seconds, 0), self._settings.queue_max_delay_seconds))
 
     def depth(self) -> int:
         """Jobs waiting to be received (visible and delayed), not those being handled."""

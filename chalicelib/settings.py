@@ -50,6 +50,10 @@ class Settings:
     queue_ahead_limit: int = 1000
     dispatch_budget_seconds: float = 240.0
     api_dispatch_budget_seconds: float = 3.0
+    # Send windows: a wait longer than this parks the message for the dispatcher to wake
+    # (``wake_lead_seconds`` ahead of the opening) instead of a delayed queue job.
+    park_after_seconds: float = 900.0
+    wake_lead_seconds: float = 60.0
     # DELETE waits this long after marking a task deleted, so that no sender that read
     # the task just before can still begin a provider call after the answer.
     delete_grace_seconds: float = 1.5
@@ -85,6 +89,8 @@ class Settings:
             dispatch_budget_seconds=float(env.get("DISPATCH_BUDGET_SECONDS", "240")),
             api_dispatch_budget_seconds=float(env.get("API_DISPATCH_BUDGET_SECONDS", "3")),
             delete_grace_seconds=float(env.get("DELETE_GRACE_SECONDS", "1.5")),
+            park_after_seconds=float(env.get("PARK_AFTER_SECONDS", "900")),
+            wake_lead_seconds=float(env.get("WAKE_LEAD_SECONDS", "60")),
         )
 
 

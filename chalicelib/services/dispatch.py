@@ -42,6 +42,7 @@ class DispatchReport:
     enqueued: int = 0
     expired: int = 0
     finished: int = 0
+    woken: int = 0
     incomplete: list[int] = field(default_factory=list)  # out of budget, resumes next run
 
 
@@ -133,6 +134,7 @@ class Dispatcher:
             log.info("task started")
         if not task.fanout_done:
             self._fan_out(task, deadline, report)
+        self._wake_parked(task, now, deadline, report)
         if task.fanout_done and message_store.counts([int(task.id)])[int(task.id)].pending == 0:
             self._finish(task, report)
 
@@ -158,6 +160,51 @@ class Dispatcher:
         task_store.set_status(task, TaskStatus.FINISHED, now=self._clock())
         report.finished += 1
         log.info("task finished", extra={"messages": counts.by_status(), "total": counts.total})
+
+    # --- send windows -----------------------------------------------------------------
+
+    def _wake_parked(
+        self, task: TaskModel, now: datetime, deadline: float, report: DispatchReport
+    ) -> None:
+        """Queue the parked messages whose window opens before the next run.
+
+        After a change of the task's window (``wake_all``), every parked message is
+        woken so that the sender judges it by the new window.
+        """
+        task_id = int(task.id)
+        wake_all = bool(task.wake_all)
+        horizon = now + timedelta(seconds=self._settings.wake_lead_seconds)
+        while self._monotonic() < deadline:
+            batch = message_store.parked(
+                task_id,
+                wake_before_ms=None if wake_all else _ms(horizon),
+                limit=self._settings.fanout_page_size,
+            )
+            if not batch:
+                if wake_all:
+                    task_store.clear_wake_all(task)
+                return
+            jobs = []
+            for message in batch:
+                generation, wake_ms = int(message.job_gen or 0), int(message.wake_ms)
+                if not message_store.unpark(message):
+                    continue  # changed meanwhile (sent, expired, or woken by another run)
+                jobs.append(
+                    SendJob(
+                        message_id=int(message.id),
+                        task_id=task_id,
+                        client_id=int(message.client_id),
+                        phone=str(message.phone),
+                        utc=str(message.utc),
+                        attempt=int(message.attempts or 0),
+                        not_before_ms=None if wake_all else wake_ms,
+                        generation=generation + 1,
+                    )
+                )
+            self._queue.send(jobs, now_ms=_ms(now))
+            report.woken += len(jobs)
+            log.info("parked messages woken", extra={"woken": len(jobs), "wake_all": wake_all})
+        report.incomplete.append(task_id)
 
     # --- fan-out ----------------------------------------------------------------------
 
@@ -268,3 +315,7 @@ class Dispatcher:
             },
         )
         return len(jobs)
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)

@@ -76,8 +76,11 @@ class Sender:
         provider: Provider,
         policy: RetryPolicy,
         rng: random.Random | None = None,
+        *,
+        park_after: timedelta = timedelta(minutes=15),
     ) -> None:
         self._clock = clock
+        self._park_after = park_after
         self._queue = queue
         self._provider = provider
         self._policy = policy
@@ -189,6 +192,13 @@ class Sender:
             # It never opens before the end: the end-of-task sweep expires it.
             log.info("job dropped: send window opens after the end")
             return "window_closed"
+        if opening - now > self._park_after:
+            # A long wait: park it (two writes) rather than re-queue it every 15 minutes.
+            if message_store.park(
+                job.task_id, job.client_id, generation=job.generation, wake_ms=_ms(opening)
+            ):
+                log.info("message parked until its send window opens", extra={"wake": str(opening)})
+            return "parked"
         self._requeue(job, _ms(opening), now, reason="outside send window")
         return "deferred"
 

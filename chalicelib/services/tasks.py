@@ -154,6 +154,9 @@ class TaskService:
             if not changes:
                 return to_out(task, now)
             self._check_times(task, changes, now)
+            if status is TaskStatus.RUNNING and {"window_from", "window_to"} & set(changes):
+                # Parked messages were timed by the old window: have them judged again.
+                changes["wake_all"] = True
             try:
                 store.update(task, changes, now=now)
             except store.StaleTask:

@@ -133,6 +133,8 @@ def create_messages(task_id: int, clients: Sequence[ClientModel], now: datetime)
                         created_at=now,
                         attempts=0,
                         job_gen=0,
+                        phone=client.phone,
+                        utc=client.utc,
                     ),
                     condition=MessageModel.task_id.does_not_exist(),
                 )
@@ -174,7 +176,7 @@ def finish(
 ) -> bool:
     """pending -> a final status, with the counts; False if it was no longer pending."""
     message = MessageModel(task_id, client_id)
-    actions: list[Action] = [MessageModel.status.set(status.value)]
+    actions: list[Action] = [MessageModel.status.set(status.value), MessageModel.wake_ms.remove()]
     if status is MessageStatus.SENT:
         actions.append(MessageModel.sent_at.set(now))
     if attempts is not None:
@@ -231,6 +233,48 @@ def requeue(
     return True
 
 
+def park(task_id: int, client_id: int, *, generation: int, wake_ms: int) -> bool:
+    """Hold a message outside its send window until ``wake_ms``, with no job queued.
+
+    Cheaper than a queue delay for long waits: two writes whatever the wait, where a
+    delayed job would come back every 15 minutes. The dispatcher wakes it.
+    """
+    try:
+        MessageModel(task_id, client_id).update(
+            actions=[MessageModel.wake_ms.set(wake_ms), MessageModel.job_gen.set(generation + 1)],
+            condition=(MessageModel.status == MessageStatus.PENDING.value)
+            & (MessageModel.job_gen == generation),
+        )
+    except UpdateError as error:
+        if error.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+def parked(task_id: int, *, wake_before_ms: int | None, limit: int) -> list[MessageModel]:
+    """Parked messages of a task waking before ``wake_before_ms`` (all when None)."""
+    condition = MessageModel.wake_ms <= wake_before_ms if wake_before_ms is not None else None
+    return list(MessageModel.parked_by_wake.query(task_id, condition, limit=limit))
+
+
+def unpark(message: MessageModel) -> bool:
+    """Take a message out of the parking, making a new job copy current."""
+    generation = int(message.job_gen or 0)
+    try:
+        message.update(
+            actions=[MessageModel.wake_ms.remove(), MessageModel.job_gen.set(generation + 1)],
+            condition=(MessageModel.status == MessageStatus.PENDING.value)
+            & (MessageModel.job_gen == generation)
+            & MessageModel.wake_ms.exists(),
+        )
+    except UpdateError as error:
+        if error.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
 def expire_pending(task_id: int, now: datetime, limit: int = 90) -> int:
     """Expire up to ``limit`` pending messages of a task; returns how many changed."""
     pending = list(
@@ -246,7 +290,10 @@ def expire_pending(task_id: int, now: datetime, limit: int = 90) -> int:
         for message in pending:
             tx.update(
                 MessageModel(task_id, int(message.client_id)),
-                actions=[MessageModel.status.set(MessageStatus.EXPIRED.value)],
+                actions=[
+                    MessageModel.status.set(MessageStatus.EXPIRED.value),
+                    MessageModel.wake_ms.remove(),
+                ],
                 condition=MessageModel.status == MessageStatus.PENDING.value,
             )
         for shard, count in shards.items():

@@ -12,7 +12,8 @@ Access patterns:
 - a task by id: ``tasks``; the due tasks: ``open_by_start``, a sparse index of the
   unfinished tasks sorted by start time; message counts live on the task item;
 - a message by (task, client): ``messages``; a task's messages with a status:
-  ``by_task_status``.
+  ``by_task_status``; its messages parked until their send window opens, by wake
+  time: ``parked_by_wake`` (sparse).
 
 Table names, region and endpoint are bound at run time by :func:`configure`.
 """
@@ -161,6 +162,9 @@ class TaskModel(Model):
     fanout_done = BooleanAttribute(default=False)
     # When sending really began (first page enqueued), for the dispatch-lag metric.
     fanout_started_at = UTCDateTimeAttribute(null=True)
+    # Set when the send window of a running task changed: parked messages must be
+    # woken and judged again by the new window.
+    wake_all = BooleanAttribute(default=False)
 
     open_by_start = OpenTasksByStart()
 
@@ -181,6 +185,17 @@ class MessagesByStatus(GlobalSecondaryIndex["MessageModel"]):  # type: ignore[no
     status = UnicodeAttribute(range_key=True)
 
 
+class ParkedMessagesByWake(GlobalSecondaryIndex["MessageModel"]):  # type: ignore[no-untyped-call]
+    """Sparse index of the messages parked until their send window opens, by wake time."""
+
+    class Meta:
+        index_name = "parked_by_wake"
+        projection = AllProjection()
+
+    task_id = NumberAttribute(hash_key=True)
+    wake_ms = NumberAttribute(range_key=True)
+
+
 class MessageModel(Model):
     """One message per (task, client): the key itself forbids a second one."""
 
@@ -198,8 +213,14 @@ class MessageModel(Model):
     # Which job copy is current: bumped each time a job is re-queued (retry or wait),
     # so a duplicate delivery of an older copy is recognised and dropped.
     job_gen = NumberAttribute(default=0)
+    # The client's phone and zone when the task started (what the job carries).
+    phone = UnicodeAttribute(null=True)
+    utc = UnicodeAttribute(null=True)
+    # Set while parked outside its send window (epoch ms of the next opening).
+    wake_ms = NumberAttribute(null=True)
 
     by_task_status = MessagesByStatus()
+    parked_by_wake = ParkedMessagesByWake()
 
 
 class ApiKeyModel(Model):

@@ -182,3 +182,8 @@ def list_page(*, limit: int, cursor: str | None) -> TaskPage:
     )
     items, next_cursor = take_page(results, limit, lambda t: key_from(t, TABLE_KEY))
     return TaskPage(items=items, next=next_cursor)
+
+
+def clear_wake_all(task: TaskModel) -> None:
+    """Every parked message was woken after a window change."""
+    task.update(actions=[TaskModel.wake_all.set(False)])
