@@ -29,6 +29,7 @@ from chalicelib.schemas import (
     TaskUpdate,
     parse,
 )
+from chalicelib.services.observability import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from chalicelib.services.sending import records_from_event
 from chalicelib.settings import read_settings_now
 
@@ -80,6 +81,18 @@ def api_key(auth_request: AuthRequest) -> AuthResponse:
 @http.endpoint
 def health() -> Response:
     return Response(body={"status": "ok"}, status_code=200, headers=http.json_headers())
+
+
+@app.route("/api/metrics", methods=["GET"], authorizer=api_key, cors=CORS)
+@http.endpoint
+def prometheus_metrics() -> Response:
+    """Messages by status, tasks by status and queue depth, in Prometheus text format."""
+    http.query(_request(), set())
+    return Response(
+        body=services().metrics.prometheus_text(),
+        status_code=200,
+        headers={"Content-Type": METRICS_CONTENT_TYPE},
+    )
 
 
 @app.route("/api/clients", methods=["POST"], authorizer=api_key, cors=CORS)

@@ -19,6 +19,7 @@ from chalicelib.queue import SendQueue
 from chalicelib.services.api_keys import ApiKeyService
 from chalicelib.services.clients import ClientService
 from chalicelib.services.dispatch import Dispatcher
+from chalicelib.services.observability import MetricsService
 from chalicelib.services.sending import Sender
 from chalicelib.services.stats import StatsService
 from chalicelib.services.tasks import TaskService
@@ -34,6 +35,7 @@ class Services:
     api_keys: ApiKeyService
     tasks: TaskService
     stats: StatsService
+    metrics: MetricsService
     queue: SendQueue
     dispatcher: Dispatcher
     sender: Sender
@@ -47,7 +49,7 @@ def bootstrap(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Services:
     settings = settings or get_settings()
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_style)
     models.configure(settings)
     queue = SendQueue(settings)
     dispatcher = Dispatcher(settings, clock, queue, sleep=sleep)
@@ -72,6 +74,7 @@ def bootstrap(
             delete_grace_seconds=settings.delete_grace_seconds,
         ),
         stats=StatsService(clock),
+        metrics=MetricsService(clock, queue),
         queue=queue,
         dispatcher=dispatcher,
         sender=Sender(
@@ -80,5 +83,6 @@ def bootstrap(
             provider or Provider.from_settings(settings),
             policy,
             park_after=timedelta(seconds=settings.park_after_seconds),
+            stage=settings.stage,
         ),
     )

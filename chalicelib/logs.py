@@ -34,6 +34,10 @@ _RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        emf = getattr(record, "emf", None)
+        if isinstance(emf, dict):
+            # An Embedded Metric Format document must be the line's top-level object.
+            return json.dumps(emf, default=str)
         line: dict[str, Any] = {
             "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(
                 timespec="milliseconds"
@@ -66,17 +70,52 @@ class _FieldSafeAdapter(logging.LoggerAdapter[logging.Logger]):
 Logger = _FieldSafeAdapter
 
 
+class PrettyFormatter(logging.Formatter):
+    """For a person at a terminal (the local stack): time, level, logger, message, fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        moment = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S")
+        name = record.name.removeprefix(f"{LOGGER_NAME}.")
+        fields = dict(_context.get() or {})
+        emf = getattr(record, "emf", None)
+        if isinstance(emf, dict):
+            names = [m["Name"] for m in emf["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
+            fields = {metric: emf[metric] for metric in names}
+        else:
+            for key, value in vars(record).items():
+                if key not in _RECORD_ATTRS and not key.startswith("_"):
+                    fields[key] = value
+        shown = " ".join(f"{key}={_short(value)}" for key, value in fields.items())
+        text = f"{moment} {record.levelname:<5} {name:<10} {record.getMessage()}"
+        if shown:
+            text += f"  {shown}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def get_logger(name: str | None = None) -> Logger:
     return _FieldSafeAdapter(logging.getLogger(f"{LOGGER_NAME}.{name}" if name else LOGGER_NAME))
 
 
-def configure(level: str = "INFO") -> None:
-    """Send the service's logs to stdout as JSON (Lambda ships stdout to CloudWatch)."""
+def configure(level: str = "INFO", style: str = "json") -> None:
+    """Send the service's logs to stdout (Lambda ships stdout to CloudWatch): JSON lines,
+    or readable lines for a terminal (``style="pretty"``, the local stack)."""
     root = logging.getLogger(LOGGER_NAME)
     root.setLevel(level)
-    if not any(getattr(h, "_notify_json", False) for h in root.handlers):
+    formatter = PrettyFormatter() if style == "pretty" else JsonFormatter()
+    ours = [h for h in root.handlers if getattr(h, "_notify_json", False)]
+    if ours:
+        for handler in ours:
+            handler.setFormatter(formatter)
+    else:
         handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(JsonFormatter())
+        handler.setFormatter(formatter)
         handler._notify_json = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     # Lambda's runtime adds its own root handler; ours is the one that formats.

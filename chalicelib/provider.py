@@ -42,7 +42,7 @@ class Provider:
             read_timeout=settings.provider_read_timeout,
         )
 
-    def send(self, message_id: int, phone: str, text: str) -> ProviderResult:
+    def send(self, message_id: int, phone: str, text: str, attempt: int = 1) -> ProviderResult:
         """POST {base}/send/{msgId}; never raises for the provider's trouble."""
         watch = logs.Stopwatch()
         try:
@@ -64,10 +64,12 @@ class Provider:
             except (ValueError, json.JSONDecodeError):
                 body = None
             result = judge(response.status_code, body)
+        result = ProviderResult(result.outcome, result.status, result.detail, watch.elapsed_ms)
         log.info(
             "provider call",
             extra={
                 "message_id": message_id,
+                "attempt": attempt,
                 "outcome": result.outcome.value,
                 "http_status": result.status,
                 "detail": result.detail,

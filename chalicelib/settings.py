@@ -29,6 +29,8 @@ class Settings:
     messages_table: str
     send_queue: str
     log_level: str
+    # "json" (Lambda, CloudWatch) or "pretty" (a terminal: the local stack).
+    log_style: str
     # Browser origin allowed to call the API; empty keeps CORS off.
     cors_allow_origin: str | None
     # The external send API (SPEC: provider). The token is a secret: never logged.
@@ -74,6 +76,7 @@ class Settings:
             messages_table=env.get("MESSAGES_TABLE", f"{prefix}-messages"),
             send_queue=env.get("SEND_QUEUE", f"{prefix}-send"),
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
+            log_style=env.get("LOG_STYLE", "json"),
             cors_allow_origin=env.get("CORS_ALLOW_ORIGIN") or None,
             sender_url=(env.get("SENDER_URL") or DEFAULT_SENDER_URL).rstrip("/"),
             sender_token=env.get("SENDER_TOKEN", ""),

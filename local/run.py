@@ -12,7 +12,7 @@ free one), ``API_KEY`` (the development key to accept; generated when unset),
 ``SENDER_URL`` and ``SENDER_TOKEN`` (the provider; the fake one when unset),
 ``TICK_SECONDS`` (default 5), ``SENDER_CONCURRENCY`` (queue pollers, default 4),
 ``FAKE_PROVIDER_PORT``, ``FAKE_PROVIDER_LATENCY_MS`` and ``FAKE_PROVIDER_FAILURE_RATE``,
-``LOG_LEVEL``.
+``LOG_LEVEL``, ``LOG_STYLE`` (``pretty`` by default here, ``json`` as in Lambda).
 """
 
 from __future__ import annotations
@@ -95,6 +95,7 @@ def main() -> int:
     concurrency = int(os.environ.get("SENDER_CONCURRENCY") or 4)
     env = build_environment(os.environ, emulator_url)
     env.pop("API_KEY", None)  # the key lives in the table, not in the children's env
+    env.setdefault("LOG_STYLE", "pretty")  # a person reads these; LOG_STYLE=json for CloudWatch's
     provider: FakeProvider | None = None
     if not os.environ.get("SENDER_URL"):
         provider = FakeProvider(

@@ -18,6 +18,7 @@ class ProviderResult:
     outcome: Outcome
     status: int | None  # HTTP status, None when no answer came
     detail: str  # short, safe to log and to store as last_error
+    latency_ms: float | None = None
 
 
 # 401/403 are retryable: a rotated or briefly wrong token must not fail a mailing.

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from chalicelib import logs
+from chalicelib import logs, metrics
 from chalicelib.clock import Clock
 from chalicelib.domain.messages import MessageStatus, message_id
 from chalicelib.domain.tasks import TaskStatus
@@ -88,6 +88,16 @@ class Dispatcher:
         for task in list(task_store.find_due(self._clock())):
             report.tasks += 1
             self._advance(task, deadline, report)
+        metrics.emit(
+            {
+                "TasksStarted": report.started,
+                "TasksFinished": report.finished,
+                "MessagesEnqueued": report.enqueued,
+                "MessagesExpired": report.expired,
+            },
+            {},
+            self._settings.stage,
+        )
         log.info(
             "dispatch run",
             extra={

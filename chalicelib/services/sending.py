@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from chalicelib import logs
+from chalicelib import logs, metrics
 from chalicelib.clock import Clock
 from chalicelib.domain.clients import parse_utc
 from chalicelib.domain.messages import MessageStatus, RetryPolicy
@@ -55,6 +55,8 @@ class Record:
 class BatchResult:
     failed_record_ids: list[str] = field(default_factory=list)
     outcomes: dict[str, int] = field(default_factory=dict)
+    provider_latencies_ms: list[float] = field(default_factory=list)
+    dispatch_lags_s: list[float] = field(default_factory=list)
 
     def count(self, outcome: str) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
@@ -66,6 +68,7 @@ class _Work:
     job: SendJob
     task: TaskModel
     read_at: datetime
+    result: BatchResult  # where the call's latency and lag are noted (list.append is atomic)
 
 
 class Sender:
@@ -78,8 +81,11 @@ class Sender:
         rng: random.Random | None = None,
         *,
         park_after: timedelta = timedelta(minutes=15),
+        stage: str = "local",
     ) -> None:
         self._clock = clock
+        self._stage = stage
+        self._first_send_known: set[int] = set()
         self._park_after = park_after
         self._queue = queue
         self._provider = provider
@@ -93,7 +99,37 @@ class Sender:
         result = self._handle(records)
         with self._totals_lock:
             self.totals.update(result.outcomes)
+        outcomes = result.outcomes
+        metrics.emit(
+            {
+                "MessagesSent": outcomes.get("sent", 0),
+                "MessagesFailed": outcomes.get("failed", 0),
+                "MessagesExpired": outcomes.get("expired", 0),
+                "MessagesRetried": outcomes.get("retry", 0),
+                "ProviderLatency": result.provider_latencies_ms,
+                "DispatchLag": result.dispatch_lags_s,
+            },
+            {"ProviderLatency": "Milliseconds", "DispatchLag": "Seconds"},
+            self._stage,
+        )
         return result
+
+    def _note_first_send(self, task: TaskModel, sent_at: datetime) -> float | None:
+        """Dispatch lag: from the task becoming due to its first accepted message.
+
+        One conditional write per task and container: the first container to record it
+        reports the lag; the others learn the task is done with and never ask again.
+        """
+        task_id = int(task.id)
+        with self._totals_lock:
+            if task_id in self._first_send_known:
+                return None
+            self._first_send_known.add(task_id)
+        if not task_store.mark_first_send(task_id, sent_at):
+            return None
+        lag = (sent_at - task.start_time).total_seconds()
+        log.info("first message of the task sent", extra={"dispatch_lag_s": lag})
+        return lag
 
     def _handle(self, records: Sequence[Record]) -> BatchResult:
         result = BatchResult()
@@ -158,7 +194,7 @@ class Sender:
                 if outcome is not None:
                     result.count(outcome)
                 elif task is not None:
-                    work.append(_Work(record, job, task, read_at))
+                    work.append(_Work(record, job, task, read_at, result))
         return work
 
     def _hold_back(  # noqa: PLR0911 - one return per reason, in the order they apply
@@ -238,13 +274,18 @@ class Sender:
             self._expire(job, now)
             return "expired"
         attempt = job.attempt + 1
-        answer = self._provider.send(job.message_id, job.phone, task.text)
+        answer = self._provider.send(job.message_id, job.phone, task.text, attempt=attempt)
+        if answer.latency_ms is not None:
+            work.result.provider_latencies_ms.append(answer.latency_ms)
         done_at = self._clock()
         if answer.outcome is Outcome.SENT:
             message_store.finish(
                 job.task_id, job.client_id, MessageStatus.SENT, now=done_at, attempts=attempt
             )
             log.info("message sent", extra={"attempt": attempt})
+            lag = self._note_first_send(task, done_at)
+            if lag is not None:
+                work.result.dispatch_lags_s.append(lag)
             return "sent"
         return self._after_failure(
             job,

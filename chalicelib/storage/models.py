@@ -162,6 +162,7 @@ class TaskModel(Model):
     fanout_done = BooleanAttribute(default=False)
     # When sending really began (first page enqueued), for the dispatch-lag metric.
     fanout_started_at = UTCDateTimeAttribute(null=True)
+    first_sent_at = UTCDateTimeAttribute(null=True)
     # Set when the send window of a running task changed: parked messages must be
     # woken and judged again by the new window.
     wake_all = BooleanAttribute(default=False)

@@ -187,3 +187,17 @@ def list_page(*, limit: int, cursor: str | None) -> TaskPage:
 def clear_wake_all(task: TaskModel) -> None:
     """Every parked message was woken after a window change."""
     task.update(actions=[TaskModel.wake_all.set(False)])
+
+
+def mark_first_send(task_id: int, sent_at: datetime) -> bool:
+    """Record the task's first accepted message; False if one was recorded before."""
+    try:
+        TaskModel(task_id).update(
+            actions=[TaskModel.first_sent_at.set(sent_at)],
+            condition=TaskModel.id.exists() & TaskModel.first_sent_at.does_not_exist(),
+        )
+    except UpdateError as error:
+        if error.cause_response_code == CONDITION_FAILED:
+            return False
+        raise
+    return True
