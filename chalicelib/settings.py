@@ -48,7 +48,7 @@ class Settings:
     queue_max_delay_seconds: int = 900
     # Fan-out: clients per page, how far the queue may run ahead of the senders, and how
     # long one dispatcher run (schedule) or one API-triggered start may take.
-    fanout_page_size: int = 99
+    fanout_page_size: int = 95
     queue_ahead_limit: int = 1000
     dispatch_budget_seconds: float = 240.0
     api_dispatch_budget_seconds: float = 3.0
@@ -87,7 +87,7 @@ class Settings:
             retry_cap_seconds=float(env.get("RETRY_CAP_SECONDS", "900")),
             lease_seconds=int(env.get("LEASE_SECONDS", "60")),
             queue_max_delay_seconds=int(env.get("QUEUE_MAX_DELAY_SECONDS", "900")),
-            fanout_page_size=int(env.get("FANOUT_PAGE_SIZE", "99")),
+            fanout_page_size=int(env.get("FANOUT_PAGE_SIZE", "95")),
             queue_ahead_limit=int(env.get("QUEUE_AHEAD_LIMIT", "1000")),
             dispatch_budget_seconds=float(env.get("DISPATCH_BUDGET_SECONDS", "240")),
             api_dispatch_budget_seconds=float(env.get("API_DISPATCH_BUDGET_SECONDS", "3")),

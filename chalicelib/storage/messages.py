@@ -100,8 +100,23 @@ def _count_actions(changes: dict[str, int]) -> list[Any]:
     return [getattr(CounterModel, name).add(delta) for name, delta in changes.items() if delta]
 
 
+# Messages one transaction can hold beside the task check and the counter shards.
+MESSAGES_PER_TRANSACTION = MAX_TRANSACTION_ITEMS - COUNTER_SHARDS - 1
+
+
 def create_messages(task_id: int, clients: Sequence[ClientModel], now: datetime) -> CreatedPage:
-    """One message per client, written with the counts in one transaction.
+    """One message per client, written with the counts, in as few transactions as fit."""
+    created: list[ClientModel] = []
+    existing: list[ClientModel] = []
+    for start in range(0, len(clients), MESSAGES_PER_TRANSACTION):
+        part = _create_chunk(task_id, clients[start : start + MESSAGES_PER_TRANSACTION], now)
+        created += part.created
+        existing += part.existing
+    return CreatedPage(created=created, existing=existing)
+
+
+def _create_chunk(task_id: int, clients: Sequence[ClientModel], now: datetime) -> CreatedPage:
+    """One transaction: the messages, the task check and the counts.
 
     A message that already exists (an interrupted run wrote it) makes the transaction
     fail on its condition; it is set aside and the rest is written again.
@@ -110,8 +125,6 @@ def create_messages(task_id: int, clients: Sequence[ClientModel], now: datetime)
     existing: list[ClientModel] = []
     while remaining:
         shards = Counter(shard_of(int(client.id)) for client in remaining)
-        if len(remaining) + len(shards) + 1 > MAX_TRANSACTION_ITEMS:
-            raise ValueError("page too large for one transaction")
 
         def build(
             tx: TransactWrite,

@@ -12,6 +12,7 @@ import pytest
 from chalicelib.domain.messages import message_id
 from chalicelib.storage import messages as message_store
 from chalicelib.storage import tasks as task_store
+from chalicelib.storage.models import ClientModel
 from local.fake_provider import FakeProviderState
 from tests.conftest import SENDER_TOKEN, Api, FrozenClock
 from tests.integration.pipeline import Pipeline, messages_of
@@ -399,3 +400,17 @@ def test_queue_stays_shallow_while_fanning_out(
     pipeline.drain()
     pipeline.tick()
     assert pipeline.depth() <= 15
+
+
+def test_a_page_larger_than_one_transaction_is_split(api: Api, services: Any) -> None:
+    clients = [add_client(api, n) for n in range(130)]
+    response = api.post(
+        "/api/tasks/", {"start_time": "2026-11-28T13:00:00Z", "end_time": END, "text": "Hi"}
+    )
+    task_id = response.json_body["id"]
+    records = [c for c in ClientModel.scan() if int(c.id) in set(clients)]
+    page = message_store.create_messages(task_id, records, services.clock())
+    assert len(page.created) == 130
+    again = message_store.create_messages(task_id, records, services.clock())
+    assert (len(again.created), len(again.existing)) == (0, 130)
+    assert counts(task_id)["total"] == 130 == recount(task_id)["total"]
