@@ -75,7 +75,7 @@ def _seed_task(services: Any, messages: int) -> int:
                     job_gen=0,
                 )
             )
-            shards[store.shard_of(client_id)] += 1
+            shards[client_id % store.COUNTER_SHARDS] += 1
     for shard, count in enumerate(shards):
         CounterModel(store.counter_name(task.id, shard)).update(
             actions=[CounterModel.total.add(count), CounterModel.pending.add(count)]

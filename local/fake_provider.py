@@ -83,7 +83,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._answer(404, {"code": 404, "message": "not found"})
 
-    def do_POST(self) -> None:  # noqa: PLR0912 - one branch per simulated behaviour
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         if self.path == "/config":
@@ -103,7 +103,6 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = None
         state = self.state
-        answer: Any
         with state.lock:
             latency, failure_rate, token, mode, hold = (
                 state.latency_ms,
@@ -113,28 +112,13 @@ class _Handler(BaseHTTPRequestHandler):
                 state.timeout_sleep_s,
             )
             fail = state.rng.random() < failure_rate
-        if latency:
-            time.sleep(latency / 1000)
-        if mode == "chaos":
-            with state.lock:
+            if mode == "chaos":
                 mode = state.rng.choice(["ok", "ok", "status:500", "garbage", "timeout"])
         authorization = self.headers.get("Authorization")
-        if token is not None and authorization != f"Bearer {token}":
-            status, answer = 401, {"code": 401, "message": "unauthorized"}
-        elif mode == "timeout":
-            time.sleep(hold)
-            status, answer = 504, {"code": 504, "message": "late"}
-        elif mode == "garbage":
-            status, answer = 200, b"<html>not json</html>"
-        elif mode.startswith("status:"):
-            status = int(mode.split(":", 1)[1])
-            answer = {"code": status, "message": "configured failure"}
-        elif fail:
-            status, answer = 500, {"code": 500, "message": "random failure"}
-        elif not isinstance(body, dict) or body.get("id") != int(match.group(1)):
-            status, answer = 400, {"code": 400, "message": "id in body differs from path"}
-        else:
-            status, answer = 200, {"code": 0, "message": "OK"}
+        status, answer = _decide(
+            match.group(1), body, authorization=authorization, token=token, mode=mode, fail=fail
+        )
+        # Recorded on arrival, so a slow answer never lands in a later test's list.
         with state.lock:
             state.calls.append(
                 ProviderCall(
@@ -146,9 +130,32 @@ class _Handler(BaseHTTPRequestHandler):
                     accepted=answer == {"code": 0, "message": "OK"},
                 )
             )
+        if latency:
+            time.sleep(latency / 1000)
+        if mode == "timeout":
+            time.sleep(hold)
         if not self.quiet:
             print(f"[provider] send msgId={match.group(1)} -> {status}", flush=True)
         self._answer(status, answer)
+
+
+def _decide(  # noqa: PLR0911 - one answer per simulated behaviour
+    msg_id: str, body: Any, *, authorization: str | None, token: str | None, mode: str, fail: bool
+) -> tuple[int, Any]:
+    if token is not None and authorization != f"Bearer {token}":
+        return 401, {"code": 401, "message": "unauthorized"}
+    if mode == "timeout":
+        return 504, {"code": 504, "message": "late"}
+    if mode == "garbage":
+        return 200, b"<html>not json</html>"
+    if mode.startswith("status:"):
+        status = int(mode.split(":", 1)[1])
+        return status, {"code": status, "message": "configured failure"}
+    if fail:
+        return 500, {"code": 500, "message": "random failure"}
+    if not isinstance(body, dict) or body.get("id") != int(msg_id):
+        return 400, {"code": 400, "message": "id in body differs from path"}
+    return 200, {"code": 0, "message": "OK"}
 
 
 class FakeProvider:

@@ -94,6 +94,9 @@ class _Loop:
                 log.exception(f"{self.name} step failed")
                 self._stop.wait(1)
 
+    def start(self) -> None:
+        raise NotImplementedError
+
     def step(self) -> None:
         raise NotImplementedError
 

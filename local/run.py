@@ -114,7 +114,7 @@ def main() -> int:
     parts: list[Part] = [
         ChildProcess(
             "aws emulator (moto)",
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
+            [sys.executable, "-m", "local.emulator", "-H", "127.0.0.1", "-p", str(moto_port)],
             env,
             ready_url=f"{emulator_url}/moto-api/",
             # Its access log is noise next to the service's own lines.

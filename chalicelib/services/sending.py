@@ -62,6 +62,17 @@ class BatchResult:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
 
 
+@dataclass(frozen=True)
+class _Final:
+    """A provider outcome to record once the batch's calls are done (one transaction)."""
+
+    work: _Work
+    outcome: message_store.Outcome
+    label: str
+    at: datetime
+    detail: str | None = None
+
+
 @dataclass
 class _Work:
     record: Record
@@ -160,13 +171,17 @@ class Sender:
             result.count("error")
             return result
 
+        finals: list[_Final] = []
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_CALLS, max(len(work), 1))) as pool:
             for item, outcome in zip(work, pool.map(self._send_one, work), strict=True):
                 if outcome is None:
                     result.failed_record_ids.append(item.record.record_id)
                     result.count("error")
+                elif isinstance(outcome, _Final):
+                    finals.append(outcome)
                 else:
                     result.count(outcome)
+        self._record(finals, result)
         log.info("send batch", extra={"records": len(records), "outcomes": result.outcomes})
         return result
 
@@ -249,9 +264,49 @@ class Sender:
             return None  # validated at input; never hold a message on a bad zone
         return next_opening(window, zone, now)
 
+    # --- after the calls --------------------------------------------------------------
+
+    def _record(self, finals: list[_Final], result: BatchResult) -> None:
+        """Write the batch's final statuses, one transaction per task (and 98 messages)."""
+        by_task: dict[int, list[_Final]] = {}
+        for final in finals:
+            by_task.setdefault(final.work.job.task_id, []).append(final)
+        for task_id, group in by_task.items():
+            try:
+                moved = message_store.finish_many(
+                    task_id, [final.outcome for final in group], now=max(f.at for f in group)
+                )
+            except Exception:
+                # The provider answered but nothing was recorded: the jobs come back and the
+                # provider de-duplicates the repeated msgId.
+                log.exception("could not record outcomes; the jobs will be retried")
+                result.failed_record_ids += [final.work.record.record_id for final in group]
+                result.count("error")
+                continue
+            for final in group:
+                job = final.work.job
+                with logs.bind(
+                    task_id=job.task_id, message_id=job.message_id, client_id=job.client_id
+                ):
+                    if job.client_id not in moved:
+                        log.info("outcome not recorded: message no longer pending")
+                        result.count("dropped")
+                        continue
+                    attempt = final.outcome.attempts
+                    if final.label == "sent":
+                        log.info("message sent", extra={"attempt": attempt})
+                        lag = self._note_first_send(final.work.task, final.at)
+                        if lag is not None:
+                            result.dispatch_lags_s.append(lag)
+                    else:
+                        log.info(
+                            "message failed", extra={"attempt": attempt, "error": final.detail}
+                        )
+                    result.count(final.label)
+
     # --- the call ---------------------------------------------------------------------
 
-    def _send_one(self, work: _Work) -> str | None:
+    def _send_one(self, work: _Work) -> str | _Final | None:
         """Call the provider for one message and record the outcome; None on our error."""
         job = work.job
         with logs.bind(task_id=job.task_id, message_id=job.message_id, client_id=job.client_id):
@@ -261,7 +316,7 @@ class Sender:
                 log.exception("send failed inside the service; the job will be retried")
                 return None
 
-    def _call_and_record(self, work: _Work) -> str:
+    def _call_and_record(self, work: _Work) -> str | _Final:
         job, task = work.job, work.task
         now = self._clock()
         if now - work.read_at > MAX_CHECK_AGE:
@@ -279,16 +334,10 @@ class Sender:
             work.result.provider_latencies_ms.append(answer.latency_ms)
         done_at = self._clock()
         if answer.outcome is Outcome.SENT:
-            message_store.finish(
-                job.task_id, job.client_id, MessageStatus.SENT, now=done_at, attempts=attempt
-            )
-            log.info("message sent", extra={"attempt": attempt})
-            lag = self._note_first_send(task, done_at)
-            if lag is not None:
-                work.result.dispatch_lags_s.append(lag)
-            return "sent"
+            final = message_store.Outcome(job.client_id, MessageStatus.SENT, attempts=attempt)
+            return _Final(work, final, "sent", done_at)
         return self._after_failure(
-            job,
+            work,
             task,
             attempt=attempt,
             outcome=answer.outcome,
@@ -298,26 +347,21 @@ class Sender:
 
     def _after_failure(
         self,
-        job: SendJob,
+        work: _Work,
         task: TaskModel,
         *,
         attempt: int,
         outcome: Outcome,
         detail: str,
         done_at: datetime,
-    ) -> str:
+    ) -> str | _Final:
         """Fail for good, or record the attempt and queue the retry with backoff."""
+        job = work.job
         if outcome is Outcome.PERMANENT or self._policy.gives_up_after(attempt):
-            message_store.finish(
-                job.task_id,
-                job.client_id,
-                MessageStatus.FAILED,
-                now=done_at,
-                attempts=attempt,
-                last_error=detail,
+            final = message_store.Outcome(
+                job.client_id, MessageStatus.FAILED, attempts=attempt, last_error=detail
             )
-            log.info("message failed", extra={"attempt": attempt, "error": detail})
-            return "failed"
+            return _Final(work, final, "failed", done_at, detail)
         delay = self._policy.delay_seconds(attempt, self._rng)
         retry_at = done_at + timedelta(seconds=delay)
         if not message_store.requeue(

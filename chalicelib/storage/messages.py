@@ -5,8 +5,9 @@ change of its task's counts, and every transition is conditional on the status i
 leaves (``pending``): a repeated or concurrent attempt changes nothing, so the counts
 stay equal to a recount of the messages whatever the queue or the provider does.
 
-Counts live on ``COUNTER_SHARDS`` counter items per task (shard = client id modulo the
-shard count) so concurrent senders rarely touch the same item.
+Counts live on ``COUNTER_SHARDS`` counter items per task; counts add up whichever item
+holds them, so each transaction puts its deltas on one shard picked at random and
+concurrent senders rarely contend for an item. The stats add the shards up.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from chalicelib.storage.models import (
 )
 from chalicelib.storage.pagination import KeySchema, decode_cursor, key_from, take_page
 
-COUNTER_SHARDS = 4
+COUNTER_SHARDS = 8
 MAX_TRANSACTION_ITEMS = 100
 CONDITIONAL_CHECK_FAILED = "ConditionalCheckFailed"
 TRANSACTION_CONFLICT = "TransactionConflict"
@@ -71,8 +72,8 @@ def counter_name(task_id: int, shard: int) -> str:
     return f"task#{task_id}#{shard}"
 
 
-def shard_of(client_id: int) -> int:
-    return client_id % COUNTER_SHARDS
+def any_shard() -> int:
+    return random.randrange(COUNTER_SHARDS)  # noqa: S311 - load spreading, not secrecy
 
 
 def _failed_items(error: TransactWriteError) -> list[str | None]:
@@ -100,8 +101,8 @@ def _count_actions(changes: dict[str, int]) -> list[Any]:
     return [getattr(CounterModel, name).add(delta) for name, delta in changes.items() if delta]
 
 
-# Messages one transaction can hold beside the task check and the counter shards.
-MESSAGES_PER_TRANSACTION = MAX_TRANSACTION_ITEMS - COUNTER_SHARDS - 1
+# Messages one transaction can hold beside the task check and the counter update.
+MESSAGES_PER_TRANSACTION = MAX_TRANSACTION_ITEMS - 2
 
 
 def create_messages(task_id: int, clients: Sequence[ClientModel], now: datetime) -> CreatedPage:
@@ -124,13 +125,8 @@ def _create_chunk(task_id: int, clients: Sequence[ClientModel], now: datetime) -
     remaining = list(clients)
     existing: list[ClientModel] = []
     while remaining:
-        shards = Counter(shard_of(int(client.id)) for client in remaining)
 
-        def build(
-            tx: TransactWrite,
-            page: list[ClientModel] = remaining,
-            shards: Counter[int] = shards,
-        ) -> None:
+        def build(tx: TransactWrite, page: list[ClientModel] = remaining) -> None:
             tx.condition_check(
                 TaskModel,
                 task_id,
@@ -151,9 +147,9 @@ def _create_chunk(task_id: int, clients: Sequence[ClientModel], now: datetime) -
                     ),
                     condition=MessageModel.task_id.does_not_exist(),
                 )
-            for shard, count in shards.items():
-                counter = CounterModel(counter_name(task_id, shard))
-                tx.update(counter, actions=_count_actions({"total": count, "pending": count}))
+            count = len(page)
+            counter = CounterModel(counter_name(task_id, any_shard()))
+            tx.update(counter, actions=_count_actions({"total": count, "pending": count}))
 
         try:
             _transact(build)
@@ -178,6 +174,16 @@ def get_many(task_id: int, client_ids: Iterable[int]) -> dict[int, MessageModel]
     return {int(message.client_id): message for message in found}
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """A message's final status and what to record with it."""
+
+    client_id: int
+    status: MessageStatus
+    attempts: int | None = None
+    last_error: str | None = None
+
+
 def finish(
     task_id: int,
     client_id: int,
@@ -188,31 +194,59 @@ def finish(
     last_error: str | None = None,
 ) -> bool:
     """pending -> a final status, with the counts; False if it was no longer pending."""
-    message = MessageModel(task_id, client_id)
-    actions: list[Action] = [MessageModel.status.set(status.value), MessageModel.wake_ms.remove()]
-    if status is MessageStatus.SENT:
-        actions.append(MessageModel.sent_at.set(now))
-    if attempts is not None:
-        actions.append(MessageModel.attempts.set(attempts))
-    if last_error is not None:
-        actions.append(MessageModel.last_error.set(last_error[:500]))
-    counter = CounterModel(counter_name(task_id, shard_of(client_id)))
+    done = finish_many(task_id, [Outcome(client_id, status, attempts, last_error)], now=now)
+    return client_id in done
 
-    def build(tx: TransactWrite) -> None:
-        tx.update(
-            message,
-            actions=actions,
-            condition=MessageModel.status == MessageStatus.PENDING.value,
+
+def finish_many(task_id: int, outcomes: Sequence[Outcome], *, now: datetime) -> set[int]:
+    """Move many messages of one task from pending to their final status, with the counts,
+    in as few transactions as fit; returns the client ids actually moved (a message that
+    was no longer pending is left alone)."""
+    moved: set[int] = set()
+    for start in range(0, len(outcomes), MAX_TRANSACTION_ITEMS - 1):
+        moved |= _finish_chunk(
+            task_id, list(outcomes[start : start + MAX_TRANSACTION_ITEMS - 1]), now
         )
-        tx.update(counter, actions=_count_actions({"pending": -1, status.value: 1}))
+    return moved
 
-    try:
-        _transact(build)
-    except TransactWriteError as error:
-        if CONDITIONAL_CHECK_FAILED in _failed_items(error):
-            return False
-        raise
-    return True
+
+def _finish_chunk(task_id: int, outcomes: list[Outcome], now: datetime) -> set[int]:
+    remaining = outcomes
+    while remaining:
+
+        def build(tx: TransactWrite, chunk: list[Outcome] = remaining) -> None:
+            for outcome in chunk:
+                actions: list[Action] = [
+                    MessageModel.status.set(outcome.status.value),
+                    MessageModel.wake_ms.remove(),
+                ]
+                if outcome.status is MessageStatus.SENT:
+                    actions.append(MessageModel.sent_at.set(now))
+                if outcome.attempts is not None:
+                    actions.append(MessageModel.attempts.set(outcome.attempts))
+                if outcome.last_error is not None:
+                    actions.append(MessageModel.last_error.set(outcome.last_error[:500]))
+                tx.update(
+                    MessageModel(task_id, outcome.client_id),
+                    actions=actions,
+                    condition=MessageModel.status == MessageStatus.PENDING.value,
+                )
+            deltas = Counter(outcome.status.value for outcome in chunk)
+            deltas["pending"] = -len(chunk)
+            counter = CounterModel(counter_name(task_id, any_shard()))
+            tx.update(counter, actions=_count_actions(dict(deltas)))
+
+        try:
+            _transact(build)
+        except TransactWriteError as error:
+            reasons = _failed_items(error)
+            if CONDITIONAL_CHECK_FAILED not in reasons:
+                raise
+            stale = {i for i, code in enumerate(reasons) if code == CONDITIONAL_CHECK_FAILED}
+            remaining = [outcome for i, outcome in enumerate(remaining) if i not in stale]
+            continue
+        return {outcome.client_id for outcome in remaining}
+    return set()
 
 
 def requeue(
@@ -288,42 +322,15 @@ def unpark(message: MessageModel) -> bool:
     return True
 
 
-def expire_pending(task_id: int, now: datetime, limit: int = 90) -> int:
+def expire_pending(task_id: int, now: datetime, limit: int = 98) -> int:
     """Expire up to ``limit`` pending messages of a task; returns how many changed."""
-    pending = list(
-        MessageModel.by_task_status.query(
-            task_id, MessageModel.status == MessageStatus.PENDING.value, limit=limit
-        )
+    pending = MessageModel.by_task_status.query(
+        task_id, MessageModel.status == MessageStatus.PENDING.value, limit=limit
     )
-    if not pending:
+    outcomes = [Outcome(int(message.client_id), MessageStatus.EXPIRED) for message in pending]
+    if not outcomes:
         return 0
-    shards = Counter(shard_of(int(message.client_id)) for message in pending)
-
-    def build(tx: TransactWrite) -> None:
-        for message in pending:
-            tx.update(
-                MessageModel(task_id, int(message.client_id)),
-                actions=[
-                    MessageModel.status.set(MessageStatus.EXPIRED.value),
-                    MessageModel.wake_ms.remove(),
-                ],
-                condition=MessageModel.status == MessageStatus.PENDING.value,
-            )
-        for shard, count in shards.items():
-            counter = CounterModel(counter_name(task_id, shard))
-            tx.update(counter, actions=_count_actions({"pending": -count, "expired": count}))
-
-    try:
-        _transact(build)
-    except TransactWriteError as error:
-        if CONDITIONAL_CHECK_FAILED not in _failed_items(error):
-            raise
-        # A sender finished one of them meanwhile: expire the rest one by one.
-        return sum(
-            finish(task_id, int(message.client_id), MessageStatus.EXPIRED, now=now)
-            for message in pending
-        )
-    return len(pending)
+    return len(finish_many(task_id, outcomes, now=now))
 
 
 def counts(task_ids: Sequence[int]) -> dict[int, Counts]:
