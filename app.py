@@ -29,8 +29,6 @@ from chalicelib.schemas import (
     TaskUpdate,
     parse,
 )
-from chalicelib.services.observability import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from chalicelib.services.sending import records_from_event
 from chalicelib.settings import read_settings_now
 
 app = Chalice(app_name="notify")
@@ -91,7 +89,7 @@ def prometheus_metrics() -> Response:
     return Response(
         body=services().metrics.prometheus_text(),
         status_code=200,
-        headers={"Content-Type": METRICS_CONTENT_TYPE},
+        headers={"Content-Type": http.PROMETHEUS_CONTENT_TYPE},
     )
 
 
@@ -218,6 +216,5 @@ def dispatch(event: CloudWatchEvent) -> None:
 @app.on_sqs_message(queue=SEND_QUEUE, batch_size=SEND_BATCH_SIZE)
 def send(event: SQSEvent) -> dict[str, Any]:
     """Send jobs; a job that fails is reported alone (partial batch response)."""
-    records = records_from_event(record.to_dict() for record in event)
-    result = services().sender.handle(records)
+    result = services().sender.handle_event(record.to_dict() for record in event)
     return {"batchItemFailures": [{"itemIdentifier": rid} for rid in result.failed_record_ids]}

@@ -1,44 +1,137 @@
 """Composition root: wires settings, storage and the clock into the services.
 
 The deployed handlers, the tests and the local runner all get their services here;
-tests pass a frozen clock instead of patching module globals.
+tests pass a frozen clock (and a provider, if they like) instead of patching module
+globals. Each service is built, and its modules imported, on first use: the four Lambda
+functions share ``app.py``, and the authorizer should not pay at cold start for the
+HTTP client the sender needs, nor the sender for the API's schemas.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from chalicelib import logs
 from chalicelib.clock import Clock, system_clock
-from chalicelib.domain.messages import RetryPolicy
-from chalicelib.provider import Provider
-from chalicelib.queue import SendQueue
-from chalicelib.services.api_keys import ApiKeyService
-from chalicelib.services.clients import ClientService
-from chalicelib.services.dispatch import Dispatcher
-from chalicelib.services.observability import MetricsService
-from chalicelib.services.sending import Sender
-from chalicelib.services.stats import StatsService
-from chalicelib.services.tasks import TaskService
 from chalicelib.settings import Settings, get_settings
-from chalicelib.storage import models
+
+# The imports below are for the type checker only; at run time each is done by the
+# property that needs it.
+if TYPE_CHECKING:
+    from chalicelib.provider import Provider
+    from chalicelib.queue import SendQueue
+    from chalicelib.services.api_keys import ApiKeyService
+    from chalicelib.services.clients import ClientService
+    from chalicelib.services.dispatch import Dispatcher
+    from chalicelib.services.observability import MetricsService
+    from chalicelib.services.sending import Sender
+    from chalicelib.services.stats import StatsService
+    from chalicelib.services.tasks import TaskService
 
 
-@dataclass(frozen=True)
 class Services:
-    settings: Settings
-    clock: Clock
-    clients: ClientService
-    api_keys: ApiKeyService
-    tasks: TaskService
-    stats: StatsService
-    metrics: MetricsService
-    queue: SendQueue
-    dispatcher: Dispatcher
-    sender: Sender
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock,
+        provider: Provider | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._provider = provider
+        self._sleep = sleep
+
+    @cached_property
+    def storage_ready(self) -> bool:
+        """Binds the PynamoDB models to this stage's tables and endpoint, once."""
+        from chalicelib.storage import models  # noqa: PLC0415 - lazy, see module doc
+
+        models.configure(self.settings)
+        return True
+
+    @cached_property
+    def api_keys(self) -> ApiKeyService:
+        from chalicelib.services.api_keys import ApiKeyService  # noqa: PLC0415
+
+        assert self.storage_ready
+        return ApiKeyService(self.clock)
+
+    @cached_property
+    def clients(self) -> ClientService:
+        from chalicelib.services.clients import ClientService  # noqa: PLC0415
+
+        assert self.storage_ready
+        return ClientService(self.clock)
+
+    @cached_property
+    def tasks(self) -> TaskService:
+        from chalicelib.services.tasks import TaskService  # noqa: PLC0415
+
+        assert self.storage_ready
+        budget = self.settings.api_dispatch_budget_seconds
+
+        def start_due_task(task_id: int) -> None:
+            self.dispatcher.start_task(task_id, budget)
+
+        return TaskService(
+            self.clock,
+            on_due=start_due_task,
+            sleep=self._sleep,
+            delete_grace_seconds=self.settings.delete_grace_seconds,
+        )
+
+    @cached_property
+    def stats(self) -> StatsService:
+        from chalicelib.services.stats import StatsService  # noqa: PLC0415
+
+        assert self.storage_ready
+        return StatsService(self.clock)
+
+    @cached_property
+    def metrics(self) -> MetricsService:
+        from chalicelib.services.observability import MetricsService  # noqa: PLC0415
+
+        assert self.storage_ready
+        return MetricsService(self.clock, self.queue)
+
+    @cached_property
+    def queue(self) -> SendQueue:
+        from chalicelib.queue import SendQueue  # noqa: PLC0415
+
+        return SendQueue(self.settings)
+
+    @cached_property
+    def dispatcher(self) -> Dispatcher:
+        from chalicelib.services.dispatch import Dispatcher  # noqa: PLC0415
+
+        assert self.storage_ready
+        return Dispatcher(self.settings, self.clock, self.queue, sleep=self._sleep)
+
+    @cached_property
+    def sender(self) -> Sender:
+        from chalicelib.domain.messages import RetryPolicy  # noqa: PLC0415
+        from chalicelib.provider import Provider  # noqa: PLC0415
+        from chalicelib.services.sending import Sender  # noqa: PLC0415
+
+        assert self.storage_ready
+        policy = RetryPolicy(
+            max_attempts=self.settings.max_attempts,
+            base_seconds=self.settings.retry_base_seconds,
+            cap_seconds=self.settings.retry_cap_seconds,
+        )
+        return Sender(
+            self.clock,
+            self.queue,
+            self._provider or Provider.from_settings(self.settings),
+            policy,
+            park_after=timedelta(seconds=self.settings.park_after_seconds),
+            stage=self.settings.stage,
+        )
 
 
 def bootstrap(
@@ -50,39 +143,4 @@ def bootstrap(
 ) -> Services:
     settings = settings or get_settings()
     logs.configure(settings.log_level, settings.log_style)
-    models.configure(settings)
-    queue = SendQueue(settings)
-    dispatcher = Dispatcher(settings, clock, queue, sleep=sleep)
-    policy = RetryPolicy(
-        max_attempts=settings.max_attempts,
-        base_seconds=settings.retry_base_seconds,
-        cap_seconds=settings.retry_cap_seconds,
-    )
-
-    def start_due_task(task_id: int) -> None:
-        dispatcher.start_task(task_id, settings.api_dispatch_budget_seconds)
-
-    return Services(
-        settings=settings,
-        clock=clock,
-        clients=ClientService(clock),
-        api_keys=ApiKeyService(clock),
-        tasks=TaskService(
-            clock,
-            on_due=start_due_task,
-            sleep=sleep,
-            delete_grace_seconds=settings.delete_grace_seconds,
-        ),
-        stats=StatsService(clock),
-        metrics=MetricsService(clock, queue),
-        queue=queue,
-        dispatcher=dispatcher,
-        sender=Sender(
-            clock,
-            queue,
-            provider or Provider.from_settings(settings),
-            policy,
-            park_after=timedelta(seconds=settings.park_after_seconds),
-            stage=settings.stage,
-        ),
-    )
+    return Services(settings, clock, provider=provider, sleep=sleep)

@@ -13,12 +13,14 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from chalice.app import Chalice, CORSConfig, Request, Response
-from pydantic import BaseModel
 
 from chalicelib import logs
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 from chalicelib.errors import (
     BadRequest,
     NotFound,
@@ -34,6 +36,7 @@ MAX_ID = 2**63 - 1
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 JSON_CONTENT_TYPE = "application/json"
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _ID_RE = re.compile(r"[0-9]{1,19}")
 _STATUS: dict[str, int] = {

@@ -17,7 +17,6 @@ from chalicelib.services.tasks import task_status
 from chalicelib.storage import messages as message_store
 from chalicelib.storage import tasks as task_store
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PAGE = 100
 
 

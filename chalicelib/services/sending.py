@@ -106,6 +106,10 @@ class Sender:
         self.totals: Counter[str] = Counter()
         self._totals_lock = threading.Lock()
 
+    def handle_event(self, raw_records: Iterable[dict[str, object]]) -> BatchResult:
+        """Handle the records of an SQS event as Lambda delivers them."""
+        return self.handle(records_from_event(raw_records))
+
     def handle(self, records: Sequence[Record]) -> BatchResult:
         result = self._handle(records)
         with self._totals_lock:
