@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit clean
+.PHONY: run test lint typecheck bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found"; exit 1; }
@@ -19,6 +19,10 @@ run: $(STAMP)
 ## Lint, type-check and run every test.
 test: lint typecheck
 	$(BIN)/python -m pytest
+
+## Every benchmark (throughput, AWS requests per message, fan-out, stats, cold start).
+bench: $(STAMP)
+	$(BIN)/python -m bench.run_all
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

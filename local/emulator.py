@@ -19,6 +19,9 @@ import threading
 from typing import Any
 
 _in_transaction = threading.local()
+# Moto's server answers requests on many threads with no isolation between them: one
+# transaction at a time at least keeps transactions from interleaving with each other.
+_transactions = threading.Lock()
 
 
 class _CopyWithoutTableBackups:
@@ -57,6 +60,10 @@ def install() -> None:
     models.copy = _CopyWithoutTableBackups(Table)  # type: ignore[assignment,attr-defined]
 
     def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        with _transactions:
+            _transact(self, transact_items)
+
+    def _transact(self: Any, transact_items: list[dict[str, Any]]) -> None:
         undo: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = []
         for item in transact_items:
             op_type, op = next(iter(item.items()))
