@@ -116,10 +116,11 @@ class _Handler(BaseHTTPRequestHandler):
         if latency:
             time.sleep(latency / 1000)
         authorization = self.headers.get("Authorization")
+        late = False
         if token is not None and authorization != f"Bearer {token}":
             status, answer = 401, {"code": 401, "message": "unauthorized"}
         elif mode == "timeout":
-            time.sleep(hold)
+            late = True
             status, answer = 504, {"code": 504, "message": "late"}
         elif mode == "garbage":
             status, answer = 200, b"<html>not json</html>"
@@ -145,6 +146,9 @@ class _Handler(BaseHTTPRequestHandler):
             )
         if not self.quiet:
             print(f"[provider] send msgId={match.group(1)} -> {status}", flush=True)
+        if late:
+            # Recorded on arrival: the caller gave up long before, but it did call.
+            time.sleep(hold)
         self._answer(status, answer)
 
 
