@@ -4,7 +4,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck bench clean
+# AWS deployment (see README, "Deploying to AWS").
+STAGE     ?= dev
+OUT       ?= build/$(STAGE)
+STACK     ?= notify-$(STAGE)
+S3_BUCKET ?=
+ALARM_TOPIC_ARN ?=
+AWS       ?= aws
+
+.PHONY: run test lint typecheck bench clean package deploy
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found"; exit 1; }
@@ -31,5 +39,28 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+## Write the deployable template for $(STAGE) to $(OUT)/sam.yaml (+ deployment.zip), checked.
+# Offline except for PyPI (chalice fetches Lambda wheels once, cached in .chalice/deployments).
+package: $(STAMP)
+	rm -rf $(OUT)
+	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-$${AWS_REGION:-us-east-1}} \
+	  $(BIN)/chalice package --stage $(STAGE) --merge-template infra/template.yaml $(OUT)
+	$(BIN)/python -m infra.pin_stage $(OUT)/sam.yaml $(STAGE)
+	$(BIN)/cfn-lint -t $(OUT)/sam.yaml
+
+## Deploy $(STAGE) with the AWS CLI: make deploy STAGE=dev S3_BUCKET=<bucket for the code>
+deploy: package
+	@test -n "$(S3_BUCKET)" || { echo "usage: make deploy STAGE=$(STAGE) S3_BUCKET=<bucket>"; exit 1; }
+	@command -v $(AWS) >/dev/null || { echo "deploying needs the AWS CLI ($(AWS))"; exit 1; }
+	@name=$$($(BIN)/python -c 'import json, sys; print(json.load(open(".chalice/config.json"))["stages"][sys.argv[1]]["environment_variables"]["SENDER_TOKEN_PARAMETER"])' $(STAGE)) && \
+	  $(AWS) ssm get-parameter --name "$$name" --query Parameter.Type --output text | grep -qx SecureString || \
+	  { echo "first store the provider token: aws ssm put-parameter --type SecureString --name $$name --value <token>"; exit 1; }
+	$(AWS) cloudformation package --template-file $(OUT)/sam.yaml --s3-bucket $(S3_BUCKET) \
+	  --s3-prefix $(STACK) --output-template-file $(OUT)/packaged.yaml
+	$(AWS) cloudformation deploy --template-file $(OUT)/packaged.yaml --stack-name $(STACK) \
+	  --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND --no-fail-on-empty-changeset \
+	  $(if $(ALARM_TOPIC_ARN),--parameter-overrides AlarmTopicArn=$(ALARM_TOPIC_ARN))
+	$(AWS) cloudformation describe-stacks --stack-name $(STACK) --query 'Stacks[0].Outputs' --output table
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import requests
 
 from chalicelib import logs
 from chalicelib.domain.provider import Outcome, ProviderResult, judge
+from chalicelib.provider_token import TokenSource, token_source
 from chalicelib.settings import Settings
 
 log = logs.get_logger("provider")
@@ -29,7 +30,8 @@ def _session() -> requests.Session:
 @dataclass(frozen=True)
 class Provider:
     base_url: str
-    token: str
+    # Called on each send: in AWS the token is read from Parameter Store on first use.
+    token: TokenSource = field(repr=False)
     connect_timeout: float
     read_timeout: float
 
@@ -37,19 +39,24 @@ class Provider:
     def from_settings(cls, settings: Settings) -> Provider:
         return cls(
             base_url=settings.sender_url,
-            token=settings.sender_token,
+            token=token_source(settings),
             connect_timeout=settings.provider_connect_timeout,
             read_timeout=settings.provider_read_timeout,
         )
 
     def send(self, message_id: int, phone: str, text: str, attempt: int = 1) -> ProviderResult:
-        """POST {base}/send/{msgId}; never raises for the provider's trouble."""
+        """POST {base}/send/{msgId}; never raises for the provider's trouble.
+
+        Not having the token (Parameter Store unreachable) is ours, so it raises: the
+        sender reports the job as a batch item failure and SQS delivers it again.
+        """
+        headers = {"Authorization": f"Bearer {self.token()}"}
         watch = logs.Stopwatch()
         try:
             response = _session().post(
                 f"{self.base_url}/send/{message_id}",
                 json={"id": message_id, "phone": int(phone), "text": text},
-                headers={"Authorization": f"Bearer {self.token}"},
+                headers=headers,
                 timeout=(self.connect_timeout, self.read_timeout),
             )
         except requests.Timeout:

@@ -36,6 +36,9 @@ class Settings:
     # The external send API (SPEC: provider). The token is a secret: never logged.
     sender_url: str
     sender_token: str = field(repr=False)
+    # In AWS: the name of the SSM SecureString parameter holding the token (read at run
+    # time, see chalicelib/provider_token.py); when set, ``sender_token`` is not used.
+    sender_token_parameter: str | None = None
     provider_connect_timeout: float = 3.05
     provider_read_timeout: float = 10.0
     # Sending: attempts per message, backoff between them, and the claim lease that
@@ -80,6 +83,7 @@ class Settings:
             cors_allow_origin=env.get("CORS_ALLOW_ORIGIN") or None,
             sender_url=(env.get("SENDER_URL") or DEFAULT_SENDER_URL).rstrip("/"),
             sender_token=env.get("SENDER_TOKEN", ""),
+            sender_token_parameter=env.get("SENDER_TOKEN_PARAMETER") or None,
             provider_connect_timeout=float(env.get("PROVIDER_CONNECT_TIMEOUT", "3.05")),
             provider_read_timeout=float(env.get("PROVIDER_READ_TIMEOUT", "10")),
             max_attempts=int(env.get("MAX_ATTEMPTS", "6")),

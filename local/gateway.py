@@ -3,7 +3,8 @@
 In AWS, answers that API Gateway makes itself (no key, a refused key, an unknown route)
 get the SPEC error body from the gateway responses in the stack's template. Chalice's
 local gateway answers those with its own bodies, so this subclass gives them the same
-shape and status, for ``make run`` and for ``chalice.test.Client`` alike.
+shape and status, for ``make run`` and for ``chalice.test.Client`` alike; both read
+``infra/gateway_responses.py``.
 """
 
 from __future__ import annotations
@@ -23,12 +24,20 @@ from chalice.local import (
 )
 
 from chalicelib.http import AuthorizerRejected, error_body
+from infra.gateway_responses import GATEWAY_RESPONSES
 
-# What each gateway response answers: (status, error code, message).
-UNAUTHORIZED = (401, "unauthorized", "A valid API key is required: Authorization: Bearer <key>.")
-UNKNOWN_ROUTE = (404, "not_found", "No such route.")
-ACCESS_DENIED = (403, "forbidden", "This key may not call this route.")
-AUTHORIZER_FAILURE = (500, "internal_error", "An internal error occurred.")
+
+def _answer(response_type: str) -> tuple[int, str, str]:
+    """(status, error code, message) of the deployed stack's gateway response."""
+    answer = GATEWAY_RESPONSES[response_type]
+    assert answer.status is not None
+    return answer.status, answer.error, answer.message
+
+
+UNAUTHORIZED = _answer("UNAUTHORIZED")
+UNKNOWN_ROUTE = _answer("MISSING_AUTHENTICATION_TOKEN")
+ACCESS_DENIED = _answer("ACCESS_DENIED")
+AUTHORIZER_FAILURE = _answer("AUTHORIZER_FAILURE")
 
 
 class _SpecGatewayError(LocalGatewayException):

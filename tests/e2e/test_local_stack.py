@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -111,8 +112,28 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     try:
         yield stack
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop as a terminal would (SIGTERM: the supervisor stops its parts), then kill
+    whatever is left: the parts run in sessions of their own, so a SIGKILL to make's
+    group alone would leave the emulator and the API server running."""
+    if process.poll() is not None:
+        return
+    children = descendants(process.pid)
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(running(pid) for pid in children):
+        time.sleep(0.1)
+    for pid in children:
+        if running(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def keys_tool(stack: Stack, *args: str) -> str:

@@ -1,0 +1,92 @@
+"""The provider's token: a secret read at run time, cached, never logged.
+
+In AWS the stage names an SSM SecureString parameter (``SENDER_TOKEN_PARAMETER``); the
+token is read with decryption on the first send, not at import or bootstrap, and kept
+for ``TOKEN_MAX_AGE_SECONDS`` so that a rotated token reaches warm containers without a
+redeploy. Locally and in tests the token comes from ``SENDER_TOKEN``.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from chalicelib import logs
+from chalicelib.settings import Settings
+
+log = logs.get_logger("provider_token")
+
+TokenSource = Callable[[], str]
+
+TOKEN_MAX_AGE_SECONDS = 900.0
+
+
+@functools.cache
+def ssm_client(region: str, endpoint: str | None) -> Any:
+    """One SSM client per container; short timeouts: a send waits on it."""
+    config = Config(
+        connect_timeout=2, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"}
+    )
+    return boto3.client("ssm", region_name=region, endpoint_url=endpoint, config=config)
+
+
+class ParameterToken:
+    """The decrypted value of one SecureString parameter, read once and kept a while."""
+
+    def __init__(
+        self,
+        name: str,
+        client: Callable[[], Any],
+        *,
+        max_age_seconds: float = TOKEN_MAX_AGE_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self._client = client
+        self._max_age = max_age_seconds
+        self._monotonic = monotonic
+        # The sender calls the provider from several threads: one read, not one each.
+        self._lock = threading.Lock()
+        self._value: str | None = None
+        self._read_at = 0.0
+
+    def __call__(self) -> str:
+        with self._lock:
+            now = self._monotonic()
+            if self._value is None or now - self._read_at >= self._max_age:
+                try:
+                    self._value = self._read()
+                except Exception:
+                    if self._value is None:
+                        raise
+                    # Parameter Store trouble must not stop sending with a token that works.
+                    log.warning(
+                        "could not refresh the provider token; keeping the cached one",
+                        extra={"parameter": self.name},
+                        exc_info=True,
+                    )
+                self._read_at = now
+            return self._value
+
+    def _read(self) -> str:
+        answer = self._client().get_parameter(Name=self.name, WithDecryption=True)
+        log.info("provider token read", extra={"parameter": self.name})
+        return str(answer["Parameter"]["Value"])
+
+    def __repr__(self) -> str:
+        return f"ParameterToken({self.name!r})"  # the name only, never the value
+
+
+def token_source(settings: Settings) -> TokenSource:
+    """Where the provider token comes from for these settings; nothing is read yet."""
+    if settings.sender_token_parameter:
+        region, endpoint = settings.aws_region, settings.aws_endpoint_url
+        return ParameterToken(settings.sender_token_parameter, lambda: ssm_client(region, endpoint))
+    token = settings.sender_token
+    return lambda: token

@@ -1,0 +1,278 @@
+"""The deployable template (`make package`): what it creates, and that it agrees with
+the code: tables with the PynamoDB models, names with the stage's config, gateway
+answers with the local gateway, the queue with the sender's timeout."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterable
+from typing import Any
+
+import pytest
+
+from chalicelib.settings import Settings
+from chalicelib.storage.models import MODELS
+from infra.gateway_responses import GATEWAY_RESPONSES
+from local import resources as local_resources
+from tests.conftest import stage_environment
+from tests.infra.conftest import ROOT, Packaged
+from tests.infra.iam import FUNCTIONS
+from tests.infra.stack import Stack
+
+
+def chalice_config() -> dict[str, Any]:
+    return dict(json.loads((ROOT / ".chalice" / "config.json").read_text()))
+
+
+def settings_of(stage: str) -> Settings:
+    return Settings.from_env(stage_environment(stage))
+
+
+def test_cfn_lint_finds_nothing(package: Packaged) -> None:
+    # .cfnlintrc.yaml: every rule, informational ones too, except those named there.
+    run = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "cfn-lint"), "-t", str(package.path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (run.returncode, run.stdout + run.stderr) == (0, "")
+
+
+def test_the_package_only_deploys_as_its_own_stage(package: Packaged) -> None:
+    stage = package.template["Parameters"]["Stage"]
+    assert stage["AllowedValues"] == [package.stage]
+    assert stage["Default"] == package.stage
+
+
+# --- DynamoDB ---------------------------------------------------------------------------
+
+
+def _key_schema(entries: Iterable[dict[str, str]]) -> dict[str, str]:
+    return {entry["AttributeName"]: entry["KeyType"] for entry in entries}
+
+
+def _attributes(entries: Iterable[dict[str, str]]) -> dict[str, str]:
+    return {entry["AttributeName"]: entry["AttributeType"] for entry in entries}
+
+
+def test_tables_are_the_pynamodb_models_under_the_stage_names(stack: Stack) -> None:
+    settings = settings_of(stack.stage)
+    tables = {
+        props["TableName"]: props
+        for props in map(stack.properties, stack.of_type("AWS::DynamoDB::Table"))
+    }
+    assert len(tables) == len(MODELS)
+    for model in MODELS:
+        schema = model._get_schema()
+        name = getattr(settings, f"{model.Meta.logical_name}_table")
+        table = tables[name]  # the name the functions are configured with
+        assert _key_schema(table["KeySchema"]) == _key_schema(schema["key_schema"]), name
+        assert _attributes(table["AttributeDefinitions"]) == _attributes(
+            schema["attribute_definitions"]
+        ), name
+        expected_indexes = {
+            index["index_name"]: (_key_schema(index["key_schema"]), index["projection"])
+            for index in schema["global_secondary_indexes"]
+        }
+        indexes = {
+            index["IndexName"]: (_key_schema(index["KeySchema"]), index["Projection"])
+            for index in table.get("GlobalSecondaryIndexes", [])
+        }
+        assert indexes == expected_indexes, name
+        assert not schema["local_secondary_indexes"] and "LocalSecondaryIndexes" not in table
+        assert table["BillingMode"] == "PAY_PER_REQUEST"
+        assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+        assert table["DeletionProtectionEnabled"] == ("true" if stack.stage == "prod" else "false")
+
+
+def test_the_expected_indexes_exist(stack: Stack) -> None:
+    """The access patterns the code relies on, spelled out (the model check is generic)."""
+    indexes = {
+        (props["TableName"].rsplit("-", 1)[-1], index["IndexName"]): _key_schema(index["KeySchema"])
+        for props in map(stack.properties, stack.of_type("AWS::DynamoDB::Table"))
+        for index in props.get("GlobalSecondaryIndexes", [])
+    }
+    assert indexes == {
+        ("clients", "by_code"): {"code": "HASH", "id": "RANGE"},
+        ("clients", "by_tag"): {"tag_key": "HASH", "id": "RANGE"},
+        ("tasks", "open_by_start"): {"open_shard": "HASH", "start_ms": "RANGE"},
+        ("messages", "by_task_status"): {"task_id": "HASH", "status": "RANGE"},
+        ("messages", "parked_by_wake"): {"task_id": "HASH", "wake_ms": "RANGE"},
+    }
+    messages = stack.properties("MessagesTable")
+    assert _key_schema(messages["KeySchema"]) == {"task_id": "HASH", "client_id": "RANGE"}
+
+
+# --- SQS --------------------------------------------------------------------------------
+
+
+def test_send_queue_has_a_dead_letter_queue_and_outlasts_the_sender(stack: Stack) -> None:
+    settings = settings_of(stack.stage)
+    queue = stack.properties("SendQueue")
+    dlq = stack.properties("SendDeadLetterQueue")
+    assert queue["QueueName"] == settings.send_queue  # app.py subscribes the sender to it
+    assert dlq["QueueName"] == local_resources.dead_letter_queue_name(settings.send_queue)
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": stack.get_att("SendDeadLetterQueue", "Arn"),
+        "maxReceiveCount": local_resources.MAX_RECEIVE_COUNT,
+    }
+    sender_timeout = stack.properties("Send")["Timeout"]
+    assert queue["VisibilityTimeout"] >= 6 * sender_timeout
+    # The emulated queue (make run, tests) has the same shape.
+    assert queue["VisibilityTimeout"] == local_resources.VISIBILITY_TIMEOUT_SECONDS
+
+
+def test_sender_reports_partial_batch_failures_from_the_send_queue(stack: Stack) -> None:
+    (source,) = stack.properties("Send")["Events"].values()
+    assert source["Type"] == "SQS"
+    props = source["Properties"]
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert props["Queue"] == stack.get_att("SendQueue", "Arn")
+    assert props["BatchSize"] == 10
+
+
+# --- functions --------------------------------------------------------------------------
+
+
+def test_dispatcher_runs_every_minute_with_room_for_its_budget(stack: Stack) -> None:
+    dispatch = stack.properties("Dispatch")
+    (event,) = dispatch["Events"].values()
+    assert event == {"Type": "Schedule", "Properties": {"Schedule": "rate(1 minute)"}}
+    budget = settings_of(stack.stage).dispatch_budget_seconds
+    assert dispatch["Timeout"] >= budget + 30
+
+
+def test_function_timeouts_and_names(stack: Stack) -> None:
+    props = {name: stack.properties(logical) for name, logical in FUNCTIONS.items()}
+    assert {name: p["Timeout"] for name, p in props.items()} == {
+        "api_handler": 30,
+        "api_key": 10,
+        "dispatch": 300,
+        "send": 30,
+    }
+    short = {"api_handler": "api", "api_key": "authorizer", "dispatch": "dispatch", "send": "send"}
+    for name, p in props.items():
+        assert p["FunctionName"] == f"notify-{stack.stage}-{short[name]}"
+
+
+def test_every_function_logs_to_a_group_with_the_stage_retention(stack: Stack) -> None:
+    retention = chalice_config()["stages"][stack.stage]["log_retention_in_days"]
+    groups = {
+        props["LogGroupName"]: props["RetentionInDays"]
+        for props in map(stack.properties, stack.of_type("AWS::Logs::LogGroup"))
+    }
+    names = {stack.properties(logical)["FunctionName"] for logical in FUNCTIONS.values()}
+    assert groups == {f"/aws/lambda/{name}": retention for name in names}
+
+
+def test_provider_token_is_a_parameter_name_never_a_value(stack: Stack) -> None:
+    parameter = settings_of(stack.stage).sender_token_parameter
+    assert parameter == f"/notify/{stack.stage}/sender-token"
+    for logical in FUNCTIONS.values():
+        env = stack.properties(logical)["Environment"]["Variables"]
+        assert "SENDER_TOKEN" not in env
+        assert env["SENDER_TOKEN_PARAMETER"] == parameter
+    output = stack.resolve(stack.template["Outputs"]["SenderTokenParameterName"])
+    assert output["Value"] == parameter
+
+
+# --- alarms -----------------------------------------------------------------------------
+
+
+def test_alarms_watch_the_dead_letter_queue_and_the_functions_errors(stack: Stack) -> None:
+    alarms = {
+        props["AlarmName"]: props
+        for props in map(stack.properties, stack.of_type("AWS::CloudWatch::Alarm"))
+    }
+    prefix = f"notify-{stack.stage}"
+    dlq = alarms[f"{prefix}-send-dead-letters"]
+    assert dlq["Namespace"] == "AWS/SQS"
+    assert dlq["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert dlq["Dimensions"] == [{"Name": "QueueName", "Value": f"{prefix}-send-dlq"}]
+    assert (dlq["Threshold"], dlq["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+    for alarm, function in (("sender-errors", "send"), ("dispatcher-errors", "dispatch")):
+        errors = alarms[f"{prefix}-{alarm}"]
+        assert (errors["Namespace"], errors["MetricName"]) == ("AWS/Lambda", "Errors")
+        assert errors["Dimensions"] == [{"Name": "FunctionName", "Value": f"{prefix}-{function}"}]
+    # Without a topic the alarms carry no action (an empty AlarmActions list would be odd).
+    assert all("AlarmActions" not in props for props in alarms.values())
+
+
+# --- API Gateway ------------------------------------------------------------------------
+
+
+def gateway_responses(stack: Stack) -> dict[str, Any]:
+    definition = stack.properties("RestAPI")["DefinitionBody"]
+    return dict(definition["x-amazon-apigateway-gateway-responses"])
+
+
+def test_gateway_answers_are_the_shared_definition_word_for_word(stack: Stack) -> None:
+    responses = gateway_responses(stack)
+    expected = {}
+    for response_type, answer in GATEWAY_RESPONSES.items():
+        entry: dict[str, Any] = {"responseTemplates": {"application/json": answer.body()}}
+        if answer.status is not None:
+            entry["statusCode"] = str(answer.status)
+        expected[response_type] = entry
+    assert responses == expected
+
+
+@pytest.mark.parametrize(
+    ("response_type", "status", "error"),
+    [
+        ("UNAUTHORIZED", "401", "unauthorized"),
+        ("MISSING_AUTHENTICATION_TOKEN", "404", "not_found"),
+        ("ACCESS_DENIED", "403", "forbidden"),
+        ("DEFAULT_4XX", None, "bad_request"),
+        ("DEFAULT_5XX", None, "internal_error"),
+    ],
+)
+def test_gateway_answers_follow_the_spec_error_format(
+    stack: Stack, response_type: str, status: str | None, error: str
+) -> None:
+    response = gateway_responses(stack)[response_type]
+    assert response.get("statusCode") == status
+    body = json.loads(response["responseTemplates"]["application/json"])
+    assert set(body) == {"error", "message"}
+    assert body["error"] == error
+    assert body["message"]
+
+
+# SPEC: every route but these needs `Authorization: Bearer <key>`.
+PUBLIC_PATHS = {"/api/health", "/docs", "/openapi.json"}
+
+
+def test_every_route_but_the_public_ones_needs_the_key(stack: Stack) -> None:
+    paths = stack.properties("RestAPI")["DefinitionBody"]["paths"]
+    assert "/api/health" in paths
+    for path, methods in paths.items():
+        for method, spec in methods.items():
+            if method == "options":
+                continue
+            secured = spec.get("security") == [{"api_key": []}]
+            assert secured == (path not in PUBLIC_PATHS), (method, path)
+
+
+def test_deploy_uploads_and_deploys_what_package_wrote() -> None:
+    """`make deploy` cannot run here (no AWS account); its commands can be read."""
+    run = subprocess.run(
+        ["make", "-n", "--no-print-directory", "deploy", "STAGE=dev", "S3_BUCKET=artifacts"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = run.stdout.splitlines()
+    package_at = next(i for i, line in enumerate(lines) if "chalice package" in line)
+    upload_at = next(i for i, line in enumerate(lines) if "cloudformation package" in line)
+    assert package_at < upload_at
+    commands = " ".join(run.stdout.split())
+    assert "--merge-template infra/template.yaml build/dev" in commands
+    assert "--template-file build/dev/sam.yaml --s3-bucket artifacts" in commands
+    assert "cloudformation deploy --template-file build/dev/packaged.yaml" in commands
+    assert "--stack-name notify-dev" in commands
+    assert "--capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND" in commands
+    assert "/notify/" not in commands  # the token parameter's name comes from config.json
