@@ -23,6 +23,7 @@ from chalicelib.bootstrap import Services, bootstrap
 from chalicelib.errors import Unauthorized
 from chalicelib.schemas import (
     ClientCreate,
+    ClientFilter,
     ClientUpdate,
     ProcessReport,
     TaskCreate,
@@ -93,9 +94,10 @@ def create_client() -> Response:
 @http.endpoint
 def list_clients() -> Response:
     params = http.query(_request(), {"code", "tag", "limit", "cursor"})
+    filters = parse(ClientFilter, {k: v for k, v in params.items() if k in {"code", "tag"}})
     page = services().clients.list(
-        code=params.get("code"),
-        tag=params.get("tag"),
+        code=filters.code,
+        tag=filters.tag,
         limit=http.page_limit(params),
         cursor=params.get("cursor"),
     )

@@ -66,6 +66,13 @@ class ClientUpdate(RequestModel):
     utc: Utc | None = None
 
 
+class ClientFilter(RequestModel):
+    """The filters of ``GET /api/clients``: only clients with this code and/or this tag."""
+
+    code: Code | None = None
+    tag: Tag | None = None
+
+
 def _instant(value: object) -> datetime:
     if not isinstance(value, str):
         raise ValueError("must be an ISO 8601 date-time string with an offset or Z")
