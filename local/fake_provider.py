@@ -46,6 +46,9 @@ class FakeProviderState:
     mode: str = "ok"  # ok | garbage | timeout | status:<code> | chaos (a random mix)
     timeout_sleep_s: float = 30.0  # how long "timeout" mode holds the answer
     calls: list[ProviderCall] = field(default_factory=list)
+    # Bumped by reset(): a call that arrived before it (a "timeout" call still held
+    # when a test ends) is not recorded into the next test's calls.
+    generation: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     rng: random.Random = field(default_factory=lambda: random.Random(7))  # noqa: S311
 
@@ -53,6 +56,7 @@ class FakeProviderState:
         with self.lock:
             self.latency_ms, self.failure_rate, self.mode = 0.0, 0.0, "ok"
             self.calls.clear()
+            self.generation += 1
 
     def sends(self) -> list[ProviderCall]:
         with self.lock:
@@ -105,12 +109,13 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.state
         answer: Any
         with state.lock:
-            latency, failure_rate, token, mode, hold = (
+            latency, failure_rate, token, mode, hold, generation = (
                 state.latency_ms,
                 state.failure_rate,
                 state.token,
                 state.mode,
                 state.timeout_sleep_s,
+                state.generation,
             )
             fail = state.rng.random() < failure_rate
         if latency:
@@ -136,16 +141,18 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             status, answer = 200, {"code": 0, "message": "OK"}
         with state.lock:
-            state.calls.append(
-                ProviderCall(
-                    int(match.group(1)),
-                    body,
-                    authorization,
-                    status,
-                    time.time(),
-                    accepted=answer == {"code": 0, "message": "OK"},
+            # A call held across a reset belongs to the state before it: not recorded.
+            if state.generation == generation:
+                state.calls.append(
+                    ProviderCall(
+                        int(match.group(1)),
+                        body,
+                        authorization,
+                        status,
+                        time.time(),
+                        accepted=answer == {"code": 0, "message": "OK"},
+                    )
                 )
-            )
         if not self.quiet:
             print(f"[provider] send msgId={match.group(1)} -> {status}", flush=True)
         self._answer(status, answer)
