@@ -18,7 +18,7 @@ from chalice.app import (
     SQSEvent,
 )
 
-from chalicelib import http, logs
+from chalicelib import apidocs, http, logs
 from chalicelib.bootstrap import Services, bootstrap
 from chalicelib.errors import Unauthorized
 from chalicelib.schemas import (
@@ -210,3 +210,22 @@ def send(event: SQSEvent) -> dict[str, Any]:
     records = records_from_event(record.to_dict() for record in event)
     result = services().sender.handle(records)
     return {"batchItemFailures": [{"itemIdentifier": rid} for rid in result.failed_record_ids]}
+
+
+# The documentation: public (no authorizer), served from files packaged with the code.
+@app.route("/openapi.json", methods=["GET"])
+@http.endpoint
+def openapi_document() -> Response:
+    return apidocs.document()
+
+
+@app.route("/docs", methods=["GET"])
+@http.endpoint
+def docs_page() -> Response:
+    return apidocs.page()
+
+
+@app.route("/docs/{asset}", methods=["GET"])
+@http.endpoint
+def docs_asset(asset: str) -> Response:
+    return apidocs.asset(asset)
