@@ -3,9 +3,12 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Debian's Chromium and its matching driver, for the browser check of /docs.
+CHROMIUM     := /usr/bin/chromium
+CHROMEDRIVER := /usr/bin/chromedriver
 SWAGGER_UI_VERSION ?= 5.35.0
 
-.PHONY: run test lint typecheck unit clean openapi swagger-ui
+.PHONY: run test lint typecheck unit clean openapi browser swagger-ui
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found"; exit 1; }
@@ -17,8 +20,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: $(STAMP)
 	$(BIN)/python -m local.run
 
-## Lint, type-check and run every test.
-test: lint typecheck
+## Lint, type-check and run every test (the browser check needs Chromium: see `browser`).
+test: lint typecheck browser
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -31,6 +34,18 @@ typecheck: $(STAMP)
 ## Write openapi.json (and the copy Lambda serves) from the routes and the schemas.
 openapi: $(STAMP)
 	$(BIN)/python -m tools.openapi
+
+## Install Debian's chromium + chromium-driver when absent (as root, or through sudo).
+## Fails loudly when they cannot be installed: the browser test never skips.
+browser:
+	@if [ -x $(CHROMIUM) ] && [ -x $(CHROMEDRIVER) ]; then exit 0; fi; \
+	command -v apt-get >/dev/null 2>&1 || { echo "no apt-get: install Chromium and chromedriver at $(CHROMIUM), $(CHROMEDRIVER)"; exit 1; }; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	echo "installing chromium and chromium-driver (Debian packages)"; \
+	for attempt in 1 2 3; do $$SUDO apt-get update -q && break; sleep 5; done; \
+	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver \
+	  || { echo "could not install chromium and chromium-driver"; exit 1; }
+	@$(CHROMIUM) --version 2>/dev/null && $(CHROMEDRIVER) --version
 
 ## Refresh the vendored Swagger UI assets from npm (commit the result).
 swagger-ui:
