@@ -3,6 +3,10 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Debian's Chromium and its matching driver, for the browser check of /docs.
+CHROMIUM     := /usr/bin/chromium
+CHROMEDRIVER := /usr/bin/chromedriver
+SWAGGER_UI_VERSION ?= 5.35.0
 
 # AWS deployment (see README, "Deploying to AWS").
 STAGE     ?= dev
@@ -12,7 +16,7 @@ S3_BUCKET ?=
 ALARM_TOPIC_ARN ?=
 AWS       ?= aws
 
-.PHONY: run test lint typecheck bench clean package deploy
+.PHONY: run test lint typecheck bench clean package deploy openapi browser swagger-ui
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found"; exit 1; }
@@ -24,8 +28,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: $(STAMP)
 	$(BIN)/python -m local.run
 
-## Lint, type-check and run every test.
-test: lint typecheck
+## Lint, type-check and run every test (the browser check needs Chromium: see `browser`).
+test: lint typecheck browser
 	$(BIN)/python -m pytest
 
 ## Every benchmark (throughput, AWS requests per message, fan-out, stats, cold start).
@@ -61,6 +65,31 @@ deploy: package
 	  --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND --no-fail-on-empty-changeset \
 	  $(if $(ALARM_TOPIC_ARN),--parameter-overrides AlarmTopicArn=$(ALARM_TOPIC_ARN))
 	$(AWS) cloudformation describe-stacks --stack-name $(STACK) --query 'Stacks[0].Outputs' --output table
+
+## Write openapi.json (and the copy Lambda serves) from the routes and the schemas.
+openapi: $(STAMP)
+	$(BIN)/python -m tools.openapi
+
+## Install Debian's chromium + chromium-driver when absent (as root, or through sudo).
+## Fails loudly when they cannot be installed: the browser test never skips.
+browser:
+	@if [ -x $(CHROMIUM) ] && [ -x $(CHROMEDRIVER) ]; then exit 0; fi; \
+	command -v apt-get >/dev/null 2>&1 || { echo "no apt-get: install Chromium and chromedriver at $(CHROMIUM), $(CHROMEDRIVER)"; exit 1; }; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	echo "installing chromium and chromium-driver (Debian packages)"; \
+	for attempt in 1 2 3; do $$SUDO apt-get update -q && break; sleep 5; done; \
+	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver \
+	  || { echo "could not install chromium and chromium-driver"; exit 1; }
+	@$(CHROMIUM) --version 2>/dev/null && $(CHROMEDRIVER) --version
+
+## Refresh the vendored Swagger UI assets from npm (commit the result).
+swagger-ui:
+	@tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent swagger-ui-dist@$(SWAGGER_UI_VERSION) >/dev/null \
+	  && tar xzf swagger-ui-dist-$(SWAGGER_UI_VERSION).tgz \
+	  && cp package/swagger-ui-bundle.js package/swagger-ui.css package/LICENSE package/NOTICE \
+	     $(CURDIR)/chalicelib/apidocs/swagger-ui/ \
+	  && echo "$(SWAGGER_UI_VERSION)" > $(CURDIR)/chalicelib/apidocs/swagger-ui/VERSION \
+	  && rm -rf $$tmp && echo "swagger-ui-dist $(SWAGGER_UI_VERSION) in chalicelib/apidocs/swagger-ui/"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build

@@ -18,11 +18,12 @@ from chalice.app import (
     SQSEvent,
 )
 
-from chalicelib import http, logs
+from chalicelib import apidocs, http, logs
 from chalicelib.bootstrap import Services, bootstrap
 from chalicelib.errors import Unauthorized
 from chalicelib.schemas import (
     ClientCreate,
+    ClientFilter,
     ClientUpdate,
     ProcessReport,
     TaskCreate,
@@ -104,9 +105,10 @@ def create_client() -> Response:
 @http.endpoint
 def list_clients() -> Response:
     params = http.query(_request(), {"code", "tag", "limit", "cursor"})
+    filters = parse(ClientFilter, {k: v for k, v in params.items() if k in {"code", "tag"}})
     page = services().clients.list(
-        code=params.get("code"),
-        tag=params.get("tag"),
+        code=filters.code,
+        tag=filters.tag,
         limit=http.page_limit(params),
         cursor=params.get("cursor"),
     )
@@ -218,3 +220,22 @@ def send(event: SQSEvent) -> dict[str, Any]:
     """Send jobs; a job that fails is reported alone (partial batch response)."""
     result = services().sender.handle_event(record.to_dict() for record in event)
     return {"batchItemFailures": [{"itemIdentifier": rid} for rid in result.failed_record_ids]}
+
+
+# The documentation: public (no authorizer), served from files packaged with the code.
+@app.route("/openapi.json", methods=["GET"])
+@http.endpoint
+def openapi_document() -> Response:
+    return apidocs.document()
+
+
+@app.route("/docs", methods=["GET"])
+@http.endpoint
+def docs_page() -> Response:
+    return apidocs.page()
+
+
+@app.route("/docs/{asset}", methods=["GET"])
+@http.endpoint
+def docs_asset(asset: str) -> Response:
+    return apidocs.asset(asset)

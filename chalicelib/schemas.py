@@ -17,10 +17,12 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    WithJsonSchema,
     model_validator,
 )
 
 from chalicelib.domain.clients import CODE_MAX, TAG_MAX, normalize_phone, validate_utc
+from chalicelib.domain.messages import MessageStatus
 from chalicelib.domain.tasks import (
     FILTER_MAX_ITEMS,
     TEXT_MAX,
@@ -33,19 +35,52 @@ from chalicelib.errors import ValidationFailed
 Phone = Annotated[
     str,
     BeforeValidator(normalize_phone),
-    Field(description="7 followed by ten digits; an integer of that form is accepted"),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": "^7[0-9]{10}$"},
+                {"type": "integer", "minimum": 70000000000, "maximum": 79999999999},
+            ],
+            "description": "7 followed by ten digits; an integer of that form is accepted",
+            "examples": ["79001234567"],
+        }
+    ),
 ]
-Code = Annotated[str, Field(min_length=1, max_length=CODE_MAX, description="Operator code")]
+Code = Annotated[
+    str, Field(min_length=1, max_length=CODE_MAX, description="Operator code", examples=["900"])
+]
 Tag = Annotated[str, Field(max_length=TAG_MAX, description="Free label, may be empty")]
 Utc = Annotated[
     str,
     AfterValidator(validate_utc),
-    Field(description="IANA zone name (Europe/Moscow) or fixed offset (+03:00)"),
+    Field(
+        description="IANA zone name (Europe/Moscow) or fixed offset (+03:00)",
+        examples=["Europe/Moscow", "Asia/Vladivostok", "+03:00", "-05:30"],
+    ),
 ]
 
 
+def _null_only_where_meaningful(schema: dict[str, Any], model: type[Any]) -> None:
+    """Document what :func:`parse` enforces: an optional field may be left out, but
+    ``null`` is refused except for the fields listed in ``NULLABLE``."""
+    nullable: frozenset[str] = getattr(model, "NULLABLE", frozenset())
+    for name, prop in schema.get("properties", {}).items():
+        if name in nullable or not isinstance(prop, dict) or "anyOf" not in prop:
+            continue
+        choices = [choice for choice in prop["anyOf"] if choice != {"type": "null"}]
+        if prop.get("default", "") is None:
+            del prop["default"]
+        if len(choices) == 1:
+            del prop["anyOf"]
+            prop.update({**choices[0], **prop})
+        else:
+            prop["anyOf"] = choices
+
+
 class RequestModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(
+        extra="forbid", strict=True, frozen=True, json_schema_extra=_null_only_where_meaningful
+    )
     # Fields where an explicit ``null`` means something (removing an optional setting).
     NULLABLE: ClassVar[frozenset[str]] = frozenset()
 
@@ -66,6 +101,13 @@ class ClientUpdate(RequestModel):
     utc: Utc | None = None
 
 
+class ClientFilter(RequestModel):
+    """The filters of ``GET /api/clients``: only clients with this code and/or this tag."""
+
+    code: Code | None = None
+    tag: Tag | None = None
+
+
 def _instant(value: object) -> datetime:
     if not isinstance(value, str):
         raise ValueError("must be an ISO 8601 date-time string with an offset or Z")
@@ -84,7 +126,14 @@ Instant = Annotated[
     BeforeValidator(_instant),
     Field(description="ISO 8601 with an offset or Z; answered in UTC with Z"),
 ]
-HHMM = Annotated[str, BeforeValidator(_hhmm), Field(description="Local time HH:MM")]
+HHMM = Annotated[
+    str,
+    BeforeValidator(_hhmm),
+    Field(
+        description="Local time HH:MM (00:00 to 23:59)",
+        json_schema_extra={"pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"},
+    ),
+]
 FilterCode = Annotated[str, Field(min_length=1, max_length=CODE_MAX)]
 FilterTag = Annotated[str, Field(min_length=1, max_length=TAG_MAX)]
 
@@ -98,6 +147,9 @@ class TaskFilter(RequestModel):
 
 
 class SendWindowIn(RequestModel):
+    """Send only while the client's local time is in ``[from, to)``; ``from`` after ``to``
+    crosses midnight (``22:00``-``06:00``)."""
+
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
 
     start: HHMM = Field(alias="from")
@@ -143,6 +195,12 @@ class TaskUpdate(RequestModel):
     send_window: SendWindowIn | None = None
 
 
+# Answers give every instant in UTC with ``Z``.
+InstantOut = Annotated[
+    str, Field(description="UTC, ISO 8601 with Z", json_schema_extra={"format": "date-time"})
+]
+
+
 class FilterOut(BaseModel):
     codes: list[str]
     tags: list[str]
@@ -157,14 +215,14 @@ class SendWindowOut(BaseModel):
 
 class TaskOut(BaseModel):
     id: int
-    start_time: str
-    end_time: str
+    start_time: InstantOut
+    end_time: InstantOut
     text: str
     filter: FilterOut
     send_window: SendWindowOut | None
     status: TaskStatus
-    created_at: str
-    updated_at: str
+    created_at: InstantOut
+    updated_at: InstantOut
 
 
 class MessageCounts(BaseModel):
@@ -177,8 +235,8 @@ class MessageCounts(BaseModel):
 class TaskStatsItem(BaseModel):
     id: int
     status: TaskStatus
-    start_time: str
-    end_time: str
+    start_time: InstantOut
+    end_time: InstantOut
     total: int
     messages: MessageCounts
 
@@ -186,11 +244,11 @@ class TaskStatsItem(BaseModel):
 class MessageOut(BaseModel):
     id: int = Field(description="The msgId the provider receives")
     client_id: int
-    status: str
-    created_at: str
-    sent_at: str | None
-    attempts: int
-    last_error: str | None
+    status: Annotated[str, Field(json_schema_extra={"enum": [s.value for s in MessageStatus]})]
+    created_at: InstantOut
+    sent_at: InstantOut | None = Field(description="When the provider accepted it")
+    attempts: int = Field(description="Provider calls made so far")
+    last_error: str | None = Field(description="Why the last attempt failed")
 
 
 class TaskStatsDetail(BaseModel):
@@ -223,10 +281,18 @@ class Page(BaseModel, Generic[ItemT]):
     next: str | None = Field(description="Cursor of the next page, null on the last one")
 
 
+class HealthOut(BaseModel):
+    status: str
+
+
 class ErrorOut(BaseModel):
-    error: str
-    message: str
-    fields: dict[str, str] | None = None
+    """Every error answer (SPEC: errors); ``fields`` only comes with validation errors."""
+
+    error: str = Field(description="Machine-readable code, such as validation_error")
+    message: str = Field(description="What went wrong, for a person")
+    fields: dict[str, str] = Field(
+        default_factory=dict, description="Only for validation errors: field -> what is wrong"
+    )
 
 
 ModelT = TypeVar("ModelT", bound=RequestModel)

@@ -112,13 +112,14 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     try:
         yield stack
     finally:
-        _stop(process)
+        stop_stack(process)
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop as a terminal would (SIGTERM: the supervisor stops its parts), then kill
-    whatever is left: the parts run in sessions of their own, so a SIGKILL to make's
-    group alone would leave the emulator and the API server running."""
+def stop_stack(process: subprocess.Popen[bytes]) -> None:
+    """Stop the stack and everything it started. The emulator and the API run in
+    sessions of their own, so a SIGKILL to the make group alone would leave them
+    running (two processes of ~100 MB per test): SIGTERM first, the supervisor stops
+    them, and whatever is left is killed by pid."""
     if process.poll() is not None:
         return
     children = descendants(process.pid)

@@ -11,7 +11,12 @@ from chalicelib.errors import NotFound, ValidationFailed
 from chalicelib.storage.models import ApiKeyModel, ClientModel
 from tests.conftest import Api
 
-PUBLIC = {("/api/health", "GET"), ("/openapi.json", "GET"), ("/docs", "GET")}
+PUBLIC = {
+    ("/api/health", "GET"),
+    ("/openapi.json", "GET"),
+    ("/docs", "GET"),
+    ("/docs/{asset}", "GET"),  # the script and style sheet of /docs
+}
 ANN = {"phone": "79001234567", "code": "900", "tag": "vip", "utc": "Europe/Moscow"}
 
 

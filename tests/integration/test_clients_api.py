@@ -326,3 +326,25 @@ def test_health(api: Api) -> None:
     response = api.get("/api/health")
     assert response.status_code == 200
     assert response.json_body == {"status": "ok"}
+
+
+# --- list filters -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [("code=", "code"), ("code=" + "9" * 101, "code"), ("tag=" + "t" * 2001, "tag")],
+)
+def test_list_filters_out_of_range_are_400_not_500(api: Api, query: str, field: str) -> None:
+    # An empty code used to reach DynamoDB as an empty key value (a 500).
+    create(api, ANN)
+    body = assert_error(api.get(f"/api/clients/?{query}"), 400, "validation_error")
+    assert list(body["fields"]) == [field]
+
+
+def test_an_empty_tag_filter_lists_the_clients_without_a_tag(api: Api) -> None:
+    create(api, ANN)
+    bob = create(api, BOB)
+    response = api.get("/api/clients/?tag=")
+    assert response.status_code == 200
+    assert [client["id"] for client in response.json_body["items"]] == [bob["id"]]

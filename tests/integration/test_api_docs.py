@@ -1,0 +1,100 @@
+"""The API serves its own documentation: the OpenAPI document and a Swagger UI page."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+import app as app_module
+from chalicelib import apidocs
+from tests.conftest import ROOT, Api
+from tools.openapi import OPERATIONS, PARAMETERS
+
+# Lambda's limit on a synchronous answer; API Gateway's (10 MB) is larger.
+LAMBDA_RESPONSE_LIMIT = 6 * 1024 * 1024
+
+
+def test_the_document_is_served_without_a_key(anonymous: Api) -> None:
+    response = anonymous.get("/openapi.json")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.body.decode() == (ROOT / "openapi.json").read_text()
+    assert json.loads(response.body)["openapi"] == "3.1.0"
+
+
+@pytest.mark.parametrize("path", ["/docs", "/docs/"])
+def test_the_page_is_served_without_a_key_and_loads_nothing_from_elsewhere(
+    anonymous: Api, path: str
+) -> None:
+    response = anonymous.get(path)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+    page = response.body.decode()
+    assert 'src="docs/swagger-ui-bundle.js"' in page
+    assert 'href="docs/swagger-ui.css"' in page
+    assert 'url: "openapi.json"' in page
+    assert not re.search(r"(https?:)?//[a-z]", page), "the page must work offline"
+
+
+@pytest.mark.parametrize(
+    ("name", "content_type"),
+    [
+        ("swagger-ui.css", "text/css; charset=utf-8"),
+        ("swagger-ui-bundle.js", "text/javascript; charset=utf-8"),
+    ],
+)
+def test_assets_are_served_with_their_content_type(
+    anonymous: Api, name: str, content_type: str
+) -> None:
+    response = anonymous.get(f"/docs/{name}")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == content_type
+    assert response.body == (apidocs.ASSET_DIR / name).read_bytes()
+    assert "max-age" in response.headers["Cache-Control"]
+
+
+@pytest.mark.parametrize("name", ["nope.js", "swagger-ui.css.map", "..%2Findex.html", "LICENSE"])
+def test_unknown_assets_are_404_in_the_error_format(anonymous: Api, name: str) -> None:
+    response = anonymous.get(f"/docs/{name}")
+    assert response.status_code == 404
+    assert response.json_body["error"] == "not_found"
+    assert set(response.json_body) == {"error", "message"}
+
+
+def test_every_answer_fits_a_lambda_response() -> None:
+    for answer in (apidocs.document(), apidocs.page(), *map(apidocs.asset, apidocs.ASSETS)):
+        event = answer.to_dict(app_module.app.api.binary_types)
+        assert "isBase64Encoded" not in event  # text, passed through as it is
+        assert len(json.dumps(event)) < LAMBDA_RESPONSE_LIMIT / 2
+
+
+def valid_value(name: str) -> str:
+    return {"limit": "5", "cursor": "", "code": "900", "tag": "vip", "status": "sent"}[name]
+
+
+def test_every_documented_query_parameter_is_accepted(api: Api) -> None:
+    """The document and the app agree on query parameter names (the fuzzer only sends
+    documented ones, so it would not notice a name the app does not know)."""
+    task = api.post(
+        "/api/tasks/",
+        {"start_time": "2027-01-01T00:00:00Z", "end_time": "2027-01-02T00:00:00Z", "text": "x"},
+    )
+    assert task.status_code == 201
+    checked = 0
+    for (path, method), operation in OPERATIONS.items():
+        for name in operation.query:
+            assert PARAMETERS[name]["in"] == "query"
+            url = path.replace("{task_id}", str(task.json_body["id"]))
+            response: Any = api.request(method, f"{url}?{name}={valid_value(name)}")
+            assert response.status_code == 200, (path, name, response.body)
+            checked += 1
+    assert checked == 11
+
+
+def test_an_undocumented_query_parameter_is_refused(api: Api) -> None:
+    response = api.get("/api/tasks/?page=2")
+    assert response.status_code == 400
+    assert response.json_body["fields"] == {"page": "unknown query parameter"}
