@@ -131,6 +131,7 @@ class Services:
             policy,
             park_after=timedelta(seconds=self.settings.park_after_seconds),
             stage=self.settings.stage,
+            lease=timedelta(seconds=self.settings.lease_seconds),
         )
 
 

@@ -20,7 +20,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from chalicelib import logs, metrics
@@ -63,6 +63,23 @@ class BatchResult:
 
 
 @dataclass(frozen=True)
+class _State:
+    """What the batch read says of a message."""
+
+    status: str
+    generation: int
+    claimed_until_ms: int | None
+
+    def abandoned_by(self, job: SendJob, now: datetime) -> bool:
+        """Claimed from this very copy of the job by a sender whose hold has lapsed."""
+        return (
+            self.generation == job.generation + 1
+            and self.claimed_until_ms is not None
+            and self.claimed_until_ms <= _ms(now)
+        )
+
+
+@dataclass(frozen=True)
 class _Final:
     """A provider outcome to record once the batch's calls are done (one transaction)."""
 
@@ -93,8 +110,10 @@ class Sender:
         *,
         park_after: timedelta = timedelta(minutes=15),
         stage: str = "local",
+        lease: timedelta = timedelta(seconds=60),
     ) -> None:
         self._clock = clock
+        self._lease = lease
         self._stage = stage
         self._first_send_known: set[int] = set()
         self._park_after = park_after
@@ -197,42 +216,70 @@ class Sender:
         tasks: dict[int, TaskModel | None] = {}
         for task_id in {job.task_id for _, job in jobs}:
             tasks[task_id] = task_store.get(task_id)
-        messages: dict[tuple[int, int], tuple[str, int]] = {}
+        messages: dict[tuple[int, int], _State] = {}
         for task_id in tasks:
             client_ids = [job.client_id for _, job in jobs if job.task_id == task_id]
             for client_id, message in message_store.get_many(task_id, client_ids).items():
-                messages[(task_id, client_id)] = (message.status, int(message.job_gen or 0))
+                messages[(task_id, client_id)] = _State(
+                    message.status,
+                    int(message.job_gen or 0),
+                    int(message.claimed_until) if message.claimed_until is not None else None,
+                )
         read_at = self._clock()
 
         work: list[_Work] = []
-        for record, job in jobs:
+        for record, received in jobs:
+            job = received
             with logs.bind(task_id=job.task_id, message_id=job.message_id, client_id=job.client_id):
                 task = tasks[job.task_id]
                 state = messages.get((job.task_id, job.client_id))
+                if state is not None and state.abandoned_by(job, now):
+                    # The sender that claimed it died: this copy takes over its generation.
+                    job = replace(job, generation=state.generation)
                 outcome = self._hold_back(job, task, state, now)
                 if outcome is not None:
                     result.count(outcome)
                 elif task is not None:
                     work.append(_Work(record, job, task, read_at, result))
-        return work
+        return self._claim(work, now, result)
+
+    def _claim(self, work: list[_Work], now: datetime, result: BatchResult) -> list[_Work]:
+        """Hold the messages about to be sent, so no other copy of a job sends them too."""
+        claimed: list[_Work] = []
+        for task_id in {item.job.task_id for item in work}:
+            items = [item for item in work if item.job.task_id == task_id]
+            won = message_store.claim_many(
+                task_id,
+                [(item.job.client_id, item.job.generation) for item in items],
+                now_ms=_ms(now),
+                lease_ms=int(self._lease.total_seconds() * 1000),
+            )
+            for item in items:
+                if item.job.client_id in won:
+                    item.job = replace(item.job, generation=item.job.generation + 1)
+                    claimed.append(item)
+                else:
+                    result.count("dropped")  # another copy of the job holds it
+        return claimed
 
     def _hold_back(  # noqa: PLR0911 - one return per reason, in the order they apply
         self,
         job: SendJob,
         task: TaskModel | None,
-        state: tuple[str, int] | None,
+        state: _State | None,
         now: datetime,
     ) -> str | None:
         """Why this job must not be sent now (and what was done about it), or None."""
         if task is None:
             log.info("job dropped: task deleted")
             return "dropped"
-        if state is None or state[0] != MessageStatus.PENDING.value:
-            log.info("job dropped: message already final", extra={"status": state and state[0]})
+        if state is None or state.status != MessageStatus.PENDING.value:
+            status = state.status if state else None
+            log.info("job dropped: message already final", extra={"status": status})
             return "dropped"
-        if state[1] != job.generation:
-            # An older copy of this job: its successor carries on.
-            log.info("job dropped: stale copy", extra={"generation": state[1]})
+        if state.generation != job.generation:
+            # Another copy of this job holds it, or a newer copy carries on.
+            log.info("job dropped: stale copy", extra={"generation": state.generation})
             return "dropped"
         if now >= task.end_time:
             self._expire(job, now)

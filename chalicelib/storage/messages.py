@@ -249,6 +249,51 @@ def _finish_chunk(task_id: int, outcomes: list[Outcome], now: datetime) -> set[i
     return set()
 
 
+def claim_many(
+    task_id: int, claims: Sequence[tuple[int, int]], *, now_ms: int, lease_ms: int
+) -> set[int]:
+    """Take hold of messages for a provider call, in one transaction per 100.
+
+    ``claims`` are (client_id, generation) pairs; a claim succeeds while the message is
+    pending, at that generation and not held by another sender, and moves it to the next
+    generation: any other copy of the job, concurrent or later, then stops. Returns the
+    client ids claimed.
+    """
+    claimed: set[int] = set()
+    for start in range(0, len(claims), MAX_TRANSACTION_ITEMS):
+        remaining = list(claims[start : start + MAX_TRANSACTION_ITEMS])
+        while remaining:
+
+            def build(tx: TransactWrite, chunk: list[tuple[int, int]] = remaining) -> None:
+                for client_id, generation in chunk:
+                    tx.update(
+                        MessageModel(task_id, client_id),
+                        actions=[
+                            MessageModel.job_gen.set(generation + 1),
+                            MessageModel.claimed_until.set(now_ms + lease_ms),
+                        ],
+                        condition=(MessageModel.status == MessageStatus.PENDING.value)
+                        & (MessageModel.job_gen == generation)
+                        & (
+                            MessageModel.claimed_until.does_not_exist()
+                            | (MessageModel.claimed_until <= now_ms)
+                        ),
+                    )
+
+            try:
+                _transact(build)
+            except TransactWriteError as error:
+                reasons = _failed_items(error)
+                if CONDITIONAL_CHECK_FAILED not in reasons:
+                    raise
+                lost = {i for i, code in enumerate(reasons) if code == CONDITIONAL_CHECK_FAILED}
+                remaining = [claim for i, claim in enumerate(remaining) if i not in lost]
+                continue
+            claimed |= {client_id for client_id, _ in remaining}
+            break
+    return claimed
+
+
 def requeue(
     task_id: int,
     client_id: int,

@@ -219,6 +219,9 @@ class MessageModel(Model):
     utc = UnicodeAttribute(null=True)
     # Set while parked outside its send window (epoch ms of the next opening).
     wake_ms = NumberAttribute(null=True)
+    # A sender holds the message for a provider call until then (epoch ms); a copy of
+    # the job arriving meanwhile stops, one arriving later (the holder died) carries on.
+    claimed_until = NumberAttribute(null=True)
 
     by_task_status = MessagesByStatus()
     parked_by_wake = ParkedMessagesByWake()

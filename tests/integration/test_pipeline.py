@@ -4,6 +4,8 @@ loopback and a frozen clock: schedule -> fan-out -> SQS -> sender -> provider.""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections import Counter
 from typing import Any
 
@@ -414,3 +416,37 @@ def test_a_page_larger_than_one_transaction_is_split(api: Api, services: Any) ->
     again = message_store.create_messages(task_id, records, services.clock())
     assert (len(again.created), len(again.existing)) == (0, 130)
     assert counts(task_id)["total"] == 130 == recount(task_id)["total"]
+
+
+def test_two_copies_of_a_job_at_the_same_time_call_the_provider_once(
+    api: Api, pipeline: Pipeline, provider: FakeProviderState
+) -> None:
+    add_client(api, 1)
+    add_task(api)
+    (job,) = pipeline.receive()
+    twin = {**job, "MessageId": "twin", "ReceiptHandle": "other"}
+    provider.latency_ms = 300  # the first copy is still calling when the second arrives
+    first = threading.Thread(target=pipeline.invoke, args=([job],))
+    first.start()
+    time.sleep(0.1)
+    pipeline.invoke([twin])
+    first.join()
+    assert len(provider.sends()) == 1
+
+
+def test_a_job_whose_sender_died_after_claiming_it_is_sent_later(
+    api: Api, pipeline: Pipeline, provider: FakeProviderState, clock: FrozenClock
+) -> None:
+    client = add_client(api, 1)
+    task = add_task(api)
+    (job,) = pipeline.receive()
+    # The claim succeeds, then the process dies before calling the provider.
+    assert message_store.claim_many(
+        task["id"], [(client, 0)], now_ms=int(clock().timestamp() * 1000), lease_ms=60_000
+    ) == {client}
+    assert pipeline.invoke([job]) == set()
+    assert provider.sends() == []  # still held: the copy stops
+    clock.advance(minutes=2)  # the hold lapses; SQS delivers the job again
+    assert pipeline.invoke([job]) == set()
+    assert sent_ids(provider) == [message_id(task["id"], client)]
+    assert messages_of(task["id"])[client].status == "sent"
