@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.expressions.update import Action
@@ -97,6 +97,34 @@ def _transact(build: Callable[[TransactWrite], None]) -> None:
             time.sleep(random.uniform(0, 0.02 * 2**attempt))  # noqa: S311 - jitter
 
 
+ItemT = TypeVar("ItemT")
+
+
+def _write_what_applies(
+    items: list[ItemT], build: Callable[[TransactWrite, list[ItemT]], None], *, first: int = 0
+) -> tuple[list[ItemT], list[ItemT]]:
+    """Run one transaction over ``items``; when some items' conditions fail, set those
+    aside and run it again without them. ``first`` is the position of ``items[0]`` in the
+    transaction (after any checks ``build`` adds before the items); a failed check
+    outside the items is raised. Returns (written, refused)."""
+    remaining, refused = list(items), []
+    while remaining:
+        try:
+            _transact(lambda tx, chunk=remaining: build(tx, chunk))  # type: ignore[misc]
+        except TransactWriteError as error:
+            reasons = _failed_items(error)
+            failed = {
+                i - first for i, code in enumerate(reasons) if code == CONDITIONAL_CHECK_FAILED
+            }
+            if not failed or any(not 0 <= i < len(remaining) for i in failed):
+                raise
+            refused += [item for i, item in enumerate(remaining) if i in failed]
+            remaining = [item for i, item in enumerate(remaining) if i not in failed]
+            continue
+        break
+    return remaining, refused
+
+
 def _count_actions(changes: dict[str, int]) -> list[Any]:
     return [getattr(CounterModel, name).add(delta) for name, delta in changes.items() if delta]
 
@@ -117,54 +145,42 @@ def create_messages(task_id: int, clients: Sequence[ClientModel], now: datetime)
 
 
 def _create_chunk(task_id: int, clients: Sequence[ClientModel], now: datetime) -> CreatedPage:
-    """One transaction: the messages, the task check and the counts.
+    """One transaction: the task check, the messages and the counts.
 
     A message that already exists (an interrupted run wrote it) makes the transaction
     fail on its condition; it is set aside and the rest is written again.
     """
-    remaining = list(clients)
-    existing: list[ClientModel] = []
-    while remaining:
 
-        def build(tx: TransactWrite, page: list[ClientModel] = remaining) -> None:
-            tx.condition_check(
-                TaskModel,
-                task_id,
-                condition=TaskModel.id.exists() & live_task_condition(),
+    def build(tx: TransactWrite, page: list[ClientModel]) -> None:
+        tx.condition_check(
+            TaskModel, task_id, condition=TaskModel.id.exists() & live_task_condition()
+        )
+        for client in page:
+            tx.save(
+                MessageModel(
+                    task_id,
+                    int(client.id),
+                    id=message_id(task_id, int(client.id)),
+                    status=MessageStatus.PENDING.value,
+                    created_at=now,
+                    attempts=0,
+                    job_gen=0,
+                    phone=client.phone,
+                    utc=client.utc,
+                ),
+                condition=MessageModel.task_id.does_not_exist(),
             )
-            for client in page:
-                tx.save(
-                    MessageModel(
-                        task_id,
-                        int(client.id),
-                        id=message_id(task_id, int(client.id)),
-                        status=MessageStatus.PENDING.value,
-                        created_at=now,
-                        attempts=0,
-                        job_gen=0,
-                        phone=client.phone,
-                        utc=client.utc,
-                    ),
-                    condition=MessageModel.task_id.does_not_exist(),
-                )
-            count = len(page)
-            counter = CounterModel(counter_name(task_id, any_shard()))
-            tx.update(counter, actions=_count_actions({"total": count, "pending": count}))
+        count = len(page)
+        counter = CounterModel(counter_name(task_id, any_shard()))
+        tx.update(counter, actions=_count_actions({"total": count, "pending": count}))
 
-        try:
-            _transact(build)
-        except TransactWriteError as error:
-            reasons = _failed_items(error)
-            if CONDITIONAL_CHECK_FAILED not in reasons:
-                raise
-            if reasons[0] == CONDITIONAL_CHECK_FAILED:
-                raise TaskGone from None
-            clashes = {i - 1 for i, code in enumerate(reasons) if code == CONDITIONAL_CHECK_FAILED}
-            existing += [client for i, client in enumerate(remaining) if i in clashes]
-            remaining = [client for i, client in enumerate(remaining) if i not in clashes]
-            continue
-        break
-    return CreatedPage(created=remaining, existing=existing)
+    try:
+        created, existing = _write_what_applies(list(clients), build, first=1)
+    except TransactWriteError as error:
+        if _failed_items(error)[:1] == [CONDITIONAL_CHECK_FAILED]:
+            raise TaskGone from None
+        raise
+    return CreatedPage(created=created, existing=existing)
 
 
 def get_many(task_id: int, client_ids: Iterable[int]) -> dict[int, MessageModel]:
@@ -211,42 +227,30 @@ def finish_many(task_id: int, outcomes: Sequence[Outcome], *, now: datetime) -> 
 
 
 def _finish_chunk(task_id: int, outcomes: list[Outcome], now: datetime) -> set[int]:
-    remaining = outcomes
-    while remaining:
+    def build(tx: TransactWrite, chunk: list[Outcome]) -> None:
+        for outcome in chunk:
+            actions: list[Action] = [
+                MessageModel.status.set(outcome.status.value),
+                MessageModel.wake_ms.remove(),
+            ]
+            if outcome.status is MessageStatus.SENT:
+                actions.append(MessageModel.sent_at.set(now))
+            if outcome.attempts is not None:
+                actions.append(MessageModel.attempts.set(outcome.attempts))
+            if outcome.last_error is not None:
+                actions.append(MessageModel.last_error.set(outcome.last_error[:500]))
+            tx.update(
+                MessageModel(task_id, outcome.client_id),
+                actions=actions,
+                condition=MessageModel.status == MessageStatus.PENDING.value,
+            )
+        deltas = Counter(outcome.status.value for outcome in chunk)
+        deltas["pending"] = -len(chunk)
+        counter = CounterModel(counter_name(task_id, any_shard()))
+        tx.update(counter, actions=_count_actions(dict(deltas)))
 
-        def build(tx: TransactWrite, chunk: list[Outcome] = remaining) -> None:
-            for outcome in chunk:
-                actions: list[Action] = [
-                    MessageModel.status.set(outcome.status.value),
-                    MessageModel.wake_ms.remove(),
-                ]
-                if outcome.status is MessageStatus.SENT:
-                    actions.append(MessageModel.sent_at.set(now))
-                if outcome.attempts is not None:
-                    actions.append(MessageModel.attempts.set(outcome.attempts))
-                if outcome.last_error is not None:
-                    actions.append(MessageModel.last_error.set(outcome.last_error[:500]))
-                tx.update(
-                    MessageModel(task_id, outcome.client_id),
-                    actions=actions,
-                    condition=MessageModel.status == MessageStatus.PENDING.value,
-                )
-            deltas = Counter(outcome.status.value for outcome in chunk)
-            deltas["pending"] = -len(chunk)
-            counter = CounterModel(counter_name(task_id, any_shard()))
-            tx.update(counter, actions=_count_actions(dict(deltas)))
-
-        try:
-            _transact(build)
-        except TransactWriteError as error:
-            reasons = _failed_items(error)
-            if CONDITIONAL_CHECK_FAILED not in reasons:
-                raise
-            stale = {i for i, code in enumerate(reasons) if code == CONDITIONAL_CHECK_FAILED}
-            remaining = [outcome for i, outcome in enumerate(remaining) if i not in stale]
-            continue
-        return {outcome.client_id for outcome in remaining}
-    return set()
+    moved, _ = _write_what_applies(outcomes, build)
+    return {outcome.client_id for outcome in moved}
 
 
 def claim_many(
@@ -259,38 +263,27 @@ def claim_many(
     generation: any other copy of the job, concurrent or later, then stops. Returns the
     client ids claimed.
     """
+
+    def build(tx: TransactWrite, chunk: list[tuple[int, int]]) -> None:
+        for client_id, generation in chunk:
+            tx.update(
+                MessageModel(task_id, client_id),
+                actions=[
+                    MessageModel.job_gen.set(generation + 1),
+                    MessageModel.claimed_until.set(now_ms + lease_ms),
+                ],
+                condition=(MessageModel.status == MessageStatus.PENDING.value)
+                & (MessageModel.job_gen == generation)
+                & (
+                    MessageModel.claimed_until.does_not_exist()
+                    | (MessageModel.claimed_until <= now_ms)
+                ),
+            )
+
     claimed: set[int] = set()
     for start in range(0, len(claims), MAX_TRANSACTION_ITEMS):
-        remaining = list(claims[start : start + MAX_TRANSACTION_ITEMS])
-        while remaining:
-
-            def build(tx: TransactWrite, chunk: list[tuple[int, int]] = remaining) -> None:
-                for client_id, generation in chunk:
-                    tx.update(
-                        MessageModel(task_id, client_id),
-                        actions=[
-                            MessageModel.job_gen.set(generation + 1),
-                            MessageModel.claimed_until.set(now_ms + lease_ms),
-                        ],
-                        condition=(MessageModel.status == MessageStatus.PENDING.value)
-                        & (MessageModel.job_gen == generation)
-                        & (
-                            MessageModel.claimed_until.does_not_exist()
-                            | (MessageModel.claimed_until <= now_ms)
-                        ),
-                    )
-
-            try:
-                _transact(build)
-            except TransactWriteError as error:
-                reasons = _failed_items(error)
-                if CONDITIONAL_CHECK_FAILED not in reasons:
-                    raise
-                lost = {i for i, code in enumerate(reasons) if code == CONDITIONAL_CHECK_FAILED}
-                remaining = [claim for i, claim in enumerate(remaining) if i not in lost]
-                continue
-            claimed |= {client_id for client_id, _ in remaining}
-            break
+        won, _ = _write_what_applies(list(claims[start : start + MAX_TRANSACTION_ITEMS]), build)
+        claimed |= {client_id for client_id, _ in won}
     return claimed
 
 
