@@ -8,7 +8,6 @@ so that one botocore event hook sees every DynamoDB and SQS request.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
@@ -19,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from local.run import stage_environment
 from local.supervisor import ROOT, ChildProcess, free_port
 
 _not_counted = threading.local()
@@ -103,11 +103,6 @@ def install_counter() -> None:
 
     handlers.BUILTIN_HANDLERS.append(("provide-client-params.*.*", provide_params))
     handlers.BUILTIN_HANDLERS.append(("after-call.*.*", after_call))
-
-
-def stage_environment() -> dict[str, str]:
-    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
-    return dict(config["stages"]["local"]["environment_variables"])
 
 
 @dataclass

@@ -8,16 +8,12 @@ redeploy. Locally and in tests the token comes from ``SENDER_TOKEN``.
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
-from chalicelib import logs
+from chalicelib import aws, logs
 from chalicelib.settings import Settings
 
 log = logs.get_logger("provider_token")
@@ -27,13 +23,9 @@ TokenSource = Callable[[], str]
 TOKEN_MAX_AGE_SECONDS = 900.0
 
 
-@functools.cache
 def ssm_client(region: str, endpoint: str | None) -> Any:
     """One SSM client per container; short timeouts: a send waits on it."""
-    config = Config(
-        connect_timeout=2, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"}
-    )
-    return boto3.client("ssm", region_name=region, endpoint_url=endpoint, config=config)
+    return aws.client("ssm", region, endpoint, connect_timeout=2, read_timeout=5, attempts=3)
 
 
 class ParameterToken:

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
-from chalicelib import logs
+from chalicelib import aws, logs
 from chalicelib.settings import Settings
 
 log = logs.get_logger("queue")
@@ -65,14 +61,6 @@ class SendJob:
         )
 
 
-@functools.cache
-def _client(region: str, endpoint: str | None) -> Any:
-    config = Config(
-        connect_timeout=3, read_timeout=10, retries={"max_attempts": 4, "mode": "standard"}
-    )
-    return boto3.client("sqs", region_name=region, endpoint_url=endpoint, config=config)
-
-
 class SendQueue:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -80,7 +68,14 @@ class SendQueue:
 
     @property
     def client(self) -> Any:
-        return _client(self._settings.aws_region, self._settings.aws_endpoint_url)
+        return aws.client(
+            "sqs",
+            self._settings.aws_region,
+            self._settings.aws_endpoint_url,
+            connect_timeout=3,
+            read_timeout=10,
+            attempts=4,
+        )
 
     @property
     def url(self) -> str:

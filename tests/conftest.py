@@ -18,6 +18,7 @@ from chalicelib.settings import reset_settings
 from local.fake_provider import FakeProvider, FakeProviderState
 from local.gateway import SpecLocalGateway
 from local.resources import ensure_resources
+from local.run import stage_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGE = "local"
@@ -43,11 +44,6 @@ class FrozenClock:
     def advance(self, **delta: float) -> datetime:
         self.now += timedelta(**delta)
         return self.now
-
-
-def stage_environment(stage: str = STAGE) -> dict[str, str]:
-    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
-    return dict(config["stages"][stage]["environment_variables"])
 
 
 @pytest.fixture

@@ -145,8 +145,8 @@ class Dispatcher:
         if not task.fanout_done:
             self._fan_out(task, deadline, report)
         self._wake_parked(task, now, deadline, report)
-        if task.fanout_done and message_store.counts([int(task.id)])[int(task.id)].pending == 0:
-            self._finish(task, report)
+        if task.fanout_done:
+            self._finish_if_final(task, report)
 
     def _wind_up(
         self, task: TaskModel, now: datetime, deadline: float, report: DispatchReport
@@ -160,16 +160,18 @@ class Dispatcher:
             report.expired += expired
             if expired == 0:
                 break
-        if message_store.counts([task_id])[task_id].pending == 0:
-            self._finish(task, report)
-        else:
+        if not self._finish_if_final(task, report):
             report.incomplete.append(task_id)
 
-    def _finish(self, task: TaskModel, report: DispatchReport) -> None:
+    def _finish_if_final(self, task: TaskModel, report: DispatchReport) -> bool:
+        """Finish the task when none of its messages is pending any more."""
         counts = message_store.counts([int(task.id)])[int(task.id)]
+        if counts.pending:
+            return False
         task_store.set_status(task, TaskStatus.FINISHED, now=self._clock())
         report.finished += 1
         log.info("task finished", extra={"messages": counts.by_status(), "total": counts.total})
+        return True
 
     # --- send windows -----------------------------------------------------------------
 
