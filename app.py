@@ -141,7 +141,7 @@ def delete_client(client_id: str) -> Response:
 def process_due_tasks() -> Response:
     """SPEC 31: what the schedule does, now; answers before any message is sent."""
     wired = services()
-    report = wired.dispatcher.dispatch_due(wired.settings.api_dispatch_budget_seconds)
+    report = wired.dispatcher.dispatch_due(wired.settings.api_dispatch_budget_seconds, wait=False)
     return http.ok(
         ProcessReport(tasks=report.tasks, enqueued=report.enqueued, finished=report.finished),
         status=202,

@@ -22,6 +22,7 @@ from chalicelib.settings import Settings, get_settings
 # The imports below are for the type checker only; at run time each is done by the
 # property that needs it.
 if TYPE_CHECKING:
+    from chalicelib.domain.lifecycle import Timing
     from chalicelib.provider import Provider
     from chalicelib.queue import SendQueue
     from chalicelib.services.api_keys import ApiKeyService
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from chalicelib.services.sending import Sender
     from chalicelib.services.stats import StatsService
     from chalicelib.services.tasks import TaskService
+    from chalicelib.storage.messages import DynamoMessages
+    from chalicelib.storage.tasks import DynamoTasks
 
 
 class Services:
@@ -73,16 +76,15 @@ class Services:
         from chalicelib.services.tasks import TaskService  # noqa: PLC0415
 
         assert self.storage_ready
-        budget = self.settings.api_dispatch_budget_seconds
 
         def start_due_task(task_id: int) -> None:
-            self.dispatcher.start_task(task_id, budget)
+            self.dispatcher.start_task(task_id)
 
         return TaskService(
             self.clock,
             on_due=start_due_task,
             sleep=self._sleep,
-            delete_grace_seconds=self.settings.delete_grace_seconds,
+            delete_grace_seconds=self.settings.delete_grace(),
         )
 
     @cached_property
@@ -106,11 +108,34 @@ class Services:
         return SendQueue(self.settings)
 
     @cached_property
-    def dispatcher(self) -> Dispatcher:
-        from chalicelib.services.dispatch import Dispatcher  # noqa: PLC0415
+    def message_repository(self) -> DynamoMessages:
+        from chalicelib.storage.messages import DynamoMessages  # noqa: PLC0415
 
         assert self.storage_ready
-        return Dispatcher(self.settings, self.clock, self.queue, sleep=self._sleep)
+        return DynamoMessages()
+
+    @cached_property
+    def task_repository(self) -> DynamoTasks:
+        from chalicelib.storage.tasks import DynamoTasks  # noqa: PLC0415
+
+        assert self.storage_ready
+        return DynamoTasks()
+
+    @cached_property
+    def dispatcher(self) -> Dispatcher:
+        from chalicelib.services.dispatch import Dispatcher  # noqa: PLC0415
+        from chalicelib.storage.audience import DynamoAudience  # noqa: PLC0415
+
+        return Dispatcher(
+            self.settings,
+            self.clock,
+            tasks=self.task_repository,
+            messages=self.message_repository,
+            audience=DynamoAudience(),
+            queue=self.queue,
+            timing=timing(self.settings),
+            sleep=self._sleep,
+        )
 
     @cached_property
     def sender(self) -> Sender:
@@ -118,7 +143,6 @@ class Services:
         from chalicelib.provider import Provider  # noqa: PLC0415
         from chalicelib.services.sending import Sender  # noqa: PLC0415
 
-        assert self.storage_ready
         policy = RetryPolicy(
             max_attempts=self.settings.max_attempts,
             base_seconds=self.settings.retry_base_seconds,
@@ -126,13 +150,26 @@ class Services:
         )
         return Sender(
             self.clock,
-            self.queue,
-            self._provider or Provider.from_settings(self.settings),
-            policy,
-            park_after=timedelta(seconds=self.settings.park_after_seconds),
+            messages=self.message_repository,
+            tasks=self.task_repository,
+            queue=self.queue,
+            provider=self._provider or Provider.from_settings(self.settings),
+            policy=policy,
+            timing=timing(self.settings),
             stage=self.settings.stage,
-            lease=timedelta(seconds=self.settings.lease_seconds),
+            max_check_age=timedelta(seconds=self.settings.max_check_age_seconds),
         )
+
+
+def timing(settings: Settings) -> Timing:
+    from chalicelib.domain.lifecycle import Timing  # noqa: PLC0415
+
+    return Timing(
+        lease=timedelta(seconds=settings.lease_seconds),
+        park_after=timedelta(seconds=settings.park_after_seconds),
+        wake_lead=timedelta(seconds=settings.wake_lead_seconds),
+        watchdog=timedelta(seconds=settings.watchdog_seconds),
+    )
 
 
 def bootstrap(

@@ -44,6 +44,11 @@ class Provider:
             read_timeout=settings.provider_read_timeout,
         )
 
+    def warm(self) -> None:
+        """Read the token now (Parameter Store may take seconds), before the last check
+        the sender makes right before the call."""
+        self.token()
+
     def send(self, message_id: int, phone: str, text: str, attempt: int = 1) -> ProviderResult:
         """POST {base}/send/{msgId}; never raises for the provider's trouble.
 
@@ -71,6 +76,8 @@ class Provider:
             except (ValueError, json.JSONDecodeError):
                 body = None
             result = judge(response.status_code, body)
+            if response.status_code == 401:
+                self.token.invalidate()  # rotated: the retry reads the new one
         result = ProviderResult(result.outcome, result.status, result.detail, watch.elapsed_ms)
         log.info(
             "provider call",

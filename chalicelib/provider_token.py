@@ -11,14 +11,37 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from chalicelib import aws, logs
 from chalicelib.settings import Settings
 
 log = logs.get_logger("provider_token")
 
-TokenSource = Callable[[], str]
+
+class TokenSource(Protocol):
+    def __call__(self) -> str: ...
+
+    def invalidate(self) -> None:
+        """The provider refused the token (401): read it again on the next call."""
+        ...
+
+
+class StaticToken:
+    """A token from the environment (locally and in tests)."""
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def __call__(self) -> str:
+        return self._value
+
+    def invalidate(self) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return "StaticToken(...)"
+
 
 TOKEN_MAX_AGE_SECONDS = 900.0
 
@@ -66,6 +89,13 @@ class ParameterToken:
                 self._read_at = now
             return self._value
 
+    def invalidate(self) -> None:
+        """A rotated token: the next call reads the parameter again, whatever its age."""
+        with self._lock:
+            if self._value is not None:
+                self._read_at = self._monotonic() - self._max_age
+                log.info("provider token refused; it is read again", extra={"parameter": self.name})
+
     def _read(self) -> str:
         answer = self._client().get_parameter(Name=self.name, WithDecryption=True)
         log.info("provider token read", extra={"parameter": self.name})
@@ -80,5 +110,4 @@ def token_source(settings: Settings) -> TokenSource:
     if settings.sender_token_parameter:
         region, endpoint = settings.aws_region, settings.aws_endpoint_url
         return ParameterToken(settings.sender_token_parameter, lambda: ssm_client(region, endpoint))
-    token = settings.sender_token
-    return lambda: token
+    return StaticToken(settings.sender_token)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from chalicelib import aws, logs
@@ -49,16 +49,9 @@ class SendJob:
             raise ValueError("bad send job field types")
         return job
 
-    def requeued(self, attempt: int, not_before_ms: int) -> SendJob:
-        """The next copy of this job: the next generation, due at ``not_before_ms``."""
-        return SendJob(
-            **{
-                **asdict(self),
-                "attempt": attempt,
-                "not_before_ms": not_before_ms,
-                "generation": self.generation + 1,
-            }
-        )
+    def next_copy(self, generation: int, attempt: int, not_before_ms: int | None) -> SendJob:
+        """The copy of this job that the message's new generation expects."""
+        return replace(self, generation=generation, attempt=attempt, not_before_ms=not_before_ms)
 
 
 class SendQueue:
@@ -117,11 +110,9 @@ class SendQueue:
         return int(min(max(delay_seconds, 0), self._settings.queue_max_delay_seconds))
 
     def depth(self) -> int:
-        """Jobs waiting to be received (visible and delayed), not those being handled."""
+        """Jobs ready to be received now. Delayed jobs (retries, window waits) are not
+        counted: they are not work the senders have to do before a new page's."""
         attributes = self.client.get_queue_attributes(
-            QueueUrl=self.url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"],
+            QueueUrl=self.url, AttributeNames=["ApproximateNumberOfMessages"]
         )["Attributes"]
-        return int(attributes.get("ApproximateNumberOfMessages", 0)) + int(
-            attributes.get("ApproximateNumberOfMessagesDelayed", 0)
-        )
+        return int(attributes.get("ApproximateNumberOfMessages", 0))

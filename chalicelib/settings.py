@@ -39,7 +39,7 @@ class Settings:
     # In AWS: the name of the SSM SecureString parameter holding the token (read at run
     # time, see chalicelib/provider_token.py); when set, ``sender_token`` is not used.
     sender_token_parameter: str | None = None
-    provider_connect_timeout: float = 3.05
+    provider_connect_timeout: float = 2.0
     provider_read_timeout: float = 10.0
     # Sending: attempts per message, backoff between them, and the claim lease that
     # keeps two deliveries of one job from calling the provider together.
@@ -47,6 +47,10 @@ class Settings:
     retry_base_seconds: float = 15.0
     retry_cap_seconds: float = 900.0
     lease_seconds: int = 60
+    # How late a delayed job may be before the dispatcher queues another copy.
+    watchdog_seconds: float = 60.0
+    # The sender reads a task again before a call when its copy is older than this.
+    max_check_age_seconds: float = 0.5
     # SQS holds a job back at most 15 minutes; 0 turns delays off (tests on a frozen clock).
     queue_max_delay_seconds: int = 900
     # Fan-out: clients per page, how far the queue may run ahead of the senders, and how
@@ -60,8 +64,14 @@ class Settings:
     park_after_seconds: float = 900.0
     wake_lead_seconds: float = 60.0
     # DELETE waits this long after marking a task deleted, so that no sender that read
-    # the task just before can still begin a provider call after the answer.
-    delete_grace_seconds: float = 1.5
+    # the task just before can still reach the provider after the answer: at least the
+    # sender's check age plus the provider's connect timeout (see delete_grace()).
+    delete_grace_seconds: float | None = None
+
+    def delete_grace(self) -> float:
+        if self.delete_grace_seconds is not None:
+            return self.delete_grace_seconds
+        return self.max_check_age_seconds + self.provider_connect_timeout + 0.25
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -84,18 +94,22 @@ class Settings:
             sender_url=(env.get("SENDER_URL") or DEFAULT_SENDER_URL).rstrip("/"),
             sender_token=env.get("SENDER_TOKEN", ""),
             sender_token_parameter=env.get("SENDER_TOKEN_PARAMETER") or None,
-            provider_connect_timeout=float(env.get("PROVIDER_CONNECT_TIMEOUT", "3.05")),
+            provider_connect_timeout=float(env.get("PROVIDER_CONNECT_TIMEOUT", "2")),
             provider_read_timeout=float(env.get("PROVIDER_READ_TIMEOUT", "10")),
             max_attempts=int(env.get("MAX_ATTEMPTS", "6")),
             retry_base_seconds=float(env.get("RETRY_BASE_SECONDS", "15")),
             retry_cap_seconds=float(env.get("RETRY_CAP_SECONDS", "900")),
             lease_seconds=int(env.get("LEASE_SECONDS", "60")),
+            watchdog_seconds=float(env.get("WATCHDOG_SECONDS", "60")),
+            max_check_age_seconds=float(env.get("MAX_CHECK_AGE_SECONDS", "0.5")),
             queue_max_delay_seconds=int(env.get("QUEUE_MAX_DELAY_SECONDS", "900")),
             fanout_page_size=int(env.get("FANOUT_PAGE_SIZE", "95")),
             queue_ahead_limit=int(env.get("QUEUE_AHEAD_LIMIT", "1000")),
             dispatch_budget_seconds=float(env.get("DISPATCH_BUDGET_SECONDS", "240")),
             api_dispatch_budget_seconds=float(env.get("API_DISPATCH_BUDGET_SECONDS", "3")),
-            delete_grace_seconds=float(env.get("DELETE_GRACE_SECONDS", "1.5")),
+            delete_grace_seconds=(
+                float(env["DELETE_GRACE_SECONDS"]) if env.get("DELETE_GRACE_SECONDS") else None
+            ),
             park_after_seconds=float(env.get("PARK_AFTER_SECONDS", "900")),
             wake_lead_seconds=float(env.get("WAKE_LEAD_SECONDS", "60")),
         )

@@ -37,6 +37,38 @@ class SendWindow:
         return cls(parse_hhmm(start), parse_hhmm(end))
 
 
+@dataclass(frozen=True)
+class Fanout:
+    """Where a task's fan-out stands: which audience part, where in it, and whether done."""
+
+    part: int = 0
+    cursor: str | None = None
+    done: bool = False
+
+
+@dataclass(frozen=True)
+class SendingTask:
+    """A task as the dispatcher and the sender see it: parsed once when read."""
+
+    id: int
+    start: datetime
+    end: datetime
+    text: str
+    codes: tuple[str, ...]
+    tags: tuple[str, ...]
+    window: SendWindow | None
+    status: TaskStatus
+    deleted: bool
+    fanout: Fanout
+    # The window or the end changed while it ran: waiting messages are judged again.
+    rejudge: bool
+    first_sent: bool
+    # When a fan-out page of it was last queued (epoch ms): tasks take turns by it.
+    fanout_at_ms: int
+    # Optimistic lock: the stored ``updated_at`` this view was read at.
+    version: datetime
+
+
 def parse_hhmm(value: str) -> time:
     match = _HHMM_RE.fullmatch(value)
     if not match:

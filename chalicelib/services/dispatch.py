@@ -1,37 +1,47 @@
-"""The dispatcher: starts due tasks, fans their audience out to the queue, finishes them.
+"""The dispatcher: starts due tasks, fans their audience out to the queue, wakes waiting
+messages, and finishes tasks.
 
 Runs on the schedule (every minute in AWS), on ``POST /api/tasks/process``, and right
 after a due task is created or updated. Every run is bounded by a time budget and
 resumable: the fan-out checkpoint on the task says which page comes next, messages are
 created with conditional writes, and the checkpoint only moves forward from where it
 was read, so a crash or a timeout resumes with no duplicate and no gap.
+
+Tasks share the senders fairly: the queue is kept shallow (``queue_ahead_limit`` jobs
+ready to be received), and due tasks take turns, one page each, the task served longest
+ago first, so a small task is never stuck behind a large one. Only the scheduled run
+waits for the queue to drain; a run started by the API never waits.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from chalicelib import logs, metrics
 from chalicelib.clock import Clock
-from chalicelib.domain.messages import MessageStatus, message_id
-from chalicelib.domain.tasks import TaskStatus
-from chalicelib.queue import SendJob, SendQueue
+from chalicelib.domain import lifecycle
+from chalicelib.domain.lifecycle import Decision, ms
+from chalicelib.domain.messages import message_id
+from chalicelib.domain.tasks import SendingTask, TaskStatus
+from chalicelib.ports import (
+    Audience,
+    JobQueue,
+    MessageRepository,
+    Recipient,
+    StaleTask,
+    TaskGone,
+    TaskRepository,
+    audience_parts,
+)
+from chalicelib.queue import SendJob
 from chalicelib.settings import Settings
-from chalicelib.storage import messages as message_store
-from chalicelib.storage import tasks as task_store
-from chalicelib.storage.models import ClientModel, TaskModel, tag_key
-from chalicelib.storage.pagination import KeySchema, decode_cursor, encode_cursor
 
 log = logs.get_logger("dispatch")
 
-ALL_KEY: KeySchema = {"id": "N"}
-CODE_KEY: KeySchema = {"id": "N", "code": "S"}
-TAG_KEY: KeySchema = {"id": "N", "tag_key": "S"}
-# How long to let in-flight provider calls land before pending messages are expired.
-SWEEP_GRACE = timedelta(seconds=30)
 QUEUE_FULL_PAUSE = 0.5
 
 
@@ -46,48 +56,84 @@ class DispatchReport:
     incomplete: list[int] = field(default_factory=list)  # out of budget, resumes next run
 
 
-@dataclass(frozen=True)
-class AudiencePart:
-    """One index partition of a task's audience: a code, a tag, or everyone."""
-
-    kind: str
-    value: str | None
-
-
-def audience_parts(codes: list[str], tags: list[str]) -> list[AudiencePart]:
-    # codes OR-ed, tags OR-ed, the two AND-ed: with codes, walk each code's partition and
-    # keep the listed tags; with tags only, walk each tag's; with neither, everyone.
-    if codes:
-        return [AudiencePart("code", code) for code in sorted(set(codes))]
-    if tags:
-        return [AudiencePart("tag", tag) for tag in sorted(set(tags))]
-    return [AudiencePart("all", None)]
-
-
 class Dispatcher:
     def __init__(
         self,
         settings: Settings,
         clock: Clock,
-        queue: SendQueue,
+        *,
+        tasks: TaskRepository,
+        messages: MessageRepository,
+        audience: Audience,
+        queue: JobQueue,
+        timing: lifecycle.Timing,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
         self._clock = clock
+        self._tasks = tasks
+        self._messages = messages
+        self._audience = audience
         self._queue = queue
+        self._timing = timing
         self._sleep = sleep
         self._monotonic = monotonic
 
     # --- entry points -----------------------------------------------------------------
 
-    def dispatch_due(self, budget_seconds: float) -> DispatchReport:
-        """Advance every due task (the schedule and ``POST /api/tasks/process``)."""
+    def dispatch_due(self, budget_seconds: float, *, wait: bool = True) -> DispatchReport:
+        """Advance every due task (the schedule, and ``POST /api/tasks/process`` with
+        ``wait=False``: a full queue ends the run instead of pausing it)."""
         deadline = self._monotonic() + budget_seconds
         report = DispatchReport()
-        for task in list(task_store.find_due(self._clock())):
-            report.tasks += 1
-            self._advance(task, deadline, report)
+        kept_up: set[int] = set()
+        fanning: list[SendingTask] = []
+        while self._monotonic() < deadline:
+            now = self._clock()
+            fanning = []
+            for due in sorted(self._tasks.due(now), key=lambda t: (t.fanout_at_ms, t.id)):
+                task: SendingTask | None = due
+                if due.id not in kept_up:
+                    kept_up.add(due.id)
+                    report.tasks += 1
+                    task = self._guarded(
+                        due,
+                        functools.partial(self._keep_up, now=now, deadline=deadline, report=report),
+                    )
+                if task is not None and not task.fanout.done and now < task.end:
+                    fanning.append(task)
+            if not fanning:
+                break
+            if self._take_turns(fanning, deadline, report):
+                continue
+            if not wait or self._monotonic() + QUEUE_FULL_PAUSE >= deadline:
+                break
+            self._sleep(QUEUE_FULL_PAUSE)  # the senders are behind: let them catch up
+        report.incomplete += [task.id for task in fanning if task.id not in report.incomplete]
+        self._report(report)
+        return report
+
+    def start_task(self, task_id: int) -> DispatchReport:
+        """SPEC rule 1: a task that just became due gets its first page queued now, ahead
+        of the queue's limit and without waiting; the schedule does the rest."""
+        report = DispatchReport()
+        now = self._clock()
+        task = self._tasks.get(task_id)
+        if task is None or task.start > now or now >= task.end:
+            return report
+        report.tasks = 1
+        deadline = self._monotonic() + self._settings.api_dispatch_budget_seconds
+        with logs.bind(task_id=task_id):
+            started = self._guarded(task, lambda t: self._start(t, now, report))
+            if started is not None and started.rejudge:
+                # A new window or end: waiting messages are judged by it now.
+                self._guarded(started, lambda t: self._wake(t, now, deadline, report))
+            if started is not None and not started.fanout.done:
+                self._guarded(started, lambda t: self._fan_out_page(t, report))
+        return report
+
+    def _report(self, report: DispatchReport) -> None:
         metrics.emit(
             {
                 "TasksStarted": report.started,
@@ -104,218 +150,191 @@ class Dispatcher:
                 "tasks": report.tasks,
                 "started": report.started,
                 "enqueued": report.enqueued,
+                "woken": report.woken,
                 "expired": report.expired,
                 "finished": report.finished,
                 "incomplete": report.incomplete,
             },
         )
-        return report
 
-    def start_task(self, task_id: int, budget_seconds: float) -> DispatchReport:
-        """Begin a task that just became due, without waiting for the schedule."""
-        report = DispatchReport()
-        task = task_store.get(task_id)
-        if task is not None and task.start_time <= self._clock():
-            report.tasks = 1
-            self._advance(task, self._monotonic() + budget_seconds, report)
-        return report
+    def _guarded(
+        self, task: SendingTask, step: Callable[[SendingTask], SendingTask | None]
+    ) -> SendingTask | None:
+        """Run one step for a task; a task deleted or changed meanwhile waits for the
+        next run (which reads it again)."""
+        with logs.bind(task_id=task.id):
+            try:
+                return step(task)
+            except TaskGone:
+                log.info("task deleted during dispatch")
+            except StaleTask:
+                log.info("task changed during dispatch; the next run resumes it")
+            return None
 
     # --- one task ---------------------------------------------------------------------
 
-    def _advance(self, task: TaskModel, deadline: float, report: DispatchReport) -> None:
-        task_id = int(task.id)
-        with logs.bind(task_id=task_id):
-            try:
-                self._advance_task(task, deadline, report)
-            except message_store.TaskGone:
-                log.info("task deleted during dispatch")
-            except task_store.StaleTask:
-                log.info("task changed during dispatch; the next run resumes it")
-                report.incomplete.append(task_id)
-
-    def _advance_task(self, task: TaskModel, deadline: float, report: DispatchReport) -> None:
-        now = self._clock()
-        if now >= task.end_time:
+    def _keep_up(
+        self, task: SendingTask, *, now: datetime, deadline: float, report: DispatchReport
+    ) -> SendingTask | None:
+        """Everything a due task needs once a run, except its fan-out pages."""
+        if now >= task.end:
             self._wind_up(task, now, deadline, report)
-            return
-        if task.status == TaskStatus.SCHEDULED.value:
-            task_store.set_status(task, TaskStatus.RUNNING, now=now)
+            return None
+        task = self._start(task, now, report)
+        self._wake(task, now, deadline, report)
+        if task.fanout.done:
+            self._finish_if_final(task, report)
+        return task
+
+    def _start(self, task: SendingTask, now: datetime, report: DispatchReport) -> SendingTask:
+        if task.status is TaskStatus.SCHEDULED:
+            task = self._tasks.set_status(task, TaskStatus.RUNNING, now)
             report.started += 1
             log.info("task started")
-        if not task.fanout_done:
-            self._fan_out(task, deadline, report)
-        self._wake_parked(task, now, deadline, report)
-        if task.fanout_done:
-            self._finish_if_final(task, report)
+        return task
 
     def _wind_up(
-        self, task: TaskModel, now: datetime, deadline: float, report: DispatchReport
+        self, task: SendingTask, now: datetime, deadline: float, report: DispatchReport
     ) -> None:
-        """The end has passed: expire what is still pending, then finish."""
-        if now < task.end_time + SWEEP_GRACE:
-            return  # let provider calls that began before the end record their outcome
-        task_id = int(task.id)
+        """The end has passed: expire every pending message no live sender holds (those
+        are waited for), then finish."""
+        now_ms = ms(now)
+        cursor: str | None = None
+        in_flight = 0
         while self._monotonic() < deadline:
-            expired = message_store.expire_pending(task_id, now)
-            report.expired += expired
-            if expired == 0:
+            states, cursor = self._messages.pending(
+                task.id, cursor=cursor, limit=self._settings.fanout_page_size
+            )
+            changes = []
+            for state in states:
+                verdict = lifecycle.sweep(state, now_ms)
+                if isinstance(verdict, lifecycle.Change):
+                    changes.append(verdict)
+                else:
+                    in_flight += 1
+            report.expired += len(self._messages.apply(task.id, changes, now))
+            if cursor is None:
                 break
+        if in_flight:
+            log.info("waiting for provider calls in flight", extra={"in_flight": in_flight})
         if not self._finish_if_final(task, report):
-            report.incomplete.append(task_id)
+            report.incomplete.append(task.id)
 
-    def _finish_if_final(self, task: TaskModel, report: DispatchReport) -> bool:
+    def _finish_if_final(self, task: SendingTask, report: DispatchReport) -> bool:
         """Finish the task when none of its messages is pending any more."""
-        counts = message_store.counts([int(task.id)])[int(task.id)]
+        counts = self._messages.counts([task.id])[task.id]
         if counts.pending:
             return False
-        task_store.set_status(task, TaskStatus.FINISHED, now=self._clock())
+        self._tasks.set_status(task, TaskStatus.FINISHED, self._clock())
         report.finished += 1
         log.info("task finished", extra={"messages": counts.by_status(), "total": counts.total})
         return True
 
-    # --- send windows -----------------------------------------------------------------
+    # --- waiting messages -------------------------------------------------------------
 
-    def _wake_parked(
-        self, task: TaskModel, now: datetime, deadline: float, report: DispatchReport
-    ) -> None:
-        """Queue the parked messages whose window opens before the next run.
-
-        After a change of the task's window (``wake_all``), every parked message is
-        woken so that the sender judges it by the new window.
-        """
-        task_id = int(task.id)
-        wake_all = bool(task.wake_all)
-        horizon = now + timedelta(seconds=self._settings.wake_lead_seconds)
+    def _wake(
+        self, task: SendingTask, now: datetime, deadline: float, report: DispatchReport
+    ) -> SendingTask:
+        """Queue the messages whose wake time comes before the next run: a window about
+        to open, a retry whose job was lost, a sender that died holding one. After a
+        change of the task's window or end (``rejudge``), every waiting message."""
+        now_ms = ms(now)
+        lead_ms = int(self._timing.wake_lead.total_seconds() * 1000)
+        horizon = None if task.rejudge else min(now_ms + lead_ms, ms(task.end) - 1)
+        cursor: str | None = None
         while self._monotonic() < deadline:
-            batch = message_store.parked(
-                task_id,
-                wake_before_ms=None if wake_all else _ms(horizon),
+            waiting, cursor = self._messages.waiting(
+                task.id,
+                wake_before_ms=horizon,
+                cursor=cursor,
                 limit=self._settings.fanout_page_size,
             )
-            if not batch:
-                if wake_all:
-                    task_store.clear_wake_all(task)
-                return
-            jobs = []
-            for message in batch:
-                generation, wake_ms = int(message.job_gen or 0), int(message.wake_ms)
-                if not message_store.unpark(message):
-                    continue  # changed meanwhile (sent, expired, or woken by another run)
-                jobs.append(
-                    SendJob(
-                        message_id=int(message.id),
-                        task_id=task_id,
-                        client_id=int(message.client_id),
-                        phone=str(message.phone),
-                        utc=str(message.utc),
-                        attempt=int(message.attempts or 0),
-                        not_before_ms=None if wake_all else wake_ms,
-                        generation=generation + 1,
-                    )
+            decided: list[tuple[Recipient, Decision]] = []
+            for message in waiting:
+                verdict = lifecycle.wake(
+                    message.state, now_ms, rejudge=task.rejudge, timing=self._timing
                 )
-            self._queue.send(jobs, now_ms=_ms(now))
+                if isinstance(verdict, Decision):
+                    decided.append((message.recipient, verdict))
+            written = self._messages.apply(task.id, [d.change for _, d in decided], now)
+            jobs = [
+                _job(task.id, recipient, decision)
+                for recipient, decision in decided
+                if recipient.client_id in written
+            ]
+            self._queue.send(jobs, now_ms=now_ms)
             report.woken += len(jobs)
-            log.info("parked messages woken", extra={"woken": len(jobs), "wake_all": wake_all})
-        report.incomplete.append(task_id)
+            if jobs:
+                log.info("messages woken", extra={"woken": len(jobs), "rejudge": task.rejudge})
+            if cursor is None:
+                if task.rejudge:
+                    self._tasks.clear_rejudge(task)
+                return task
+        report.incomplete.append(task.id)
+        return task
 
     # --- fan-out ----------------------------------------------------------------------
 
-    def _fan_out(self, task: TaskModel, deadline: float, report: DispatchReport) -> None:
-        parts = audience_parts(
-            [str(c) for c in task.filter_codes], [str(t) for t in task.filter_tags]
-        )
-        tag_keys = [tag_key(str(tag)) for tag in task.filter_tags]
-        while not task.fanout_done:
+    def _take_turns(
+        self, tasks: list[SendingTask], deadline: float, report: DispatchReport
+    ) -> bool:
+        """One fan-out page for each task in turn while the queue has room; False when it
+        had none for any."""
+        progressed = False
+        for task in tasks:
             if self._monotonic() >= deadline:
-                report.incomplete.append(int(task.id))
-                return
+                break
             if self._queue.depth() >= self._settings.queue_ahead_limit:
-                # The senders are behind: let them catch up rather than flood the queue.
-                if self._monotonic() + QUEUE_FULL_PAUSE >= deadline:
-                    report.incomplete.append(int(task.id))
-                    return
-                self._sleep(QUEUE_FULL_PAUSE)
-                continue
-            part_index = int(task.fanout_part)
-            part = parts[part_index]
-            clients, cursor = self._read_page(part, task.fanout_cursor, tag_keys)
-            report.enqueued += self._enqueue(task, clients)
-            if cursor is None and part_index + 1 >= len(parts):
-                task_store.advance_fanout(
-                    task, part=part_index, cursor=None, done=True, now=self._clock()
-                )
-                log.info("fan-out complete")
-            elif cursor is None:
-                task_store.advance_fanout(
-                    task, part=part_index + 1, cursor=None, done=False, now=self._clock()
-                )
-            else:
-                task_store.advance_fanout(
-                    task, part=part_index, cursor=cursor, done=False, now=self._clock()
-                )
+                break
+            self._guarded(task, lambda t: self._fan_out_page(t, report))
+            progressed = True
+        return progressed
 
-    def _read_page(
-        self, part: AudiencePart, cursor: str | None, tag_keys: list[str]
-    ) -> tuple[list[ClientModel], str | None]:
-        """One DynamoDB page of the partition from ``cursor``: the matching clients in it
-        and the cursor after it (None at the partition's end).
+    def _fan_out_page(self, task: SendingTask, report: DispatchReport) -> SendingTask:
+        parts = audience_parts(task.codes, task.tags)
+        index = task.fanout.part
+        part = parts[index]
+        tags = task.tags if part.kind == "code" else ()
+        recipients, cursor = self._audience.page(
+            part, task.fanout.cursor, tags, self._settings.fanout_page_size
+        )
+        report.enqueued += self._enqueue(task, recipients)
+        last_part = index + 1 >= len(parts)
+        if cursor is None and last_part:
+            log.info("fan-out complete")
+        return self._tasks.advance_fanout(
+            task,
+            part=index if cursor is not None or last_part else index + 1,
+            cursor=cursor,
+            done=cursor is None and last_part,
+            now=self._clock(),
+        )
 
-        Exactly one page is read, so a rare tag inside a large code partition costs a
-        bounded amount of work per call instead of a walk of the whole partition.
-        """
-        size = self._settings.fanout_page_size
-        if part.kind == "code":
-            schema = CODE_KEY
-            condition = ClientModel.tag_key.is_in(*tag_keys) if tag_keys else None
-            results = ClientModel.by_code.query(
-                part.value,
-                filter_condition=condition,
-                last_evaluated_key=decode_cursor(cursor, schema),
-                page_size=size,
-            )
-        elif part.kind == "tag":
-            schema = TAG_KEY
-            results = ClientModel.by_tag.query(
-                tag_key(part.value or ""),
-                last_evaluated_key=decode_cursor(cursor, schema),
-                page_size=size,
-            )
-        else:
-            # Everyone is the audience: walking the whole table is the point.
-            schema = ALL_KEY
-            results = ClientModel.scan(
-                last_evaluated_key=decode_cursor(cursor, schema), page_size=size
-            )
-        raw_page = next(results.page_iter, None) or {}
-        clients = [ClientModel.from_raw_data(item) for item in raw_page.get("Items", [])]
-        after = results.page_iter.last_evaluated_key
-        return clients, encode_cursor(after) if after else None
-
-    def _enqueue(self, task: TaskModel, clients: list[ClientModel]) -> int:
-        """Create the page's messages and queue a job for each one still pending."""
-        if not clients:
+    def _enqueue(self, task: SendingTask, recipients: list[Recipient]) -> int:
+        """Create the page's messages and queue a job for each one still to be queued."""
+        if not recipients:
             return 0
-        task_id = int(task.id)
-        page = message_store.create_messages(task_id, clients, self._clock())
+        page = self._messages.create(task.id, recipients, self._clock())
         to_send = list(page.created)
         if page.existing:
-            # An interrupted run wrote these: queue again only those not yet final.
-            states = message_store.get_many(task_id, (int(c.id) for c in page.existing))
+            # An interrupted run wrote these: queue again those still at their first copy.
+            states = self._messages.states(task.id, [r.client_id for r in page.existing])
             to_send += [
-                client
-                for client in page.existing
-                if (m := states.get(int(client.id))) is not None
-                and m.status == MessageStatus.PENDING.value
+                recipient
+                for recipient in page.existing
+                if (state := states.get(recipient.client_id)) is not None
+                and state.pending
+                and state.generation == 0
             ]
         jobs = [
             SendJob(
-                message_id=message_id(task_id, int(client.id)),
-                task_id=task_id,
-                client_id=int(client.id),
-                phone=client.phone,
-                utc=client.utc,
+                message_id=message_id(task.id, recipient.client_id),
+                task_id=task.id,
+                client_id=recipient.client_id,
+                phone=recipient.phone,
+                utc=recipient.utc,
             )
-            for client in to_send
+            for recipient in to_send
         ]
         self._queue.send(jobs)
         log.info(
@@ -329,5 +348,15 @@ class Dispatcher:
         return len(jobs)
 
 
-def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
+def _job(task_id: int, recipient: Recipient, decision: Decision) -> SendJob:
+    after = decision.change.after
+    return SendJob(
+        message_id=message_id(task_id, recipient.client_id),
+        task_id=task_id,
+        client_id=recipient.client_id,
+        phone=recipient.phone,
+        utc=recipient.utc,
+        attempt=after.attempts,
+        not_before_ms=after.not_before_ms,
+        generation=after.generation,
+    )

@@ -1,45 +1,49 @@
 """The sender: turns send jobs from the queue into provider calls and final statuses.
 
-For each batch: parse the jobs, read their tasks and messages (consistently) right
-before calling, then call the provider for every message still pending, in parallel,
-and record each outcome with a conditional transition. What it guarantees:
+For each batch: parse the jobs, read their tasks and messages (consistently), ask the
+message lifecycle (``chalicelib/domain/lifecycle.py``) what each job may do, write what
+it decided (conditionally: a stale or concurrent copy writes nothing), call the provider
+for the messages this copy claimed, in parallel, and record each answer the same way.
+What it guarantees (SPEC rules 4-8):
 
-- no call for a deleted task, at or after the task's end, or for a message that is no
-  longer pending (a duplicate delivery finds it final and calls nothing);
-- one job's trouble never touches the others: retryable failures go back to the queue
-  with exponential backoff and jitter, up to ``max_attempts``; an unreadable job is
-  reported as a batch item failure and ends in the dead-letter queue;
+- no call for a deleted task, at or after the task's end, or for a message another copy
+  holds or has moved on; the last check is made right before the call, after the token
+  read, with a task read at most ``max_check_age`` ago, counting the connect time in;
+- one job's trouble never touches the others: retryable failures wait out a backoff
+  with jitter, up to ``max_attempts``; an unreadable job is reported as a batch item
+  failure and ends in the dead-letter queue;
+- every pending message keeps a way forward: a queued job, or a wake time the
+  dispatcher acts on if that job is lost (a crash, a queue error);
 - a crash between the provider's answer and the status write at worst calls again
   with the same ``msgId``, which the provider de-duplicates.
 """
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
 
 from chalicelib import logs, metrics
 from chalicelib.clock import Clock
+from chalicelib.domain import lifecycle
 from chalicelib.domain.clients import parse_utc
-from chalicelib.domain.messages import MessageStatus, RetryPolicy
-from chalicelib.domain.provider import Outcome
-from chalicelib.domain.tasks import SendWindow
+from chalicelib.domain.lifecycle import Change, Decision, JobFacts, MessageState, Refusal, Step
+from chalicelib.domain.messages import RetryPolicy
+from chalicelib.domain.tasks import SendingTask, SendWindow
 from chalicelib.domain.windows import next_opening
-from chalicelib.provider import Provider
-from chalicelib.queue import SendJob, SendQueue
-from chalicelib.storage import messages as message_store
-from chalicelib.storage import tasks as task_store
-from chalicelib.storage.models import TaskModel
+from chalicelib.ports import JobQueue, MessageRepository, Provider, TaskRepository
+from chalicelib.queue import SendJob
 
 log = logs.get_logger("sender")
 
-# A task read older than this is read again before a provider call.
-MAX_CHECK_AGE = timedelta(seconds=1)
+# A task read older than this is read again right before a provider call.
+MAX_CHECK_AGE = timedelta(seconds=0.5)
 MAX_PARALLEL_CALLS = 10
 
 
@@ -63,64 +67,101 @@ class BatchResult:
 
 
 @dataclass(frozen=True)
-class _State:
-    """What the batch read says of a message."""
-
-    status: str
-    generation: int
-    claimed_until_ms: int | None
-
-    def abandoned_by(self, job: SendJob, now: datetime) -> bool:
-        """Claimed from this very copy of the job by a sender whose hold has lapsed."""
-        return (
-            self.generation == job.generation + 1
-            and self.claimed_until_ms is not None
-            and self.claimed_until_ms <= _ms(now)
-        )
+class _Job:
+    record: Record
+    job: SendJob
 
 
 @dataclass(frozen=True)
-class _Final:
-    """A provider outcome to record once the batch's calls are done (one transaction)."""
+class _Claimed:
+    """A message this copy holds for a provider call."""
 
-    work: _Work
-    outcome: message_store.Outcome
-    label: str
-    at: datetime
-    detail: str | None = None
+    item: _Job
+    state: MessageState  # as claimed
 
 
-@dataclass
-class _Work:
-    record: Record
-    job: SendJob
-    task: TaskModel
-    read_at: datetime
-    result: BatchResult  # where the call's latency and lag are noted (list.append is atomic)
+@dataclass(frozen=True)
+class _Answered:
+    item: _Job
+    decision: Decision | None  # None: nothing to record (the task was deleted)
+
+
+class _Tasks:
+    """The batch's tasks, read once and read again when older than ``max_age``."""
+
+    def __init__(self, repo: TaskRepository, clock: Clock, max_age: timedelta) -> None:
+        self._repo = repo
+        self._clock = clock
+        self._max_age = max_age
+        self._lock = threading.Lock()
+        self._read: dict[int, tuple[SendingTask | None, datetime]] = {}
+
+    def load(self, task_ids: Iterable[int]) -> None:
+        for task_id in task_ids:
+            self.fresh(task_id)
+
+    def get(self, task_id: int) -> SendingTask | None:
+        return self._read[task_id][0]
+
+    def fresh(self, task_id: int) -> SendingTask | None:
+        """The task as read at most ``max_age`` ago (the age counts from before the read)."""
+        with self._lock:
+            now = self._clock()
+            known = self._read.get(task_id)
+            if known is None or now - known[1] > self._max_age:
+                known = (self._repo.get(task_id), now)
+                self._read[task_id] = known
+            return known[0]
+
+
+@functools.lru_cache(maxsize=1024)
+def _zone(utc: str) -> tzinfo | None:
+    try:
+        return parse_utc(utc)
+    except ValueError:
+        return None  # validated at input; never hold a message on a bad zone
+
+
+def window_opening(window: SendWindow | None, utc: str, now: datetime) -> datetime | None:
+    """When the client's window next opens; None when open now or there is none."""
+    zone = _zone(utc)
+    if window is None or zone is None:
+        return None
+    return next_opening(window, zone, now)
+
+
+def _facts(task: SendingTask) -> lifecycle.TaskFacts:
+    return lifecycle.TaskFacts(deleted=task.deleted, end=task.end)
 
 
 class Sender:
     def __init__(
         self,
         clock: Clock,
-        queue: SendQueue,
+        *,
+        messages: MessageRepository,
+        tasks: TaskRepository,
+        queue: JobQueue,
         provider: Provider,
         policy: RetryPolicy,
+        timing: lifecycle.Timing,
         rng: random.Random | None = None,
-        *,
-        park_after: timedelta = timedelta(minutes=15),
         stage: str = "local",
-        lease: timedelta = timedelta(seconds=60),
+        parallel_calls: int = MAX_PARALLEL_CALLS,
+        max_check_age: timedelta = MAX_CHECK_AGE,
     ) -> None:
         self._clock = clock
-        self._lease = lease
-        self._stage = stage
-        self._first_send_known: set[int] = set()
-        self._park_after = park_after
+        self._messages = messages
+        self._tasks = tasks
         self._queue = queue
         self._provider = provider
         self._policy = policy
+        self._timing = timing
         self._rng = rng or random.Random()  # noqa: S311 - backoff jitter
+        self._stage = stage
+        self._parallel = parallel_calls
+        self._max_check_age = max_check_age
+        self._first_send_known: set[int] = set()
         # Outcomes since this container started (local runner and tests read them).
         self.totals: Counter[str] = Counter()
         self._totals_lock = threading.Lock()
@@ -148,29 +189,34 @@ class Sender:
         )
         return result
 
-    def _note_first_send(self, task: TaskModel, sent_at: datetime) -> float | None:
-        """Dispatch lag: from the task becoming due to its first accepted message.
-
-        One conditional write per task and container: the first container to record it
-        reports the lag; the others learn the task is done with and never ask again.
-        """
-        task_id = int(task.id)
-        with self._totals_lock:
-            if task_id in self._first_send_known:
-                return None
-            self._first_send_known.add(task_id)
-        if not task_store.mark_first_send(task_id, sent_at):
-            return None
-        lag = (sent_at - task.start_time).total_seconds()
-        log.info("first message of the task sent", extra={"dispatch_lag_s": lag})
-        return lag
-
     def _handle(self, records: Sequence[Record]) -> BatchResult:
         result = BatchResult()
-        jobs: dict[int, tuple[Record, SendJob]] = {}
+        jobs = self._parse(records, result)
+        if not jobs:
+            return result
+        tasks = _Tasks(self._tasks, self._clock, self._max_check_age)
+        try:
+            tasks.load({item.job.task_id for item in jobs})
+            states = self._states(jobs)
+        except Exception:
+            log.exception("could not read tasks and messages; the batch will be retried")
+            result.failed_record_ids += [item.record.record_id for item in jobs]
+            result.count("error")
+            return result
+        claimed = self._decide(jobs, tasks, states, result)
+        answered = self._call_all(claimed, tasks, result)
+        self._record(answered, tasks, result)
+        log.info("send batch", extra={"records": len(records), "outcomes": result.outcomes})
+        return result
+
+    # --- before the calls -------------------------------------------------------------
+
+    @staticmethod
+    def _parse(records: Sequence[Record], result: BatchResult) -> list[_Job]:
+        jobs = []
         for record in records:
             try:
-                job = SendJob.from_body(record.body)
+                jobs.append(_Job(record, SendJob.from_body(record.body)))
             except ValueError as error:
                 log.error(
                     "unreadable send job",
@@ -178,278 +224,265 @@ class Sender:
                 )
                 result.failed_record_ids.append(record.record_id)
                 result.count("poison")
-                continue
-            if job.message_id in jobs:
-                result.count("duplicate")  # the same job twice in one batch: one is enough
-                continue
-            jobs[job.message_id] = (record, job)
-        if not jobs:
-            return result
+        return jobs
 
-        try:
-            work = self._select(list(jobs.values()), result)
-        except Exception:
-            log.exception("could not read tasks and messages; the batch will be retried")
-            result.failed_record_ids += [record.record_id for record, _ in jobs.values()]
-            result.count("error")
-            return result
+    def _states(self, jobs: list[_Job]) -> dict[tuple[int, int], MessageState]:
+        states: dict[tuple[int, int], MessageState] = {}
+        for task_id in {item.job.task_id for item in jobs}:
+            client_ids = [item.job.client_id for item in jobs if item.job.task_id == task_id]
+            for client_id, state in self._messages.states(task_id, client_ids).items():
+                states[(task_id, client_id)] = state
+        return states
 
-        finals: list[_Final] = []
-        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_CALLS, max(len(work), 1))) as pool:
-            for item, outcome in zip(work, pool.map(self._send_one, work), strict=True):
-                if outcome is None:
-                    result.failed_record_ids.append(item.record.record_id)
-                    result.count("error")
-                elif isinstance(outcome, _Final):
-                    finals.append(outcome)
-                else:
-                    result.count(outcome)
-        self._record(finals, result)
-        log.info("send batch", extra={"records": len(records), "outcomes": result.outcomes})
-        return result
-
-    # --- before the calls -------------------------------------------------------------
-
-    def _select(self, jobs: list[tuple[Record, SendJob]], result: BatchResult) -> list[_Work]:
-        """Drop what must not be sent, defer what is early; return what to send now."""
+    def _decide(
+        self,
+        jobs: list[_Job],
+        tasks: _Tasks,
+        states: dict[tuple[int, int], MessageState],
+        result: BatchResult,
+    ) -> list[_Claimed]:
+        """Ask the lifecycle about one copy per message, write what it decided."""
         now = self._clock()
-        tasks: dict[int, TaskModel | None] = {}
-        for task_id in {job.task_id for _, job in jobs}:
-            tasks[task_id] = task_store.get(task_id)
-        messages: dict[tuple[int, int], _State] = {}
-        for task_id in tasks:
-            client_ids = [job.client_id for _, job in jobs if job.task_id == task_id]
-            for client_id, message in message_store.get_many(task_id, client_ids).items():
-                messages[(task_id, client_id)] = _State(
-                    message.status,
-                    int(message.job_gen or 0),
-                    int(message.claimed_until) if message.claimed_until is not None else None,
+        now_ms = lifecycle.ms(now)
+        decided: list[tuple[_Job, Decision]] = []
+        for key, copies in _by_message(jobs).items():
+            state = states.get(key)
+            chosen: _Job | None = None
+            for item in copies:
+                job = item.job
+                refusal = lifecycle.current_copy(
+                    state, JobFacts(job.generation, job.not_before_ms), now_ms
                 )
-        read_at = self._clock()
+                if refusal is None and chosen is None:
+                    chosen = item
+                    continue
+                reason = refusal.reason if refusal else "another copy in the same batch"
+                _not_sent(item, reason, "dropped", result)
+            if chosen is None or state is None:
+                continue
+            task = tasks.get(chosen.job.task_id)
+            verdict = self._on_job(chosen, state, task, now)
+            if isinstance(verdict, Refusal):
+                _not_sent(chosen, verdict.reason, "dropped", result)
+            else:
+                decided.append((chosen, verdict))
 
-        work: list[_Work] = []
-        for record, received in jobs:
-            job = received
-            with logs.bind(task_id=job.task_id, message_id=job.message_id, client_id=job.client_id):
-                task = tasks[job.task_id]
-                state = messages.get((job.task_id, job.client_id))
-                if state is not None and state.abandoned_by(job, now):
-                    # The sender that claimed it died: this copy takes over its generation.
-                    job = replace(job, generation=state.generation)
-                outcome = self._hold_back(job, task, state, now)
-                if outcome is not None:
-                    result.count(outcome)
-                elif task is not None:
-                    work.append(_Work(record, job, task, read_at, result))
-        return self._claim(work, now, result)
-
-    def _claim(self, work: list[_Work], now: datetime, result: BatchResult) -> list[_Work]:
-        """Hold the messages about to be sent, so no other copy of a job sends them too."""
-        claimed: list[_Work] = []
-        for task_id in {item.job.task_id for item in work}:
-            items = [item for item in work if item.job.task_id == task_id]
-            won = message_store.claim_many(
-                task_id,
-                [(item.job.client_id, item.job.generation) for item in items],
-                now_ms=_ms(now),
-                lease_ms=int(self._lease.total_seconds() * 1000),
-            )
-            for item in items:
-                if item.job.client_id in won:
-                    item.job = replace(item.job, generation=item.job.generation + 1)
-                    claimed.append(item)
-                else:
-                    result.count("dropped")  # another copy of the job holds it
+        written = self._apply([decision.change for _, decision in decided], jobs, result)
+        claimed: list[_Claimed] = []
+        for item, decision in decided:
+            change = decision.change
+            if (item.job.task_id, change.client_id) not in written:
+                _not_sent(item, "the message moved on meanwhile", "dropped", result)
+                continue
+            if decision.call:
+                claimed.append(_Claimed(item, change.after))
+                continue
+            self._queue_next(item, decision, now)
+            _not_sent(item, change.reason, change.step.value, result)
         return claimed
 
-    def _hold_back(  # noqa: PLR0911 - one return per reason, in the order they apply
-        self,
-        job: SendJob,
-        task: TaskModel | None,
-        state: _State | None,
-        now: datetime,
-    ) -> str | None:
-        """Why this job must not be sent now (and what was done about it), or None."""
+    def _on_job(
+        self, item: _Job, state: MessageState, task: SendingTask | None, now: datetime
+    ) -> Decision | Refusal:
+        job = item.job
         if task is None:
-            log.info("job dropped: task deleted")
-            return "dropped"
-        if state is None or state.status != MessageStatus.PENDING.value:
-            status = state.status if state else None
-            log.info("job dropped: message already final", extra={"status": status})
-            return "dropped"
-        if state.generation != job.generation:
-            # Another copy of this job holds it, or a newer copy carries on.
-            log.info("job dropped: stale copy", extra={"generation": state.generation})
-            return "dropped"
-        if now >= task.end_time:
-            self._expire(job, now)
-            return "expired"
-        if job.not_before_ms is not None and job.not_before_ms > _ms(now):
-            self._requeue(job, job.not_before_ms, now, reason="not due yet")
-            return "deferred"
-        opening = self._window_opening(task, job, now)
-        if opening is None:
-            return None
-        if opening >= task.end_time:
-            # It never opens before the end: the end-of-task sweep expires it.
-            log.info("job dropped: send window opens after the end")
-            return "window_closed"
-        if opening - now > self._park_after:
-            # A long wait: park it (two writes) rather than re-queue it every 15 minutes.
-            if message_store.park(
-                job.task_id, job.client_id, generation=job.generation, wake_ms=_ms(opening)
-            ):
-                log.info("message parked until its send window opens", extra={"wake": str(opening)})
-            return "parked"
-        self._requeue(job, _ms(opening), now, reason="outside send window")
-        return "deferred"
+            return Refusal("task deleted")
+        opening = window_opening(task.window, job.utc, now)
+        return lifecycle.on_job(
+            state,
+            JobFacts(job.generation, job.not_before_ms),
+            _facts(task),
+            now,
+            opening=opening,
+            timing=self._timing,
+        )
 
-    @staticmethod
-    def _window_opening(task: TaskModel, job: SendJob, now: datetime) -> datetime | None:
-        if task.window_from is None or task.window_to is None:
-            return None
-        window = SendWindow.parse(task.window_from, task.window_to)
-        try:
-            zone = parse_utc(job.utc)
-        except ValueError:
-            return None  # validated at input; never hold a message on a bad zone
-        return next_opening(window, zone, now)
-
-    # --- after the calls --------------------------------------------------------------
-
-    def _record(self, finals: list[_Final], result: BatchResult) -> None:
-        """Write the batch's final statuses, one transaction per task (and 98 messages)."""
-        by_task: dict[int, list[_Final]] = {}
-        for final in finals:
-            by_task.setdefault(final.work.job.task_id, []).append(final)
+    def _apply(
+        self, changes: list[Change], jobs: list[_Job], result: BatchResult
+    ) -> set[tuple[int, int]]:
+        """Write the changes, per task; the jobs of a task whose write failed come back."""
+        task_of = {item.job.client_id: item.job.task_id for item in jobs}
+        written: set[tuple[int, int]] = set()
+        by_task: dict[int, list[Change]] = {}
+        for change in changes:
+            by_task.setdefault(task_of[change.client_id], []).append(change)
         for task_id, group in by_task.items():
             try:
-                moved = message_store.finish_many(
-                    task_id, [final.outcome for final in group], now=max(f.at for f in group)
-                )
+                done = self._messages.apply(task_id, group, self._clock())
             except Exception:
-                # The provider answered but nothing was recorded: the jobs come back and the
-                # provider de-duplicates the repeated msgId.
-                log.exception("could not record outcomes; the jobs will be retried")
-                result.failed_record_ids += [final.work.record.record_id for final in group]
+                log.exception("could not write decisions; the jobs will be retried")
+                ids = {change.client_id for change in group}
+                result.failed_record_ids += [
+                    item.record.record_id
+                    for item in jobs
+                    if item.job.task_id == task_id and item.job.client_id in ids
+                ]
                 result.count("error")
                 continue
-            for final in group:
-                job = final.work.job
-                with logs.bind(
-                    task_id=job.task_id, message_id=job.message_id, client_id=job.client_id
-                ):
-                    if job.client_id not in moved:
-                        log.info("outcome not recorded: message no longer pending")
-                        result.count("dropped")
-                        continue
-                    attempt = final.outcome.attempts
-                    if final.label == "sent":
-                        log.info("message sent", extra={"attempt": attempt})
-                        lag = self._note_first_send(final.work.task, final.at)
-                        if lag is not None:
-                            result.dispatch_lags_s.append(lag)
-                    else:
-                        log.info(
-                            "message failed", extra={"attempt": attempt, "error": final.detail}
-                        )
-                    result.count(final.label)
+            written |= {(task_id, client_id) for client_id in done}
+        return written
 
-    # --- the call ---------------------------------------------------------------------
+    def _queue_next(self, item: _Job, decision: Decision, now: datetime) -> None:
+        """Queue the copy the new state expects; if that fails, its wake time stands in."""
+        if decision.queue_at_ms is None:
+            return
+        after = decision.change.after
+        job = item.job.next_copy(after.generation, after.attempts, decision.queue_at_ms)
+        delay = max(0.0, (decision.queue_at_ms - lifecycle.ms(now)) / 1000)
+        try:
+            self._queue.send([job], delay_seconds=delay)
+        except Exception:
+            log.exception("could not queue the next job; the dispatcher wakes the message")
 
-    def _send_one(self, work: _Work) -> str | _Final | None:
-        """Call the provider for one message and record the outcome; None on our error."""
-        job = work.job
+    # --- the calls --------------------------------------------------------------------
+
+    def _call_all(
+        self, claimed: list[_Claimed], tasks: _Tasks, result: BatchResult
+    ) -> list[_Answered]:
+        call: Callable[[_Claimed], _Answered | None] = functools.partial(
+            self._call, tasks=tasks, result=result
+        )
+        if self._parallel <= 1 or len(claimed) <= 1:
+            answers = [call(item) for item in claimed]
+        else:
+            with ThreadPoolExecutor(max_workers=min(self._parallel, len(claimed))) as pool:
+                answers = list(pool.map(call, claimed))
+        answered = []
+        for claim, answer in zip(claimed, answers, strict=True):
+            if answer is None:
+                # Ours, not the provider's: the job comes back; the claim lapses first.
+                result.failed_record_ids.append(claim.item.record.record_id)
+                result.count("error")
+            else:
+                answered.append(answer)
+        return answered
+
+    def _call(self, claim: _Claimed, *, tasks: _Tasks, result: BatchResult) -> _Answered | None:
+        job = claim.item.job
         with logs.bind(task_id=job.task_id, message_id=job.message_id, client_id=job.client_id):
             try:
-                return self._call_and_record(work)
+                return self._call_one(claim, tasks, result)
             except Exception:
                 log.exception("send failed inside the service; the job will be retried")
                 return None
 
-    def _call_and_record(self, work: _Work) -> str | _Final:
-        job, task = work.job, work.task
+    def _call_one(self, claim: _Claimed, tasks: _Tasks, result: BatchResult) -> _Answered:
+        job = claim.item.job
+        self._provider.warm()  # slow first (a token read), then the last check
+        task = tasks.fresh(job.task_id)
         now = self._clock()
-        if now - work.read_at > MAX_CHECK_AGE:
-            fresh = task_store.get(job.task_id)
-            if fresh is None:
-                log.info("job dropped: task deleted")
-                return "dropped"
-            task = fresh
-        if now >= task.end_time:  # the last check, right before the call
-            self._expire(job, now)
-            return "expired"
-        attempt = job.attempt + 1
-        answer = self._provider.send(job.message_id, job.phone, task.text, attempt=attempt)
+        if task is None or task.deleted:
+            _not_sent(claim.item, "task deleted", "dropped", result)
+            return _Answered(claim.item, None)
+        allowance = timedelta(seconds=self._provider.connect_timeout)
+        reason = lifecycle.may_call(_facts(task), now, allowance)
+        if reason is not None:
+            change = lifecycle.expire(claim.state, lifecycle.ms(now), reason)
+            return _Answered(claim.item, Decision(change))
+        answer = self._provider.send(job.message_id, job.phone, task.text, attempt=job.attempt + 1)
         if answer.latency_ms is not None:
-            work.result.provider_latencies_ms.append(answer.latency_ms)
+            result.provider_latencies_ms.append(answer.latency_ms)
         done_at = self._clock()
-        if answer.outcome is Outcome.SENT:
-            final = message_store.Outcome(job.client_id, MessageStatus.SENT, attempts=attempt)
-            return _Final(work, final, "sent", done_at)
-        return self._after_failure(
-            work,
-            task,
-            attempt=attempt,
-            outcome=answer.outcome,
-            detail=answer.detail,
+        decision = lifecycle.on_answer(
+            claim.state,
+            lifecycle.Answer(answer.outcome, answer.detail),
+            task=_facts(task),
             done_at=done_at,
+            policy=self._policy,
+            delay_seconds=self._policy.delay_seconds(claim.state.attempts + 1, self._rng),
+            timing=self._timing,
         )
+        return _Answered(claim.item, decision)
 
-    def _after_failure(
+    # --- after the calls --------------------------------------------------------------
+
+    def _record(self, answered: list[_Answered], tasks: _Tasks, result: BatchResult) -> None:
+        """Write the batch's answers, per task (final statuses in one transaction)."""
+        by_task: dict[int, list[tuple[_Job, Decision]]] = {}
+        for answer in answered:
+            if answer.decision is not None:
+                by_task.setdefault(answer.item.job.task_id, []).append(
+                    (answer.item, answer.decision)
+                )
+        for task_id, group in by_task.items():
+            try:
+                done = self._messages.apply(
+                    task_id, [decision.change for _, decision in group], self._clock()
+                )
+            except Exception:
+                # The provider answered but nothing was recorded: the jobs come back and
+                # the provider de-duplicates the repeated msgId.
+                log.exception("could not record outcomes; the jobs will be retried")
+                result.failed_record_ids += [item.record.record_id for item, _ in group]
+                result.count("error")
+                continue
+            now = self._clock()
+            for item, decision in group:
+                written = item.job.client_id in done
+                self._recorded(item, decision, written, tasks=tasks, now=now, result=result)
+
+    def _recorded(
         self,
-        work: _Work,
-        task: TaskModel,
+        item: _Job,
+        decision: Decision,
+        written: bool,
         *,
-        attempt: int,
-        outcome: Outcome,
-        detail: str,
-        done_at: datetime,
-    ) -> str | _Final:
-        """Fail for good, or record the attempt and queue the retry with backoff."""
-        job = work.job
-        if outcome is Outcome.PERMANENT or self._policy.gives_up_after(attempt):
-            final = message_store.Outcome(
-                job.client_id, MessageStatus.FAILED, attempts=attempt, last_error=detail
-            )
-            return _Final(work, final, "failed", done_at, detail)
-        delay = self._policy.delay_seconds(attempt, self._rng)
-        retry_at = done_at + timedelta(seconds=delay)
-        if not message_store.requeue(
-            job.task_id,
-            job.client_id,
-            generation=job.generation,
-            attempts=attempt,
-            last_error=detail,
-        ):
-            return "dropped"  # a concurrent copy of this job recorded the attempt
-        if retry_at >= task.end_time:
-            log.info("message not retried: the next attempt would be after the end")
-            return "retry_after_end"
-        self._queue.send([job.requeued(attempt, _ms(retry_at))], delay_seconds=delay)
+        tasks: _Tasks,
+        now: datetime,
+        result: BatchResult,
+    ) -> None:
+        job, change = item.job, decision.change
+        with logs.bind(task_id=job.task_id, message_id=job.message_id, client_id=job.client_id):
+            if not written:
+                log.info("outcome not recorded: the message moved on meanwhile")
+                result.count("dropped")
+                return
+            extra = {"attempt": change.after.attempts, "error": change.after.last_error}
+            log.info(f"message {change.step.value}: {change.reason}", extra=extra)
+            result.count(change.step.value)
+            if change.step is Step.SENT:
+                lag = self._note_first_send(tasks.get(job.task_id), now)
+                if lag is not None:
+                    result.dispatch_lags_s.append(lag)
+            self._queue_next(item, decision, now)
+
+    def _note_first_send(self, task: SendingTask | None, sent_at: datetime) -> float | None:
+        """Dispatch lag: from the task becoming due to its first accepted message.
+
+        One conditional write per task and container: the first container to record it
+        reports the lag; the others learn the task is done with and never ask again.
+        """
+        if task is None or task.first_sent:
+            return None
+        with self._totals_lock:
+            if task.id in self._first_send_known:
+                return None
+            self._first_send_known.add(task.id)
+        if not self._tasks.mark_first_send(task.id, sent_at):
+            return None
+        lag = (sent_at - task.start).total_seconds()
+        log.info("first message of the task sent", extra={"dispatch_lag_s": lag})
+        return lag
+
+
+def _by_message(jobs: list[_Job]) -> dict[tuple[int, int], list[_Job]]:
+    """Copies of one message's job in one batch, the newest generation first."""
+    groups: dict[tuple[int, int], list[_Job]] = {}
+    for item in jobs:
+        groups.setdefault((item.job.task_id, item.job.client_id), []).append(item)
+    for copies in groups.values():
+        copies.sort(key=lambda item: -item.job.generation)
+    return groups
+
+
+def _not_sent(item: _Job, reason: str, label: str, result: BatchResult) -> None:
+    """Every job that does not lead to a provider call says why, once."""
+    job = item.job
+    with logs.bind(task_id=job.task_id, message_id=job.message_id, client_id=job.client_id):
         log.info(
-            "message retry scheduled",
-            extra={"attempt": attempt, "error": detail, "delay_s": round(delay, 1)},
+            "job not sent", extra={"reason": reason, "outcome": label, "generation": job.generation}
         )
-        return "retry"
-
-    # --- helpers ----------------------------------------------------------------------
-
-    def _expire(self, job: SendJob, now: datetime) -> None:
-        if message_store.finish(job.task_id, job.client_id, MessageStatus.EXPIRED, now=now):
-            log.info("message expired: the task's end has passed")
-
-    def _requeue(self, job: SendJob, not_before_ms: int, now: datetime, reason: str) -> None:
-        if not message_store.requeue(job.task_id, job.client_id, generation=job.generation):
-            log.info("job dropped: a copy of it was re-queued already")
-            return
-        delay = max(0.0, (not_before_ms - _ms(now)) / 1000)
-        self._queue.send([job.requeued(job.attempt, not_before_ms)], delay_seconds=delay)
-        log.info("job deferred", extra={"reason": reason, "delay_s": round(delay, 1)})
-
-
-def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
+    result.count(label)
 
 
 def records_from_event(raw_records: Iterable[dict[str, object]]) -> list[Record]:

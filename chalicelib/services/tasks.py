@@ -31,6 +31,8 @@ log = logs.get_logger("tasks")
 
 # A task changed by another writer between our read and write is re-read this often.
 UPDATE_ATTEMPTS = 3
+# Changes of a running task after which waiting messages are judged again.
+REJUDGED_BY = frozenset({"window_from", "window_to", "end_time"})
 
 
 def task_status(task: TaskModel, now: datetime) -> TaskStatus:
@@ -154,8 +156,9 @@ class TaskService:
             if not changes:
                 return to_out(task, now)
             self._check_times(task, changes, now)
-            if status is TaskStatus.RUNNING and {"window_from", "window_to"} & set(changes):
-                # Parked messages were timed by the old window: have them judged again.
+            if status is TaskStatus.RUNNING and REJUDGED_BY & set(changes):
+                # Waiting messages were timed by the old window or end (some were set
+                # aside as too late): have them judged again.
                 changes["wake_all"] = True
             try:
                 store.update(task, changes, now=now)

@@ -1,9 +1,10 @@
-"""Message storage: creation, status transitions and the counts that move with them.
+"""Message storage: creation, the transitions the lifecycle decides, and the counts.
 
-Every change of a message's status runs in one DynamoDB transaction with the matching
-change of its task's counts, and every transition is conditional on the status it
-leaves (``pending``): a repeated or concurrent attempt changes nothing, so the counts
-stay equal to a recount of the messages whatever the queue or the provider does.
+The lifecycle (``chalicelib/domain/lifecycle.py``) decides every change; this module
+writes it conditionally: on the message still being pending at the generation it was
+read at, so a stale or concurrent actor changes nothing. A change of status runs in one
+DynamoDB transaction with the matching change of its task's counts, so the counts stay
+equal to a recount of the messages whatever the queue or the provider does.
 
 Counts live on ``COUNTER_SHARDS`` counter items per task; counts add up whichever item
 holds them, so each transaction puts its deltas on one shard picked at random and
@@ -15,7 +16,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -24,9 +25,10 @@ from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
+from chalicelib.domain.lifecycle import Change, MessageState, Phase
 from chalicelib.domain.messages import MessageStatus, message_id
+from chalicelib.ports import Counts, Created, Recipient, TaskGone, WaitingMessage
 from chalicelib.storage.models import (
-    ClientModel,
     CounterModel,
     MessageModel,
     TaskModel,
@@ -34,6 +36,8 @@ from chalicelib.storage.models import (
     transaction_connection,
 )
 from chalicelib.storage.pagination import KeySchema, decode_cursor, key_from, take_page
+
+__all__ = ["Counts", "DynamoMessages", "TaskGone", "counts", "create_messages", "page"]
 
 COUNTER_SHARDS = 8
 MAX_TRANSACTION_ITEMS = 100
@@ -44,28 +48,7 @@ STATUSES = tuple(status.value for status in MessageStatus)
 
 TABLE_KEY: KeySchema = {"task_id": "N", "client_id": "N"}
 STATUS_KEY: KeySchema = {"task_id": "N", "client_id": "N", "status": "S"}
-
-
-class TaskGone(Exception):
-    """The task was deleted: nothing more may be created or sent for it."""
-
-
-@dataclass(frozen=True)
-class Counts:
-    total: int = 0
-    pending: int = 0
-    sent: int = 0
-    failed: int = 0
-    expired: int = 0
-
-    def by_status(self) -> dict[str, int]:
-        return {status: getattr(self, status) for status in STATUSES}
-
-
-@dataclass(frozen=True)
-class CreatedPage:
-    created: list[ClientModel]  # messages written now
-    existing: list[ClientModel]  # messages an earlier (interrupted) run had written
+WAKE_KEY: KeySchema = {"task_id": "N", "client_id": "N", "wake_ms": "N"}
 
 
 def counter_name(task_id: int, shard: int) -> str:
@@ -133,25 +116,25 @@ def _count_actions(changes: dict[str, int]) -> list[Any]:
 MESSAGES_PER_TRANSACTION = MAX_TRANSACTION_ITEMS - 2
 
 
-def create_messages(task_id: int, clients: Sequence[ClientModel], now: datetime) -> CreatedPage:
+def create_messages(task_id: int, clients: Sequence[Recipient], now: datetime) -> Created:
     """One message per client, written with the counts, in as few transactions as fit."""
-    created: list[ClientModel] = []
-    existing: list[ClientModel] = []
+    created: list[Recipient] = []
+    existing: list[Recipient] = []
     for start in range(0, len(clients), MESSAGES_PER_TRANSACTION):
         part = _create_chunk(task_id, clients[start : start + MESSAGES_PER_TRANSACTION], now)
         created += part.created
         existing += part.existing
-    return CreatedPage(created=created, existing=existing)
+    return Created(created=created, existing=existing)
 
 
-def _create_chunk(task_id: int, clients: Sequence[ClientModel], now: datetime) -> CreatedPage:
+def _create_chunk(task_id: int, clients: Sequence[Recipient], now: datetime) -> Created:
     """One transaction: the task check, the messages and the counts.
 
     A message that already exists (an interrupted run wrote it) makes the transaction
     fail on its condition; it is set aside and the rest is written again.
     """
 
-    def build(tx: TransactWrite, page: list[ClientModel]) -> None:
+    def build(tx: TransactWrite, page: list[Recipient]) -> None:
         tx.condition_check(
             TaskModel, task_id, condition=TaskModel.id.exists() & live_task_condition()
         )
@@ -159,9 +142,10 @@ def _create_chunk(task_id: int, clients: Sequence[ClientModel], now: datetime) -
             tx.save(
                 MessageModel(
                     task_id,
-                    int(client.id),
-                    id=message_id(task_id, int(client.id)),
+                    client.client_id,
+                    id=message_id(task_id, client.client_id),
                     status=MessageStatus.PENDING.value,
+                    phase=Phase.QUEUED.value,
                     created_at=now,
                     attempts=0,
                     job_gen=0,
@@ -180,195 +164,155 @@ def _create_chunk(task_id: int, clients: Sequence[ClientModel], now: datetime) -
         if _failed_items(error)[:1] == [CONDITIONAL_CHECK_FAILED]:
             raise TaskGone from None
         raise
-    return CreatedPage(created=created, existing=existing)
+    return Created(created=created, existing=existing)
 
 
-def get_many(task_id: int, client_ids: Iterable[int]) -> dict[int, MessageModel]:
-    """Current state of these messages, read consistently (one call per 100)."""
-    keys = [(task_id, client_id) for client_id in set(client_ids)]
-    found = MessageModel.batch_get(keys, consistent_read=True)
-    return {int(message.client_id): message for message in found}
+def _state(message: MessageModel) -> MessageState:
+    status = MessageStatus(message.status)
+    if message.phase:
+        phase = Phase(message.phase)
+    elif status is not MessageStatus.PENDING:
+        phase = Phase.DONE
+    else:  # written before phases were stored
+        phase = Phase.CLAIMED if message.claimed_until is not None else Phase.QUEUED
+        phase = Phase.WINDOW_WAIT if message.wake_ms is not None else phase
+    return MessageState(
+        client_id=int(message.client_id),
+        status=status,
+        phase=phase,
+        generation=int(message.job_gen or 0),
+        attempts=int(message.attempts or 0),
+        claimed_until_ms=_int(message.claimed_until),
+        wake_ms=_int(message.wake_ms),
+        not_before_ms=_int(message.not_before_ms),
+        last_error=message.last_error,
+    )
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """A message's final status and what to record with it."""
-
-    client_id: int
-    status: MessageStatus
-    attempts: int | None = None
-    last_error: str | None = None
+def _int(value: float | None) -> int | None:
+    return None if value is None else int(value)
 
 
-def finish(
-    task_id: int,
-    client_id: int,
-    status: MessageStatus,
-    *,
-    now: datetime,
-    attempts: int | None = None,
-    last_error: str | None = None,
-) -> bool:
-    """pending -> a final status, with the counts; False if it was no longer pending."""
-    done = finish_many(task_id, [Outcome(client_id, status, attempts, last_error)], now=now)
-    return client_id in done
+def _optional(attribute: Any, value: object) -> Action:
+    action: Action = attribute.remove() if value is None else attribute.set(value)
+    return action
 
 
-def finish_many(task_id: int, outcomes: Sequence[Outcome], *, now: datetime) -> set[int]:
-    """Move many messages of one task from pending to their final status, with the counts,
-    in as few transactions as fit; returns the client ids actually moved (a message that
-    was no longer pending is left alone)."""
-    moved: set[int] = set()
-    for start in range(0, len(outcomes), MAX_TRANSACTION_ITEMS - 1):
-        moved |= _finish_chunk(
-            task_id, list(outcomes[start : start + MAX_TRANSACTION_ITEMS - 1]), now
+def _actions(change: Change, now: datetime) -> list[Action]:
+    after = change.after
+    actions: list[Action] = [
+        MessageModel.phase.set(after.phase.value),
+        MessageModel.job_gen.set(after.generation),
+        _optional(MessageModel.claimed_until, after.claimed_until_ms),
+        _optional(MessageModel.wake_ms, after.wake_ms),
+        _optional(MessageModel.not_before_ms, after.not_before_ms),
+    ]
+    if change.status_changed:
+        actions.append(MessageModel.status.set(after.status.value))
+    if after.attempts != change.before.attempts:
+        actions.append(MessageModel.attempts.set(after.attempts))
+    if after.last_error is not None and after.last_error != change.before.last_error:
+        actions.append(MessageModel.last_error.set(after.last_error[:500]))
+    if change.sent:
+        actions.append(MessageModel.sent_at.set(now))
+    return actions
+
+
+def _condition(change: Change) -> Any:
+    still_pending = MessageModel.status == MessageStatus.PENDING.value
+    if change.outcome_only:
+        return still_pending
+    return still_pending & (MessageModel.job_gen == change.expect_generation)
+
+
+class DynamoMessages:
+    """The messages table behind the engine's ``MessageRepository`` (``chalicelib/ports.py``)."""
+
+    def create(self, task_id: int, recipients: Sequence[Recipient], now: datetime) -> Created:
+        return create_messages(task_id, recipients, now)
+
+    def states(self, task_id: int, client_ids: Sequence[int]) -> dict[int, MessageState]:
+        keys = [(task_id, client_id) for client_id in set(client_ids)]
+        found = MessageModel.batch_get(keys, consistent_read=True)
+        return {int(message.client_id): _state(message) for message in found}
+
+    def apply(self, task_id: int, changes: Sequence[Change], now: datetime) -> set[int]:
+        """A change of status goes in a transaction with the counts (as many per
+        transaction as fit); any other change is one conditional update of one item."""
+        written: set[int] = set()
+        moving = [change for change in changes if change.status_changed]
+        for change in changes:
+            if not change.status_changed and _update(task_id, change, now):
+                written.add(change.client_id)
+        for start in range(0, len(moving), MAX_TRANSACTION_ITEMS - 1):
+            written |= _move_chunk(task_id, moving[start : start + MAX_TRANSACTION_ITEMS - 1], now)
+        return written
+
+    def waiting(
+        self, task_id: int, *, wake_before_ms: int | None, cursor: str | None, limit: int
+    ) -> tuple[list[WaitingMessage], str | None]:
+        condition = MessageModel.wake_ms <= wake_before_ms if wake_before_ms is not None else None
+        results = MessageModel.parked_by_wake.query(
+            task_id,
+            condition,
+            last_evaluated_key=decode_cursor(cursor, WAKE_KEY),
+            limit=limit + 1,
         )
-    return moved
-
-
-def _finish_chunk(task_id: int, outcomes: list[Outcome], now: datetime) -> set[int]:
-    def build(tx: TransactWrite, chunk: list[Outcome]) -> None:
-        for outcome in chunk:
-            actions: list[Action] = [
-                MessageModel.status.set(outcome.status.value),
-                MessageModel.wake_ms.remove(),
-            ]
-            if outcome.status is MessageStatus.SENT:
-                actions.append(MessageModel.sent_at.set(now))
-            if outcome.attempts is not None:
-                actions.append(MessageModel.attempts.set(outcome.attempts))
-            if outcome.last_error is not None:
-                actions.append(MessageModel.last_error.set(outcome.last_error[:500]))
-            tx.update(
-                MessageModel(task_id, outcome.client_id),
-                actions=actions,
-                condition=MessageModel.status == MessageStatus.PENDING.value,
+        items, after = take_page(results, limit, lambda m: key_from(m, WAKE_KEY))
+        found = [
+            WaitingMessage(
+                _state(message),
+                Recipient(int(message.client_id), str(message.phone), str(message.utc)),
             )
-        deltas = Counter(outcome.status.value for outcome in chunk)
-        deltas["pending"] = -len(chunk)
+            for message in items
+        ]
+        return found, after
+
+    def pending(
+        self, task_id: int, *, cursor: str | None, limit: int
+    ) -> tuple[list[MessageState], str | None]:
+        results = MessageModel.by_task_status.query(
+            task_id,
+            MessageModel.status == MessageStatus.PENDING.value,
+            last_evaluated_key=decode_cursor(cursor, STATUS_KEY),
+            limit=limit + 1,
+        )
+        items, after = take_page(results, limit, lambda m: key_from(m, STATUS_KEY))
+        return [_state(message) for message in items], after
+
+    def counts(self, task_ids: Sequence[int]) -> dict[int, Counts]:
+        return counts(task_ids)
+
+
+def _update(task_id: int, change: Change, now: datetime) -> bool:
+    try:
+        MessageModel(task_id, change.client_id).update(
+            actions=_actions(change, now), condition=_condition(change)
+        )
+    except UpdateError as error:
+        if error.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+def _move_chunk(task_id: int, changes: list[Change], now: datetime) -> set[int]:
+    def build(tx: TransactWrite, chunk: list[Change]) -> None:
+        for change in chunk:
+            tx.update(
+                MessageModel(task_id, change.client_id),
+                actions=_actions(change, now),
+                condition=_condition(change),
+            )
+        deltas: Counter[str] = Counter()
+        for change in chunk:
+            deltas[change.before.status.value] -= 1
+            deltas[change.after.status.value] += 1
         counter = CounterModel(counter_name(task_id, any_shard()))
         tx.update(counter, actions=_count_actions(dict(deltas)))
 
-    moved, _ = _write_what_applies(outcomes, build)
-    return {outcome.client_id for outcome in moved}
-
-
-def claim_many(
-    task_id: int, claims: Sequence[tuple[int, int]], *, now_ms: int, lease_ms: int
-) -> set[int]:
-    """Take hold of messages for a provider call, in one transaction per 100.
-
-    ``claims`` are (client_id, generation) pairs; a claim succeeds while the message is
-    pending, at that generation and not held by another sender, and moves it to the next
-    generation: any other copy of the job, concurrent or later, then stops. Returns the
-    client ids claimed.
-    """
-
-    def build(tx: TransactWrite, chunk: list[tuple[int, int]]) -> None:
-        for client_id, generation in chunk:
-            tx.update(
-                MessageModel(task_id, client_id),
-                actions=[
-                    MessageModel.job_gen.set(generation + 1),
-                    MessageModel.claimed_until.set(now_ms + lease_ms),
-                ],
-                condition=(MessageModel.status == MessageStatus.PENDING.value)
-                & (MessageModel.job_gen == generation)
-                & (
-                    MessageModel.claimed_until.does_not_exist()
-                    | (MessageModel.claimed_until <= now_ms)
-                ),
-            )
-
-    claimed: set[int] = set()
-    for start in range(0, len(claims), MAX_TRANSACTION_ITEMS):
-        won, _ = _write_what_applies(list(claims[start : start + MAX_TRANSACTION_ITEMS]), build)
-        claimed |= {client_id for client_id, _ in won}
-    return claimed
-
-
-def requeue(
-    task_id: int,
-    client_id: int,
-    *,
-    generation: int,
-    attempts: int | None = None,
-    last_error: str | None = None,
-) -> bool:
-    """Make the next job copy current (and record a failed attempt, if one was made).
-
-    Conditional on the generation the job carried: of two copies of one job, only one
-    wins and queues the next copy; the other is a stale duplicate and stops.
-    """
-    actions: list[Action] = [MessageModel.job_gen.set(generation + 1)]
-    if attempts is not None:
-        actions.append(MessageModel.attempts.set(attempts))
-    if last_error is not None:
-        actions.append(MessageModel.last_error.set(last_error[:500]))
-    try:
-        MessageModel(task_id, client_id).update(
-            actions=actions,
-            condition=(MessageModel.status == MessageStatus.PENDING.value)
-            & (MessageModel.job_gen == generation),
-        )
-    except UpdateError as error:
-        if error.cause_response_code == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
-
-
-def park(task_id: int, client_id: int, *, generation: int, wake_ms: int) -> bool:
-    """Hold a message outside its send window until ``wake_ms``, with no job queued.
-
-    Cheaper than a queue delay for long waits: two writes whatever the wait, where a
-    delayed job would come back every 15 minutes. The dispatcher wakes it.
-    """
-    try:
-        MessageModel(task_id, client_id).update(
-            actions=[MessageModel.wake_ms.set(wake_ms), MessageModel.job_gen.set(generation + 1)],
-            condition=(MessageModel.status == MessageStatus.PENDING.value)
-            & (MessageModel.job_gen == generation),
-        )
-    except UpdateError as error:
-        if error.cause_response_code == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
-
-
-def parked(task_id: int, *, wake_before_ms: int | None, limit: int) -> list[MessageModel]:
-    """Parked messages of a task waking before ``wake_before_ms`` (all when None)."""
-    condition = MessageModel.wake_ms <= wake_before_ms if wake_before_ms is not None else None
-    return list(MessageModel.parked_by_wake.query(task_id, condition, limit=limit))
-
-
-def unpark(message: MessageModel) -> bool:
-    """Take a message out of the parking, making a new job copy current."""
-    generation = int(message.job_gen or 0)
-    try:
-        message.update(
-            actions=[MessageModel.wake_ms.remove(), MessageModel.job_gen.set(generation + 1)],
-            condition=(MessageModel.status == MessageStatus.PENDING.value)
-            & (MessageModel.job_gen == generation)
-            & MessageModel.wake_ms.exists(),
-        )
-    except UpdateError as error:
-        if error.cause_response_code == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
-
-
-def expire_pending(task_id: int, now: datetime, limit: int = 98) -> int:
-    """Expire up to ``limit`` pending messages of a task; returns how many changed."""
-    pending = MessageModel.by_task_status.query(
-        task_id, MessageModel.status == MessageStatus.PENDING.value, limit=limit
-    )
-    outcomes = [Outcome(int(message.client_id), MessageStatus.EXPIRED) for message in pending]
-    if not outcomes:
-        return 0
-    return len(finish_many(task_id, outcomes, now=now))
+    moved, _ = _write_what_applies(changes, build)
+    return {change.client_id for change in moved}
 
 
 def counts(task_ids: Sequence[int]) -> dict[int, Counts]:

@@ -12,8 +12,9 @@ Access patterns:
 - a task by id: ``tasks``; the due tasks: ``open_by_start``, a sparse index of the
   unfinished tasks sorted by start time; message counts live on the task item;
 - a message by (task, client): ``messages``; a task's messages with a status:
-  ``by_task_status``; its messages parked until their send window opens, by wake
-  time: ``parked_by_wake`` (sparse).
+  ``by_task_status``; its messages the dispatcher must look at, by the time it must
+  (waiting for a window or a retry, or claimed by a sender that may die):
+  ``parked_by_wake`` (sparse: only messages with a ``wake_ms``).
 
 Table names, region and endpoint are bound at run time by :func:`configure`.
 """
@@ -160,12 +161,12 @@ class TaskModel(Model):
     fanout_part = NumberAttribute(default=0)
     fanout_cursor = UnicodeAttribute(null=True)
     fanout_done = BooleanAttribute(default=False)
-    # When sending really began (first page enqueued), for the dispatch-lag metric.
-    fanout_started_at = UTCDateTimeAttribute(null=True)
     first_sent_at = UTCDateTimeAttribute(null=True)
-    # Set when the send window of a running task changed: parked messages must be
-    # woken and judged again by the new window.
+    # Set when the send window or the end of a running task changed: waiting messages
+    # must be woken and judged again.
     wake_all = BooleanAttribute(default=False)
+    # When a fan-out page of it was last queued (epoch ms): due tasks take turns by it.
+    fanout_at_ms = NumberAttribute(null=True)
 
     open_by_start = OpenTasksByStart()
 
@@ -187,7 +188,8 @@ class MessagesByStatus(GlobalSecondaryIndex["MessageModel"]):  # type: ignore[no
 
 
 class ParkedMessagesByWake(GlobalSecondaryIndex["MessageModel"]):  # type: ignore[no-untyped-call]
-    """Sparse index of the messages parked until their send window opens, by wake time."""
+    """Sparse index of the pending messages with a wake time: the dispatcher's way to
+    find what waits for it (see ``docs/message-lifecycle.md``)."""
 
     class Meta:
         index_name = "parked_by_wake"
@@ -211,14 +213,18 @@ class MessageModel(Model):
     sent_at = UTCDateTimeAttribute(null=True)
     attempts = NumberAttribute(default=0)
     last_error = UnicodeAttribute(null=True)
-    # Which job copy is current: bumped each time a job is re-queued (retry or wait),
+    # Where a pending message stands (chalicelib/domain/lifecycle.py: Phase).
+    phase = UnicodeAttribute(null=True)
+    # Which job copy is current: moved on by every transition of a pending message,
     # so a duplicate delivery of an older copy is recognised and dropped.
     job_gen = NumberAttribute(default=0)
     # The client's phone and zone when the task started (what the job carries).
     phone = UnicodeAttribute(null=True)
     utc = UnicodeAttribute(null=True)
-    # Set while parked outside its send window (epoch ms of the next opening).
+    # When the dispatcher must look at it unless something moved it first (epoch ms).
     wake_ms = NumberAttribute(null=True)
+    # The earliest time of its next attempt: retry backoff or window opening (epoch ms).
+    not_before_ms = NumberAttribute(null=True)
     # A sender holds the message for a provider call until then (epoch ms); a copy of
     # the job arriving meanwhile stops, one arriving later (the holder died) carries on.
     claimed_until = NumberAttribute(null=True)

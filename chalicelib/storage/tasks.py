@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.expressions.update import Action
 
-from chalicelib.domain.tasks import TaskStatus
+from chalicelib.domain.tasks import Fanout, SendingTask, SendWindow, TaskStatus
 from chalicelib.errors import NotFound
+from chalicelib.ports import StaleTask
 from chalicelib.storage.ids import next_id
 from chalicelib.storage.models import OPEN_SHARD, TaskModel, live_task_condition
 from chalicelib.storage.pagination import KeySchema, decode_cursor, key_from, take_page
@@ -20,8 +21,7 @@ CONDITION_FAILED = "ConditionalCheckFailedException"
 TABLE_KEY: KeySchema = {"id": "N"}
 
 
-class StaleTask(Exception):
-    """The task changed since it was read; the caller re-reads and decides again."""
+__all__ = ["DynamoTasks", "StaleTask"]
 
 
 @dataclass(frozen=True)
@@ -149,9 +149,8 @@ def advance_fanout(
         TaskModel.fanout_part.set(part),
         TaskModel.fanout_cursor.remove() if cursor is None else TaskModel.fanout_cursor.set(cursor),
         TaskModel.fanout_done.set(done),
+        TaskModel.fanout_at_ms.set(epoch_ms(now)),
     ]
-    if task.fanout_started_at is None:
-        actions.append(TaskModel.fanout_started_at.set(now))
     try:
         task.update(
             actions=actions,
@@ -184,11 +183,6 @@ def list_page(*, limit: int, cursor: str | None) -> TaskPage:
     return TaskPage(items=items, next=next_cursor)
 
 
-def clear_wake_all(task: TaskModel) -> None:
-    """Every parked message was woken after a window change."""
-    task.update(actions=[TaskModel.wake_all.set(False)])
-
-
 def mark_first_send(task_id: int, sent_at: datetime) -> bool:
     """Record the task's first accepted message; False if one was recorded before."""
     try:
@@ -201,3 +195,70 @@ def mark_first_send(task_id: int, sent_at: datetime) -> bool:
             return False
         raise
     return True
+
+
+def _view(task: TaskModel) -> SendingTask:
+    window = None
+    if task.window_from is not None and task.window_to is not None:
+        window = SendWindow.parse(task.window_from, task.window_to)
+    return SendingTask(
+        id=int(task.id),
+        start=task.start_time,
+        end=task.end_time,
+        text=task.text,
+        codes=tuple(str(code) for code in task.filter_codes),
+        tags=tuple(str(tag) for tag in task.filter_tags),
+        window=window,
+        status=TaskStatus(task.status),
+        deleted=bool(task.deleted),
+        fanout=Fanout(int(task.fanout_part or 0), task.fanout_cursor, bool(task.fanout_done)),
+        rejudge=bool(task.wake_all),
+        first_sent=task.first_sent_at is not None,
+        fanout_at_ms=int(task.fanout_at_ms or 0),
+        version=task.updated_at,
+    )
+
+
+def _model(task: SendingTask) -> TaskModel:
+    """A key-only item carrying what the conditional writes compare against."""
+    return TaskModel(
+        task.id,
+        updated_at=task.version,
+        fanout_part=task.fanout.part,
+        fanout_cursor=task.fanout.cursor,
+    )
+
+
+class DynamoTasks:
+    """The tasks table behind the engine's ``TaskRepository`` (``chalicelib/ports.py``)."""
+
+    def get(self, task_id: int) -> SendingTask | None:
+        task = get(task_id)
+        return None if task is None else _view(task)
+
+    def due(self, now: datetime) -> list[SendingTask]:
+        return [_view(task) for task in find_due(now) if not task.deleted]
+
+    def set_status(self, task: SendingTask, status: TaskStatus, now: datetime) -> SendingTask:
+        stored = set_status(_model(task), status, now=now)
+        return replace(task, status=status, version=stored.updated_at)
+
+    def advance_fanout(
+        self, task: SendingTask, *, part: int, cursor: str | None, done: bool, now: datetime
+    ) -> SendingTask:
+        advance_fanout(_model(task), part=part, cursor=cursor, done=done, now=now)
+        return replace(task, fanout=Fanout(part, cursor, done), fanout_at_ms=epoch_ms(now))
+
+    def clear_rejudge(self, task: SendingTask) -> None:
+        """Done judging waiting messages again, unless the task changed once more since."""
+        try:
+            TaskModel(task.id).update(
+                actions=[TaskModel.wake_all.set(False)],
+                condition=TaskModel.updated_at == task.version,
+            )
+        except UpdateError as error:
+            if error.cause_response_code != CONDITION_FAILED:
+                raise
+
+    def mark_first_send(self, task_id: int, at: datetime) -> bool:
+        return mark_first_send(task_id, at)

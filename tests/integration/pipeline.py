@@ -11,8 +11,19 @@ from chalicelib.bootstrap import Services
 from chalicelib.storage.models import MessageModel
 from local.lambda_runner import LambdaContext, scheduled_event, sqs_event
 
-# Outcomes that change a message; a round with none of them only shuffles waiting jobs.
-PROGRESS_OUTCOMES = {"sent", "failed", "expired", "retry", "retry_after_end", "error", "poison"}
+# Outcomes that change a message or use up a job; a round with none of them only
+# shuffles jobs that wait for a later time.
+PROGRESS_OUTCOMES = {
+    "sent",
+    "failed",
+    "expired",
+    "retry",
+    "set_aside",
+    "parked",
+    "dropped",
+    "error",
+    "poison",
+}
 
 
 @dataclass

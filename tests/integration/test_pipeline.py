@@ -7,11 +7,15 @@ import json
 import threading
 import time
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from chalicelib.bootstrap import timing as bootstrap_timing
+from chalicelib.domain import lifecycle
 from chalicelib.domain.messages import message_id
+from chalicelib.ports import Recipient
 from chalicelib.storage import messages as message_store
 from chalicelib.storage import tasks as task_store
 from chalicelib.storage.models import ClientModel
@@ -410,7 +414,9 @@ def test_a_page_larger_than_one_transaction_is_split(api: Api, services: Any) ->
         "/api/tasks/", {"start_time": "2026-11-28T13:00:00Z", "end_time": END, "text": "Hi"}
     )
     task_id = response.json_body["id"]
-    records = [c for c in ClientModel.scan() if int(c.id) in set(clients)]
+    records = [
+        Recipient(int(c.id), c.phone, c.utc) for c in ClientModel.scan() if int(c.id) in clients
+    ]
     page = message_store.create_messages(task_id, records, services.clock())
     assert len(page.created) == 130
     again = message_store.create_messages(task_id, records, services.clock())
@@ -435,15 +441,25 @@ def test_two_copies_of_a_job_at_the_same_time_call_the_provider_once(
 
 
 def test_a_job_whose_sender_died_after_claiming_it_is_sent_later(
-    api: Api, pipeline: Pipeline, provider: FakeProviderState, clock: FrozenClock
+    api: Api, pipeline: Pipeline, provider: FakeProviderState, clock: FrozenClock, services: Any
 ) -> None:
     client = add_client(api, 1)
     task = add_task(api)
     (job,) = pipeline.receive()
     # The claim succeeds, then the process dies before calling the provider.
-    assert message_store.claim_many(
-        task["id"], [(client, 0)], now_ms=int(clock().timestamp() * 1000), lease_ms=60_000
-    ) == {client}
+    repository = services.message_repository
+    (state,) = repository.states(task["id"], [client]).values()
+    timing = bootstrap_timing(services.settings)
+    decision = lifecycle.on_job(
+        state,
+        lifecycle.JobFacts(0, None),
+        lifecycle.TaskFacts(deleted=False, end=clock() + timedelta(hours=1)),
+        clock(),
+        opening=None,
+        timing=timing,
+    )
+    assert isinstance(decision, lifecycle.Decision) and decision.call
+    assert repository.apply(task["id"], [decision.change], clock()) == {client}
     assert pipeline.invoke([job]) == set()
     assert provider.sends() == []  # still held: the copy stops
     clock.advance(minutes=2)  # the hold lapses; SQS delivers the job again

@@ -1,0 +1,410 @@
+"""A message's life, as one state machine (drawn in ``docs/message-lifecycle.md``).
+
+Pure code: no I/O and no clock reads. The sender and the dispatcher describe what
+happened (an event) with the state they read; the functions here answer what to do: a
+:class:`Change` for storage to write, conditional on the state still being the one
+read, or a refusal with its reason. Storage never decides; it only writes what was
+decided, or reports that the state moved on meanwhile.
+
+A pending message is always in one of four phases, each with its way forward:
+
+- ``queued``: a job copy of the current generation is in the queue (or the fan-out
+  checkpoint, which has not moved past it, will queue it again);
+- ``claimed``: a sender holds it for a provider call until ``claimed_until``; if that
+  sender dies, the dispatcher wakes it when the lease has lapsed (``wake_ms``);
+- ``retry_wait``: a delayed job waits out the retry backoff; the dispatcher wakes it
+  if that job never comes (``wake_ms`` a little after it is due);
+- ``window_wait``: outside its send window; a delayed job waits for a short opening,
+  the dispatcher wakes it for a long one (or after a change of window or end time).
+
+The generation moves on every write that changes who may act on a pending message, so
+a write conditional on the generation read refuses any stale or concurrent actor.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from chalicelib.domain.messages import MessageStatus, RetryPolicy
+from chalicelib.domain.provider import Outcome
+
+
+class Step(enum.StrEnum):
+    """What a change does: the label in logs and in the sender's outcome counts."""
+
+    CLAIM = "claimed"
+    WAIT = "deferred"  # a delayed job waits (retry backoff is RETRY)
+    PARK = "parked"
+    SET_ASIDE = "set_aside"  # nothing before the end: a later end or window revives it
+    RETRY = "retry"
+    SENT = "sent"
+    FAIL = "failed"
+    EXPIRE = "expired"
+    WAKE = "woken"
+
+
+class Phase(enum.StrEnum):
+    QUEUED = "queued"
+    CLAIMED = "claimed"
+    RETRY_WAIT = "retry_wait"
+    WINDOW_WAIT = "window_wait"
+    DONE = "done"  # any final status
+
+
+def ms(moment: datetime) -> int:
+    """Epoch milliseconds: how storage and jobs hold instants."""
+    return int(moment.timestamp() * 1000)
+
+
+@dataclass(frozen=True)
+class MessageState:
+    """What storage holds about one message."""
+
+    client_id: int
+    status: MessageStatus
+    phase: Phase
+    generation: int
+    attempts: int = 0
+    claimed_until_ms: int | None = None
+    # When the dispatcher must look at this message unless something moved it first.
+    wake_ms: int | None = None
+    # The earliest time of the next attempt (retry backoff, window opening).
+    not_before_ms: int | None = None
+    last_error: str | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.status is MessageStatus.PENDING
+
+    def held_at(self, now_ms: int) -> bool:
+        """A live sender holds it: its provider call may be in flight."""
+        return (
+            self.phase is Phase.CLAIMED
+            and self.claimed_until_ms is not None
+            and self.claimed_until_ms > now_ms
+        )
+
+
+def created(client_id: int) -> MessageState:
+    """Fan-out: a new message, queued at generation 0."""
+    return MessageState(client_id, MessageStatus.PENDING, Phase.QUEUED, 0)
+
+
+@dataclass(frozen=True)
+class Change:
+    """A transition to write: ``after`` replaces the message's state, provided that the
+    stored state is still pending at ``expect_generation``. ``outcome_only`` relaxes
+    that to "still pending" (a provider's verdict stands whoever holds the message)."""
+
+    before: MessageState
+    after: MessageState
+    step: Step
+    reason: str
+    outcome_only: bool = False
+    sent: bool = False  # stamp sent_at
+
+    @property
+    def client_id(self) -> int:
+        return self.after.client_id
+
+    @property
+    def expect_generation(self) -> int:
+        return self.before.generation
+
+    @property
+    def status_changed(self) -> bool:
+        return self.before.status is not self.after.status
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Nothing to write; the reason is logged."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class TaskFacts:
+    """What the lifecycle needs to know of the message's task, read by the caller."""
+
+    deleted: bool
+    end: datetime
+
+
+# --- a job arrives ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobFacts:
+    generation: int
+    not_before_ms: int | None
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Settings the decisions depend on."""
+
+    lease: timedelta
+    park_after: timedelta  # a longer wait for a window parks instead of a delayed job
+    wake_lead: timedelta  # how early the dispatcher looks ahead when waking
+    watchdog: timedelta  # how late a delayed job may be before the dispatcher steps in
+
+
+def current_copy(state: MessageState | None, job: JobFacts, now_ms: int) -> Refusal | None:
+    """Is this job the copy that may act on the message? (Refusal if not.)
+
+    The current copy carries the stored generation; the copy whose sender claimed the
+    message and died (generation one behind, lease lapsed) may take over.
+    """
+    if state is None:
+        return Refusal("message unknown")
+    if not state.pending:
+        return Refusal(f"message already {state.status.value}")
+    if job.generation == state.generation and state.phase is not Phase.CLAIMED:
+        return None
+    if (
+        job.generation == state.generation - 1
+        and state.phase is Phase.CLAIMED
+        and not state.held_at(now_ms)
+    ):
+        return None
+    if state.held_at(now_ms):
+        return Refusal("another sender holds it")
+    return Refusal("stale copy")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with a current job copy: write ``change``; then, if ``call``, call the
+    provider; if ``queue_at_ms`` is set, queue the next copy due then."""
+
+    change: Change
+    call: bool = False
+    queue_at_ms: int | None = None
+
+
+def on_job(  # noqa: PLR0911 - one return per rule, in the order they apply
+    state: MessageState,
+    job: JobFacts,
+    task: TaskFacts,
+    now: datetime,
+    *,
+    opening: datetime | None,
+    timing: Timing,
+) -> Decision | Refusal:
+    """A current copy of the job arrived (see :func:`current_copy`). ``opening`` is when
+    the client's send window next opens, None when open now (or no window)."""
+    now_ms = ms(now)
+    if task.deleted:
+        return Refusal("task deleted")
+    if now >= task.end:
+        return Decision(expire(state, now_ms, "the task's end has passed"))
+    if job.not_before_ms is not None and job.not_before_ms > now_ms:
+        # Early (the queue caps delays at 15 minutes): wait again, same reason as before.
+        phase = Phase.RETRY_WAIT if state.attempts else Phase.WINDOW_WAIT
+        return _wait(state, state, phase, job.not_before_ms, timing=timing, reason="not due yet")
+    if opening is None:
+        until = now_ms + _ms(timing.lease)
+        after = replace(
+            state,
+            phase=Phase.CLAIMED,
+            generation=state.generation + 1,
+            claimed_until_ms=until,
+            wake_ms=until + _ms(timing.wake_lead),
+            not_before_ms=None,
+        )
+        return Decision(Change(state, after, Step.CLAIM, "claimed for a provider call"), call=True)
+    if opening >= task.end:
+        # Set aside: no job; only a change of window or end time brings it back, and
+        # the sweep at the end expires it otherwise.
+        return _park(
+            state,
+            state,
+            Phase.WINDOW_WAIT,
+            ms(opening),
+            step=Step.SET_ASIDE,
+            reason="send window opens after the end",
+        )
+    if opening - now > timing.park_after:
+        return _park(state, state, Phase.WINDOW_WAIT, ms(opening), reason="send window opens later")
+    return _wait(
+        state, state, Phase.WINDOW_WAIT, ms(opening), timing=timing, reason="outside send window"
+    )
+
+
+def _wait(
+    before: MessageState,
+    state: MessageState,
+    phase: Phase,
+    due_ms: int,
+    *,
+    timing: Timing,
+    step: Step = Step.WAIT,
+    reason: str,
+) -> Decision:
+    """Wait with a delayed job; the dispatcher steps in if the job is lost."""
+    after = replace(
+        state,
+        phase=phase,
+        generation=before.generation + 1,
+        claimed_until_ms=None,
+        wake_ms=due_ms + _ms(timing.watchdog),
+        not_before_ms=due_ms,
+    )
+    return Decision(Change(before, after, step, reason), queue_at_ms=due_ms)
+
+
+def _park(
+    before: MessageState,
+    state: MessageState,
+    phase: Phase,
+    due_ms: int,
+    *,
+    step: Step = Step.PARK,
+    reason: str,
+) -> Decision:
+    """Wait with no job: the dispatcher wakes it ``wake_lead`` before ``due_ms``."""
+    after = replace(
+        state,
+        phase=phase,
+        generation=before.generation + 1,
+        claimed_until_ms=None,
+        wake_ms=due_ms,
+        not_before_ms=due_ms,
+    )
+    return Decision(Change(before, after, step, reason))
+
+
+# --- right before the call --------------------------------------------------------------
+
+
+def may_call(task: TaskFacts, now: datetime, connect_allowance: timedelta) -> str | None:
+    """The last check before a provider call, made after everything slow (the token read)
+    and with a freshly read task: why not to call, or None. A call must be able to
+    reach the provider before the end, so the connect time is counted in."""
+    if task.deleted:
+        return "task deleted"
+    if now + connect_allowance >= task.end:
+        return "the task's end has passed"
+    return None
+
+
+# --- the provider answered --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Answer:
+    outcome: Outcome
+    detail: str
+
+
+def on_answer(
+    held: MessageState,
+    answer: Answer,
+    *,
+    task: TaskFacts,
+    done_at: datetime,
+    policy: RetryPolicy,
+    delay_seconds: float,
+    timing: Timing,
+) -> Decision:
+    """The holder's call came back: sent, failed for good, or a retry with backoff."""
+    attempt = held.attempts + 1
+    base = replace(held, attempts=attempt, claimed_until_ms=None)
+    if answer.outcome is Outcome.SENT:
+        after = replace(
+            base,
+            status=MessageStatus.SENT,
+            phase=Phase.DONE,
+            wake_ms=None,
+            not_before_ms=None,
+        )
+        return Decision(Change(held, after, Step.SENT, "sent", outcome_only=True, sent=True))
+    if answer.outcome is Outcome.PERMANENT or policy.gives_up_after(attempt):
+        reason = "permanent error" if answer.outcome is Outcome.PERMANENT else "out of attempts"
+        after = replace(
+            base,
+            status=MessageStatus.FAILED,
+            phase=Phase.DONE,
+            wake_ms=None,
+            not_before_ms=None,
+            last_error=answer.detail,
+        )
+        return Decision(Change(held, after, Step.FAIL, reason, outcome_only=True))
+    retry_at = done_at + timedelta(seconds=delay_seconds)
+    failed = replace(base, last_error=answer.detail)
+    if retry_at >= task.end:
+        # Set aside like a window that opens after the end: a later end brings it back.
+        return _park(
+            held,
+            failed,
+            Phase.RETRY_WAIT,
+            ms(retry_at),
+            step=Step.SET_ASIDE,
+            reason="the next attempt would be after the end",
+        )
+    return _wait(
+        held,
+        failed,
+        Phase.RETRY_WAIT,
+        ms(retry_at),
+        timing=timing,
+        step=Step.RETRY,
+        reason="retry scheduled",
+    )
+
+
+# --- the dispatcher ---------------------------------------------------------------------
+
+
+def wake(state: MessageState, now_ms: int, *, rejudge: bool, timing: Timing) -> Decision | Refusal:
+    """The dispatcher found it due to be looked at (``wake_ms``), or the task's window or
+    end changed (``rejudge``): queue a new current copy. A message held by a live sender
+    is left to it; an abandoned claim is taken back. The woken message keeps a wake time
+    in case its new job is lost too."""
+    if not state.pending:
+        return Refusal(f"message already {state.status.value}")
+    if state.held_at(now_ms):
+        return Refusal("a sender holds it")
+    # A retry keeps its backoff; a window wait is judged afresh by the (new) window.
+    due = state.not_before_ms
+    if state.phase is Phase.CLAIMED or (rejudge and state.phase is Phase.WINDOW_WAIT):
+        due = None
+    after = replace(
+        state,
+        phase=Phase.QUEUED,
+        generation=state.generation + 1,
+        claimed_until_ms=None,
+        wake_ms=max(due or now_ms, now_ms) + _ms(timing.watchdog),
+        not_before_ms=due,
+    )
+    reason = "woken after a change of window or end" if rejudge else "woken"
+    return Decision(Change(state, after, Step.WAKE, reason), queue_at_ms=due or now_ms)
+
+
+def expire(state: MessageState, now_ms: int, reason: str) -> Change:
+    """pending -> expired (the caller checked that the end has passed)."""
+    after = replace(
+        state,
+        status=MessageStatus.EXPIRED,
+        phase=Phase.DONE,
+        claimed_until_ms=None,
+        wake_ms=None,
+        not_before_ms=None,
+    )
+    return Change(state, after, Step.EXPIRE, reason)
+
+
+def sweep(state: MessageState, now_ms: int) -> Change | Refusal:
+    """The task has ended: expire what no live sender holds; wait for calls in flight."""
+    if not state.pending:
+        return Refusal(f"message already {state.status.value}")
+    if state.held_at(now_ms):
+        return Refusal("a provider call may be in flight")
+    return expire(state, now_ms, "the task's end has passed")
+
+
+def _ms(delta: timedelta) -> int:
+    return int(delta.total_seconds() * 1000)

@@ -1,0 +1,169 @@
+"""What the sending engine needs from the outside world, as interfaces.
+
+The dispatcher and the sender are handed these by ``bootstrap``: DynamoDB and SQS
+implementations in ``chalicelib/storage`` and ``chalicelib/queue.py``, in-memory fakes
+in the tests (``tests/fakes.py``), which the simulation test drives step by step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from chalicelib.domain.lifecycle import Change, MessageState
+from chalicelib.domain.provider import ProviderResult
+from chalicelib.domain.tasks import SendingTask, TaskStatus
+from chalicelib.queue import SendJob
+
+
+class TaskGone(Exception):
+    """The task was deleted: nothing more may be created or sent for it."""
+
+
+class StaleTask(Exception):
+    """The task changed since it was read; the caller re-reads and decides again."""
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """A client as a message needs it: copied into the message and its jobs at fan-out."""
+
+    client_id: int
+    phone: str
+    utc: str
+
+
+@dataclass(frozen=True)
+class WaitingMessage:
+    """A message the dispatcher may have to wake, with what its next job carries."""
+
+    state: MessageState
+    recipient: Recipient
+
+
+@dataclass(frozen=True)
+class Created:
+    created: list[Recipient]  # messages written now
+    existing: list[Recipient]  # messages an earlier (interrupted) run had written
+
+
+@dataclass(frozen=True)
+class Counts:
+    total: int = 0
+    pending: int = 0
+    sent: int = 0
+    failed: int = 0
+    expired: int = 0
+
+    def by_status(self) -> dict[str, int]:
+        return {
+            "pending": self.pending,
+            "sent": self.sent,
+            "failed": self.failed,
+            "expired": self.expired,
+        }
+
+
+@dataclass(frozen=True)
+class AudiencePart:
+    """One index partition of a task's audience: a code, a tag, or everyone."""
+
+    kind: str
+    value: str | None
+
+
+def audience_parts(codes: Sequence[str], tags: Sequence[str]) -> list[AudiencePart]:
+    # codes OR-ed, tags OR-ed, the two AND-ed: with codes, walk each code's partition and
+    # keep the listed tags; with tags only, walk each tag's; with neither, everyone.
+    if codes:
+        return [AudiencePart("code", code) for code in sorted(set(codes))]
+    if tags:
+        return [AudiencePart("tag", tag) for tag in sorted(set(tags))]
+    return [AudiencePart("all", None)]
+
+
+class MessageRepository(Protocol):
+    def create(self, task_id: int, recipients: Sequence[Recipient], now: datetime) -> Created:
+        """One pending message per recipient, with the counts; TaskGone if deleted."""
+        ...
+
+    def states(self, task_id: int, client_ids: Sequence[int]) -> dict[int, MessageState]:
+        """The stored state of these messages, read consistently."""
+        ...
+
+    def apply(self, task_id: int, changes: Sequence[Change], now: datetime) -> set[int]:
+        """Write each change whose condition still holds (with the counts when a status
+        changes); return the client ids written."""
+        ...
+
+    def waiting(
+        self, task_id: int, *, wake_before_ms: int | None, cursor: str | None, limit: int
+    ) -> tuple[list[WaitingMessage], str | None]:
+        """Messages with a wake time before ``wake_before_ms`` (all with one when None)."""
+        ...
+
+    def pending(
+        self, task_id: int, *, cursor: str | None, limit: int
+    ) -> tuple[list[MessageState], str | None]:
+        """A page of the task's pending messages (the sweep at the end)."""
+        ...
+
+    def counts(self, task_ids: Sequence[int]) -> dict[int, Counts]: ...
+
+
+class TaskRepository(Protocol):
+    def get(self, task_id: int) -> SendingTask | None:
+        """The task, or None if it never existed or was deleted."""
+        ...
+
+    def due(self, now: datetime) -> list[SendingTask]:
+        """Unfinished tasks whose start has passed (ended ones included: finishing is due)."""
+        ...
+
+    def set_status(self, task: SendingTask, status: TaskStatus, now: datetime) -> SendingTask:
+        """StaleTask if it changed since read."""
+        ...
+
+    def advance_fanout(
+        self, task: SendingTask, *, part: int, cursor: str | None, done: bool, now: datetime
+    ) -> SendingTask:
+        """Move the checkpoint from where ``task`` had it; StaleTask if it moved."""
+        ...
+
+    def clear_rejudge(self, task: SendingTask) -> None: ...
+
+    def mark_first_send(self, task_id: int, at: datetime) -> bool: ...
+
+
+class Audience(Protocol):
+    def page(
+        self, part: AudiencePart, cursor: str | None, tags: Sequence[str], size: int
+    ) -> tuple[list[Recipient], str | None]:
+        """One page of the partition from ``cursor``: the matching clients and the cursor
+        after it (None at the partition's end)."""
+        ...
+
+
+class JobQueue(Protocol):
+    def send(
+        self, jobs: Sequence[SendJob], delay_seconds: float = 0, *, now_ms: int | None = None
+    ) -> None: ...
+
+    def depth(self) -> int:
+        """Jobs ready to be received now (delayed and in-flight ones not counted)."""
+        ...
+
+
+class Provider(Protocol):
+    @property
+    def connect_timeout(self) -> float:
+        """A call may take this long to reach the provider after the last check."""
+        ...
+
+    def warm(self) -> None:
+        """Do the slow preparation (the token read) before the last check."""
+        ...
+
+    def send(self, message_id: int, phone: str, text: str, attempt: int = 1) -> ProviderResult: ...
