@@ -25,9 +25,9 @@ STAGE = "local"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark each test by its folder: unit, integration, e2e or infra."""
+    """Mark each test by its folder: unit, sim, integration, e2e or infra."""
     for item in items:
-        for kind in ("unit", "integration", "e2e", "infra"):
+        for kind in ("unit", "sim", "integration", "e2e", "infra"):
             if f"tests/{kind}/" in item.nodeid:
                 item.add_marker(getattr(pytest.mark, kind))
 

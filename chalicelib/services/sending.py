@@ -267,7 +267,7 @@ class Sender:
             else:
                 decided.append((chosen, verdict))
 
-        written = self._apply([decision.change for _, decision in decided], jobs, result)
+        written = self._apply([(item, decision.change) for item, decision in decided], result)
         claimed: list[_Claimed] = []
         for item, decision in decided:
             change = decision.change
@@ -298,25 +298,19 @@ class Sender:
         )
 
     def _apply(
-        self, changes: list[Change], jobs: list[_Job], result: BatchResult
+        self, decided: list[tuple[_Job, Change]], result: BatchResult
     ) -> set[tuple[int, int]]:
         """Write the changes, per task; the jobs of a task whose write failed come back."""
-        task_of = {item.job.client_id: item.job.task_id for item in jobs}
         written: set[tuple[int, int]] = set()
-        by_task: dict[int, list[Change]] = {}
-        for change in changes:
-            by_task.setdefault(task_of[change.client_id], []).append(change)
+        by_task: dict[int, list[tuple[_Job, Change]]] = {}
+        for item, change in decided:
+            by_task.setdefault(item.job.task_id, []).append((item, change))
         for task_id, group in by_task.items():
             try:
-                done = self._messages.apply(task_id, group, self._clock())
+                done = self._messages.apply(task_id, [c for _, c in group], self._clock())
             except Exception:
                 log.exception("could not write decisions; the jobs will be retried")
-                ids = {change.client_id for change in group}
-                result.failed_record_ids += [
-                    item.record.record_id
-                    for item in jobs
-                    if item.job.task_id == task_id and item.job.client_id in ids
-                ]
+                result.failed_record_ids += [item.record.record_id for item, _ in group]
                 result.count("error")
                 continue
             written |= {(task_id, client_id) for client_id in done}

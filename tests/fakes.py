@@ -1,0 +1,460 @@
+"""In-memory fakes of what the sending engine talks to (``chalicelib/ports.py``).
+
+They keep the semantics the engine relies on: conditional writes on the generation,
+counts that move with statuses, a queue with delays, visibility and at-least-once
+delivery, a provider that de-duplicates nothing. Every call is one I/O step of a
+:class:`World`, which can make the caller die (``Crash``) before or after any of them;
+the simulation test (``tests/sim``) drives them with a seeded scheduler.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+from chalicelib.domain.lifecycle import Change, MessageState, created, ms
+from chalicelib.domain.provider import Outcome, ProviderResult, judge
+from chalicelib.domain.tasks import Fanout, SendingTask, TaskStatus
+from chalicelib.ports import (
+    AudiencePart,
+    Counts,
+    Created,
+    Recipient,
+    StaleTask,
+    TaskGone,
+    WaitingMessage,
+)
+from chalicelib.queue import SendJob
+
+
+class Crash(BaseException):
+    """The process dies here: nothing after this point of the handler runs.
+
+    A BaseException so that the engine's ``except Exception`` handlers, which deal with
+    errors a live process sees, do not catch it.
+    """
+
+
+class World:
+    """The virtual clock and the crash plan shared by every fake."""
+
+    def __init__(self, start: datetime, rng: random.Random) -> None:
+        self.now = start
+        self.rng = rng
+        self.io_steps = 0
+        self.crash_at: int | None = None  # the I/O step at which the handler dies
+        self.crashes: list[str] = []
+        self.on_io: Callable[[str], None] | None = None  # a concurrent actor's hook
+
+    def clock(self) -> datetime:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now.timestamp()
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(seconds)
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+    def io(self, name: str) -> None:
+        """One I/O step: the handler may die before it, and other actors may act."""
+        self._step(f"before {name}")
+        if self.on_io is not None:
+            self.on_io(name)
+
+    def done(self, name: str) -> None:
+        """The I/O step happened; the handler may die before it learns the answer."""
+        self._step(f"after {name}")
+
+    def _step(self, where: str) -> None:
+        self.io_steps += 1
+        if self.crash_at is not None and self.io_steps >= self.crash_at:
+            self.crash_at = None
+            self.crashes.append(where)
+            raise Crash(where)
+
+
+@dataclass
+class StoredMessage:
+    task_id: int
+    recipient: Recipient
+    state: MessageState
+    sent_at: datetime | None = None
+
+
+class FakeMessages:
+    def __init__(self, world: World, tasks: FakeTasks) -> None:
+        self._world = world
+        self._tasks = tasks
+        self.items: dict[tuple[int, int], StoredMessage] = {}
+        self._counts: dict[int, Counter[str]] = {}
+
+    def create(self, task_id: int, recipients: Sequence[Recipient], now: datetime) -> Created:
+        self._world.io("messages.create")
+        task = self._tasks.items.get(task_id)
+        if task is None or task.deleted:
+            raise TaskGone
+        made, existing = [], []
+        for recipient in recipients:
+            key = (task_id, recipient.client_id)
+            if key in self.items:
+                existing.append(recipient)
+                continue
+            self.items[key] = StoredMessage(task_id, recipient, created(recipient.client_id))
+            made.append(recipient)
+        counts = self._counts.setdefault(task_id, Counter())
+        counts["total"] += len(made)
+        counts["pending"] += len(made)
+        self._world.done("messages.create")
+        return Created(made, existing)
+
+    def states(self, task_id: int, client_ids: Sequence[int]) -> dict[int, MessageState]:
+        self._world.io("messages.states")
+        found = {
+            client_id: self.items[(task_id, client_id)].state
+            for client_id in set(client_ids)
+            if (task_id, client_id) in self.items
+        }
+        self._world.done("messages.states")
+        return found
+
+    def apply(self, task_id: int, changes: Sequence[Change], now: datetime) -> set[int]:
+        self._world.io("messages.apply")
+        written = set()
+        for change in changes:
+            stored = self.items.get((task_id, change.client_id))
+            if stored is None or not stored.state.pending:
+                continue
+            if not change.outcome_only and stored.state.generation != change.expect_generation:
+                continue
+            counts = self._counts.setdefault(task_id, Counter())
+            counts[stored.state.status.value] -= 1
+            counts[change.after.status.value] += 1
+            stored.state = change.after
+            if change.sent:
+                stored.sent_at = now
+            written.add(change.client_id)
+        self._world.done("messages.apply")
+        return written
+
+    def waiting(
+        self, task_id: int, *, wake_before_ms: int | None, cursor: str | None, limit: int
+    ) -> tuple[list[WaitingMessage], str | None]:
+        self._world.io("messages.waiting")
+        # Like an index query: in key order, from after the cursor's key.
+        after = tuple(int(part) for part in cursor.split(":")) if cursor else None
+        found = sorted(
+            (
+                (m.state.wake_ms, m.recipient.client_id, m)
+                for m in self.items.values()
+                if m.task_id == task_id
+                and m.state.pending
+                and m.state.wake_ms is not None
+                and (wake_before_ms is None or m.state.wake_ms <= wake_before_ms)
+            ),
+            key=lambda row: (row[0], row[1]),
+        )
+        found = [row for row in found if after is None or (row[0], row[1]) > after]
+        page = found[:limit]
+        more = f"{page[-1][0]}:{page[-1][1]}" if len(found) > limit else None
+        self._world.done("messages.waiting")
+        return [WaitingMessage(m.state, m.recipient) for _, _, m in page], more
+
+    def pending(
+        self, task_id: int, *, cursor: str | None, limit: int
+    ) -> tuple[list[MessageState], str | None]:
+        self._world.io("messages.pending")
+        after = int(cursor) if cursor else 0
+        found = sorted(
+            (
+                m
+                for m in self.items.values()
+                if m.task_id == task_id and m.state.pending and m.recipient.client_id > after
+            ),
+            key=lambda m: m.recipient.client_id,
+        )
+        page = found[:limit]
+        more = str(page[-1].recipient.client_id) if len(found) > limit else None
+        self._world.done("messages.pending")
+        return [m.state for m in page], more
+
+    def counts(self, task_ids: Sequence[int]) -> dict[int, Counts]:
+        self._world.io("messages.counts")
+        answer = {}
+        for task_id in task_ids:
+            c = self._counts.get(task_id, Counter())
+            answer[task_id] = Counts(
+                total=c["total"],
+                pending=c["pending"],
+                sent=c["sent"],
+                failed=c["failed"],
+                expired=c["expired"],
+            )
+        self._world.done("messages.counts")
+        return answer
+
+    def recount(self, task_id: int) -> Counts:
+        """What the counts should say: the messages' statuses, counted (no I/O)."""
+        statuses = Counter(
+            m.state.status.value for m in self.items.values() if m.task_id == task_id
+        )
+        return Counts(
+            total=sum(statuses.values()),
+            pending=statuses["pending"],
+            sent=statuses["sent"],
+            failed=statuses["failed"],
+            expired=statuses["expired"],
+        )
+
+
+class FakeTasks:
+    def __init__(self, world: World) -> None:
+        self._world = world
+        self.items: dict[int, SendingTask] = {}
+        self.deleted_at: dict[int, datetime] = {}
+
+    def add(self, task: SendingTask) -> None:
+        self.items[task.id] = task
+
+    def get(self, task_id: int) -> SendingTask | None:
+        self._world.io("tasks.get")
+        task = self.items.get(task_id)
+        self._world.done("tasks.get")
+        return None if task is None or task.deleted else task
+
+    def due(self, now: datetime) -> list[SendingTask]:
+        self._world.io("tasks.due")
+        found = [
+            t
+            for t in self.items.values()
+            if not t.deleted and t.status is not TaskStatus.FINISHED and t.start <= now
+        ]
+        self._world.done("tasks.due")
+        return found
+
+    def _write(self, task: SendingTask, new: SendingTask, *, check_version: bool) -> None:
+        stored = self.items.get(task.id)
+        if stored is None or stored.deleted:
+            raise StaleTask
+        if check_version and stored.version != task.version:
+            raise StaleTask
+        self.items[task.id] = new
+
+    def set_status(self, task: SendingTask, status: TaskStatus, now: datetime) -> SendingTask:
+        self._world.io("tasks.set_status")
+        stored = self.items.get(task.id)
+        new = replace(stored or task, status=status, version=now + timedelta(microseconds=1))
+        self._write(task, new, check_version=True)
+        self._world.done("tasks.set_status")
+        return new
+
+    def advance_fanout(
+        self, task: SendingTask, *, part: int, cursor: str | None, done: bool, now: datetime
+    ) -> SendingTask:
+        self._world.io("tasks.advance_fanout")
+        stored = self.items.get(task.id)
+        if stored is None or stored.fanout != task.fanout:
+            raise StaleTask
+        new = replace(stored, fanout=Fanout(part, cursor, done), fanout_at_ms=ms(now))
+        self._write(task, new, check_version=False)
+        self._world.done("tasks.advance_fanout")
+        return new
+
+    def clear_rejudge(self, task: SendingTask) -> None:
+        self._world.io("tasks.clear_rejudge")
+        stored = self.items.get(task.id)
+        if stored is not None and stored.version == task.version:
+            self.items[task.id] = replace(stored, rejudge=False)
+        self._world.done("tasks.clear_rejudge")
+
+    def mark_first_send(self, task_id: int, at: datetime) -> bool:
+        self._world.io("tasks.mark_first_send")
+        stored = self.items.get(task_id)
+        if stored is None or stored.first_sent:
+            return False
+        self.items[task_id] = replace(stored, first_sent=True)
+        self._world.done("tasks.mark_first_send")
+        return True
+
+    # What the API does (the task service), without I/O steps of its own.
+
+    def patch(self, task_id: int, now: datetime, **changes: object) -> SendingTask | None:
+        stored = self.items.get(task_id)
+        if stored is None or stored.deleted:
+            return None
+        rejudge = stored.status is not TaskStatus.SCHEDULED
+        new = replace(stored, rejudge=rejudge, version=now, **changes)  # type: ignore[arg-type]
+        self.items[task_id] = new
+        return new
+
+    def delete(self, task_id: int, now: datetime) -> None:
+        stored = self.items.get(task_id)
+        if stored is not None and not stored.deleted:
+            self.items[task_id] = replace(stored, deleted=True, version=now)
+            self.deleted_at[task_id] = now
+
+
+class FakeAudience:
+    def __init__(self, world: World, clients: list[tuple[Recipient, str, str]]) -> None:
+        """``clients``: (recipient, code, tag)."""
+        self._world = world
+        self.clients = clients
+
+    def page(
+        self, part: AudiencePart, cursor: str | None, tags: Sequence[str], size: int
+    ) -> tuple[list[Recipient], str | None]:
+        self._world.io("audience.page")
+        if part.kind == "code":
+            members = [r for r, code, _ in self.clients if code == part.value]
+            if tags:
+                members = [r for r, code, tag in self.clients if code == part.value and tag in tags]
+                # Like a DynamoDB filter: the page is read in full, then filtered.
+                everyone = [r for r, code, _ in self.clients if code == part.value]
+                return self._filtered_page(everyone, set(members), cursor, size)
+        elif part.kind == "tag":
+            members = [r for r, _, tag in self.clients if tag == part.value]
+        else:
+            members = [r for r, _, _ in self.clients]
+        return self._filtered_page(members, set(members), cursor, size)
+
+    def _filtered_page(
+        self, walk: list[Recipient], keep: set[Recipient], cursor: str | None, size: int
+    ) -> tuple[list[Recipient], str | None]:
+        start = int(cursor or 0)
+        page = walk[start : start + size]
+        after = str(start + size) if start + size < len(walk) else None
+        self._world.done("audience.page")
+        return [r for r in page if r in keep], after
+
+
+@dataclass
+class QueuedJob:
+    body: str
+    visible_at: datetime
+    receipt: int = 0
+    receives: int = 0
+
+
+@dataclass
+class FakeQueue:
+    """SQS, as the engine sees it: delays, a visibility timeout, at-least-once."""
+
+    world: World
+    max_delay_seconds: int = 900
+    visibility: timedelta = timedelta(seconds=30)
+    jobs: dict[int, QueuedJob] = field(default_factory=dict)
+    _next: int = 0
+
+    def send(
+        self, jobs: Sequence[SendJob], delay_seconds: float = 0, *, now_ms: int | None = None
+    ) -> None:
+        for start in range(0, len(jobs), 10):
+            self.world.io("queue.send")
+            for job in jobs[start : start + 10]:
+                delay = delay_seconds
+                if now_ms is not None and job.not_before_ms is not None:
+                    delay = (job.not_before_ms - now_ms) / 1000
+                delay = int(min(max(delay, 0), self.max_delay_seconds))
+                self._next += 1
+                self.jobs[self._next] = QueuedJob(
+                    job.to_body(), self.world.now + timedelta(seconds=delay)
+                )
+            self.world.done("queue.send")
+
+    def depth(self) -> int:
+        self.world.io("queue.depth")
+        ready = sum(
+            1 for j in self.jobs.values() if j.visible_at <= self.world.now and j.receives == 0
+        )
+        self.world.done("queue.depth")
+        return ready
+
+    def receive(self, limit: int, rng: random.Random) -> list[tuple[int, QueuedJob]]:
+        """Up to ``limit`` visible jobs, in no particular order; they turn invisible."""
+        visible = [(key, job) for key, job in self.jobs.items() if job.visible_at <= self.world.now]
+        rng.shuffle(visible)
+        taken = visible[:limit]
+        for _, job in taken:
+            job.receives += 1
+            job.visible_at = self.world.now + self.visibility
+        return taken
+
+    def delete(self, key: int) -> None:
+        self.jobs.pop(key, None)
+
+    def bodies(self) -> list[SendJob]:
+        return [SendJob.from_body(job.body) for job in self.jobs.values()]
+
+
+@dataclass
+class ProviderCall:
+    msg_id: int
+    arrived: datetime
+    accepted: bool
+
+
+@dataclass
+class FakeProvider:
+    """The external send API: answers by a seeded mix; hangs move the virtual clock."""
+
+    world: World
+    mix: dict[str, float]
+    connect_timeout: float = 2.0
+    read_timeout: float = 5.0
+    calls: list[ProviderCall] = field(default_factory=list)
+
+    def warm(self) -> None:
+        self.world.io("provider.token")
+        self.world.done("provider.token")
+
+    def send(self, message_id: int, phone: str, text: str, attempt: int = 1) -> ProviderResult:
+        self.world.io("provider.send")
+        rng = self.world.rng
+        # The request reaches the provider after a connect of up to the timeout.
+        self.world.advance(rng.uniform(0, self.connect_timeout) * 0.99)
+        mode = rng.choices(list(self.mix), weights=list(self.mix.values()))[0]
+        self.calls.append(ProviderCall(message_id, self.world.now, accepted=mode == "ok"))
+        if mode == "hang":
+            self.world.advance(self.read_timeout)
+            result = ProviderResult(Outcome.RETRY, None, "timeout")
+        elif mode == "ok":
+            self.world.advance(rng.uniform(0.01, 0.3))
+            result = judge(200, {"code": 0, "message": "OK"})
+        elif mode == "garbage":
+            result = judge(200, None)
+        else:
+            result = judge(int(mode), {"code": int(mode)})
+        self.world.done("provider.send")
+        return result
+
+
+def make_task(
+    task_id: int,
+    *,
+    start: datetime,
+    end: datetime,
+    codes: tuple[str, ...] = (),
+    tags: tuple[str, ...] = (),
+    window: object = None,
+) -> SendingTask:
+    return SendingTask(
+        id=task_id,
+        start=start,
+        end=end,
+        text=f"text of {task_id}",
+        codes=codes,
+        tags=tags,
+        window=window,  # type: ignore[arg-type]
+        status=TaskStatus.SCHEDULED,
+        deleted=False,
+        fanout=Fanout(),
+        rejudge=False,
+        first_sent=False,
+        fanout_at_ms=0,
+        version=datetime(2000, 1, 1, tzinfo=UTC),
+    )
