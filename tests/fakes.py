@@ -135,7 +135,8 @@ class FakeMessages:
             counts = self._counts.setdefault(task_id, Counter())
             counts[stored.state.status.value] -= 1
             counts[change.after.status.value] += 1
-            stored.state = change.after
+            generation = max(stored.state.generation, change.after.generation)
+            stored.state = replace(change.after, generation=generation)
             if change.sent:
                 stored.sent_at = now
             written.add(change.client_id)

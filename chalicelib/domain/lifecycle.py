@@ -53,6 +53,9 @@ class Phase(enum.StrEnum):
     DONE = "done"  # any final status
 
 
+_WAITS = (Phase.RETRY_WAIT, Phase.WINDOW_WAIT)
+
+
 def ms(moment: datetime) -> int:
     """Epoch milliseconds: how storage and jobs hold instants."""
     return int(moment.timestamp() * 1000)
@@ -96,7 +99,8 @@ def created(client_id: int) -> MessageState:
 class Change:
     """A transition to write: ``after`` replaces the message's state, provided that the
     stored state is still pending at ``expect_generation``. ``outcome_only`` relaxes
-    that to "still pending" (a provider's verdict stands whoever holds the message)."""
+    that to "still pending" (a provider's verdict stands whoever holds the message) and
+    leaves the stored generation as it is (it never goes back)."""
 
     before: MessageState
     after: MessageState
@@ -203,7 +207,9 @@ def on_job(  # noqa: PLR0911 - one return per rule, in the order they apply
         return Decision(expire(state, now_ms, "the task's end has passed"))
     if job.not_before_ms is not None and job.not_before_ms > now_ms:
         # Early (the queue caps delays at 15 minutes): wait again, same reason as before.
-        phase = Phase.RETRY_WAIT if state.attempts else Phase.WINDOW_WAIT
+        phase = state.phase if state.phase in _WAITS else Phase.RETRY_WAIT
+        if state.phase not in _WAITS and not state.attempts:
+            phase = Phase.WINDOW_WAIT
         return _wait(state, state, phase, job.not_before_ms, timing=timing, reason="not due yet")
     if opening is None:
         until = now_ms + _ms(timing.lease)

@@ -278,7 +278,7 @@ class Sender:
                 claimed.append(_Claimed(item, change.after))
                 continue
             self._queue_next(item, decision, now)
-            _not_sent(item, change.reason, change.step.value, result)
+            _noted(item, change, result, now)
         return claimed
 
     def _on_job(
@@ -431,9 +431,7 @@ class Sender:
                 log.info("outcome not recorded: the message moved on meanwhile")
                 result.count("dropped")
                 return
-            extra = {"attempt": change.after.attempts, "error": change.after.last_error}
-            log.info(f"message {change.step.value}: {change.reason}", extra=extra)
-            result.count(change.step.value)
+            _noted(item, change, result, now)
             if change.step is Step.SENT:
                 lag = self._note_first_send(tasks.get(job.task_id), now)
                 if lag is not None:
@@ -477,6 +475,30 @@ def _not_sent(item: _Job, reason: str, label: str, result: BatchResult) -> None:
             "job not sent", extra={"reason": reason, "outcome": label, "generation": job.generation}
         )
     result.count(label)
+
+
+_WORDS = {
+    Step.SENT: "sent",
+    Step.FAIL: "failed",
+    Step.RETRY: "retry scheduled",
+    Step.EXPIRE: "expired",
+    Step.WAIT: "deferred",
+    Step.PARK: "parked",
+    Step.SET_ASIDE: "set aside",
+}
+
+
+def _noted(item: _Job, change: Change, result: BatchResult, now: datetime) -> None:
+    """One line for each change the sender wrote, saying why."""
+    job, after = item.job, change.after
+    with logs.bind(task_id=job.task_id, message_id=job.message_id, client_id=job.client_id):
+        extra: dict[str, object] = {"reason": change.reason, "attempt": after.attempts}
+        if change.step in (Step.RETRY, Step.FAIL, Step.SET_ASIDE) and after.last_error:
+            extra["error"] = after.last_error
+        if after.not_before_ms is not None and change.step is not Step.EXPIRE:
+            extra["due_in_s"] = round((after.not_before_ms - lifecycle.ms(now)) / 1000, 1)
+        log.info(f"message {_WORDS.get(change.step, change.step.value)}", extra=extra)
+    result.count(change.step.value)
 
 
 def records_from_event(raw_records: Iterable[dict[str, object]]) -> list[Record]:

@@ -202,11 +202,12 @@ def _actions(change: Change, now: datetime) -> list[Action]:
     after = change.after
     actions: list[Action] = [
         MessageModel.phase.set(after.phase.value),
-        MessageModel.job_gen.set(after.generation),
         _optional(MessageModel.claimed_until, after.claimed_until_ms),
         _optional(MessageModel.wake_ms, after.wake_ms),
         _optional(MessageModel.not_before_ms, after.not_before_ms),
     ]
+    if not change.outcome_only:
+        actions.append(MessageModel.job_gen.set(after.generation))
     if change.status_changed:
         actions.append(MessageModel.status.set(after.status.value))
     if after.attempts != change.before.attempts:

@@ -90,7 +90,8 @@ def test_log_lines_carry_the_ids_of_what_they_are_about(
 
     clock.advance(minutes=31)
     pipeline.drain()
-    (expired,) = lines.find("message expired: the task's end has passed")
+    (expired,) = lines.find("message expired")
+    assert expired["reason"] == "the task's end has passed"
     assert (expired["task_id"], expired["client_id"]) == (retried["id"], retried_client)
     assert expired["message_id"] == retried["id"] * 10**10 + retried_client
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from chalicelib.provider import Provider
-from chalicelib.provider_token import ParameterToken, token_source
+from chalicelib.provider_token import ParameterToken, StaticToken, token_source
 from chalicelib.settings import Settings
 
 SECRET = "s3cr3t-token-value"
@@ -58,6 +58,26 @@ def test_a_rotated_token_is_picked_up_after_the_max_age() -> None:
     clock.now += 1
     assert token() == "new"
     assert len(ssm.calls) == 2
+
+
+def test_an_invalidated_token_is_read_again_on_the_next_call_before_the_max_age() -> None:
+    ssm = FakeSsm("old", "new")
+    clock = Clock()
+    token = ParameterToken("/p", lambda: ssm, max_age_seconds=900, monotonic=clock)
+    token.invalidate()  # nothing read yet: nothing to forget
+    assert ssm.calls == []
+    assert token() == "old"
+    clock.now += 1
+    token.invalidate()  # the provider refused it (401)
+    assert len(ssm.calls) == 1  # read on the next call, not at once
+    assert token() == "new"
+    assert token() == "new"  # then cached again
+    assert len(ssm.calls) == 2
+
+    static = token_source(_settings(SENDER_TOKEN="local-token"))
+    assert isinstance(static, StaticToken)
+    static.invalidate()  # nothing to read again
+    assert static() == "local-token"
 
 
 def test_a_failed_refresh_keeps_the_cached_token_but_a_failed_first_read_raises() -> None:
