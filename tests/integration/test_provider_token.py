@@ -95,3 +95,28 @@ def test_a_missing_parameter_fails_the_jobs_for_redelivery_not_the_messages(
     assert provider.sends() == []
     (message,) = messages_of(task_id).values()
     assert (message.status, message.attempts) == ("pending", 0)
+
+
+def test_a_rotated_token_is_read_again_after_a_401_not_after_its_cache_age(
+    token_in_ssm: None,
+    get_parameter_calls: list[str],
+    services: Any,
+    api: Api,
+    provider: FakeProviderState,
+    clock: Any,
+) -> None:
+    ssm = boto3.client("ssm", region_name=REGION)
+    ssm.put_parameter(Name=PARAMETER, Value="old-token", Type="SecureString")
+    pipeline = Pipeline(services)
+    add_client(api, 1)
+    task_id = start_task(api)
+    # The provider already wants the new token; the parameter is rotated a moment later.
+    report = pipeline.drain()
+    assert report.outcomes["retry"] == 1
+    assert provider.sends()[-1].status == 401
+    ssm.put_parameter(Name=PARAMETER, Value=SENDER_TOKEN, Type="SecureString", Overwrite=True)
+    clock.advance(minutes=1)  # the retry is due; the 15-minute cache is far from over
+    pipeline.drain()
+    (message,) = messages_of(task_id).values()
+    assert (message.status, message.attempts) == ("sent", 2)
+    assert get_parameter_calls == [PARAMETER, PARAMETER]
