@@ -281,10 +281,15 @@ def test_every_job_delivered_twice_still_sends_once_per_client(
         pipeline.drain(duplicate=True)
         clock.advance(minutes=5)
     successes = Counter(sent_ids(provider))
-    assert set(successes) == {message_id(task["id"], c) for c in clients}
+    stored = messages_of(task["id"])
+    sent = {message_id(task["id"], c) for c in clients if stored[c].status == "sent"}
+    assert set(successes) == sent
     assert set(successes.values()) == {1}
+    # 0.3 ** 4 per message: now and then one runs out of attempts, never more than that.
+    gave_up = [c for c in clients if stored[c].status != "sent"]
+    assert all((stored[c].status, stored[c].attempts) == ("failed", 4) for c in gave_up)
+    assert len(sent) >= 10
     assert counts(task["id"]) == recount(task["id"])
-    assert counts(task["id"])["sent"] == 12
 
 
 def test_the_same_job_twice_in_one_batch_calls_once(
