@@ -11,8 +11,8 @@ from chalicelib.bootstrap import Services
 from chalicelib.storage.models import MessageModel
 from local.lambda_runner import LambdaContext, scheduled_event, sqs_event
 
-# Outcomes that change a message or use up a job; a round with none of them only
-# shuffles jobs that wait for a later time.
+# Outcomes that change a message; a round with none of them only shuffles jobs that wait
+# for a later time, unless all it did was throw stale copies away.
 PROGRESS_OUTCOMES = {
     "sent",
     "failed",
@@ -20,10 +20,15 @@ PROGRESS_OUTCOMES = {
     "retry",
     "set_aside",
     "parked",
-    "dropped",
     "error",
     "poison",
 }
+
+
+def made_progress(outcomes: Counter[str]) -> bool:
+    if set(outcomes) & PROGRESS_OUTCOMES:
+        return True
+    return bool(outcomes["dropped"]) and not outcomes["deferred"]
 
 
 @dataclass
@@ -100,7 +105,7 @@ class Pipeline:
             report.outcomes.update(round_outcomes)
             if failed and len(failed) == len(messages):
                 break
-            if not set(round_outcomes) & PROGRESS_OUTCOMES:
+            if not made_progress(round_outcomes):
                 break  # everything left waits for a later time
         return report
 
