@@ -374,6 +374,8 @@ def wake(state: MessageState, now_ms: int, *, rejudge: bool, timing: Timing) -> 
         return Refusal(f"message already {state.status.value}")
     if state.held_at(now_ms):
         return Refusal("a sender holds it")
+    if rejudge and state.phase is Phase.QUEUED:
+        return Refusal("its queued job is judged by the new window and end anyway")
     # A retry keeps its backoff; a window wait is judged afresh by the (new) window.
     due = state.not_before_ms
     if state.phase is Phase.CLAIMED or (rejudge and state.phase is Phase.WINDOW_WAIT):

@@ -127,8 +127,9 @@ class Dispatcher:
         with logs.bind(task_id=task_id):
             started = self._guarded(task, lambda t: self._start(t, now, report))
             if started is not None and started.rejudge:
-                # A new window or end: waiting messages are judged by it now.
-                self._guarded(started, lambda t: self._wake(t, now, deadline, report))
+                # A new window or end: waiting messages are judged by it now, a page of
+                # them within the request; the schedule wakes the rest.
+                self._guarded(started, lambda t: self._wake(t, now, deadline, report, pages=1))
             if started is not None and not started.fanout.done:
                 self._guarded(started, lambda t: self._fan_out_page(t, report))
         return report
@@ -233,7 +234,13 @@ class Dispatcher:
     # --- waiting messages -------------------------------------------------------------
 
     def _wake(
-        self, task: SendingTask, now: datetime, deadline: float, report: DispatchReport
+        self,
+        task: SendingTask,
+        now: datetime,
+        deadline: float,
+        report: DispatchReport,
+        *,
+        pages: int | None = None,
     ) -> SendingTask:
         """Queue the messages whose wake time comes before the next run: a window about
         to open, a retry whose job was lost, a sender that died holding one. After a
@@ -242,7 +249,8 @@ class Dispatcher:
         lead_ms = int(self._timing.wake_lead.total_seconds() * 1000)
         horizon = None if task.rejudge else min(now_ms + lead_ms, ms(task.end) - 1)
         cursor: str | None = None
-        while self._monotonic() < deadline:
+        while self._monotonic() < deadline and pages != 0:
+            pages = None if pages is None else pages - 1
             waiting, cursor = self._messages.waiting(
                 task.id,
                 wake_before_ms=horizon,

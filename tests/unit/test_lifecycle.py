@@ -549,8 +549,18 @@ WAKEABLE = [
 ]
 
 
-@pytest.mark.parametrize("rejudge", [False, True])
-@pytest.mark.parametrize("state", WAKEABLE)
+@pytest.mark.parametrize("state", [s for s in WAKEABLE if s.phase is Phase.QUEUED])
+def test_a_rejudge_leaves_a_queued_message_to_its_job(state: MessageState) -> None:
+    # Its job is judged by the task as it is when it arrives: waking it again would
+    # only queue a second copy.
+    refusal = wake(state, NOW_MS, rejudge=True, timing=TIMING)
+    assert refusal == Refusal("its queued job is judged by the new window and end anyway")
+
+
+@pytest.mark.parametrize(
+    ("state", "rejudge"),
+    [(s, False) for s in WAKEABLE] + [(s, True) for s in WAKEABLE if s.phase is not Phase.QUEUED],
+)
 def test_every_wake_queues_a_new_current_copy_and_keeps_a_watchdog(
     state: MessageState, rejudge: bool
 ) -> None:
