@@ -22,6 +22,16 @@ class TaskGone(Exception):
     """The task was deleted: nothing more may be created or sent for it."""
 
 
+class PartialWrite(Exception):
+    """Some of the changes could not be written (an error, not a refused condition):
+    ``written`` were, ``failed`` were not; the rest were refused."""
+
+    def __init__(self, written: set[int], failed: set[int]) -> None:
+        super().__init__(f"{len(failed)} message writes failed")
+        self.written = written
+        self.failed = failed
+
+
 class StaleTask(Exception):
     """The task changed since it was read; the caller re-reads and decides again."""
 
@@ -162,8 +172,18 @@ class Provider(Protocol):
         """A call may take this long to reach the provider after the last check."""
         ...
 
-    def warm(self) -> None:
-        """Do the slow preparation (the token read) before the last check."""
+    @property
+    def read_timeout(self) -> float:
+        """And this long more to answer."""
         ...
 
-    def send(self, message_id: int, phone: str, text: str, attempt: int = 1) -> ProviderResult: ...
+    def warm(self) -> str:
+        """Do the slow preparation (the token read) before the last check; the token."""
+        ...
+
+    def send(
+        self, message_id: int, phone: str, text: str, attempt: int = 1, *, token: str
+    ) -> ProviderResult:
+        """Call with ``token`` as it was when the last check passed: nothing slow
+        happens between that check and the request."""
+        ...

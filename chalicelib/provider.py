@@ -44,18 +44,20 @@ class Provider:
             read_timeout=settings.provider_read_timeout,
         )
 
-    def warm(self) -> None:
+    def warm(self) -> str:
         """Read the token now (Parameter Store may take seconds), before the last check
         the sender makes right before the call."""
-        self.token()
+        return self.token()
 
-    def send(self, message_id: int, phone: str, text: str, attempt: int = 1) -> ProviderResult:
+    def send(
+        self, message_id: int, phone: str, text: str, attempt: int = 1, *, token: str | None = None
+    ) -> ProviderResult:
         """POST {base}/send/{msgId}; never raises for the provider's trouble.
 
         Not having the token (Parameter Store unreachable) is ours, so it raises: the
         sender reports the job as a batch item failure and SQS delivers it again.
         """
-        headers = {"Authorization": f"Bearer {self.token()}"}
+        headers = {"Authorization": f"Bearer {token if token is not None else self.token()}"}
         watch = logs.Stopwatch()
         try:
             response = _session().post(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -107,7 +108,8 @@ class SendQueue:
     def _delay(self, job: SendJob, delay_seconds: float, now_ms: int | None) -> int:
         if now_ms is not None and job.not_before_ms is not None:
             delay_seconds = (job.not_before_ms - now_ms) / 1000
-        return int(min(max(delay_seconds, 0), self._settings.queue_max_delay_seconds))
+        # Rounded up: a job that arrives early only comes back to wait again.
+        return min(max(math.ceil(delay_seconds), 0), self._settings.queue_max_delay_seconds)
 
     def depth(self) -> int:
         """Jobs ready to be received now. Delayed jobs (retries, window waits) are not

@@ -54,7 +54,9 @@ class Settings:
     # SQS holds a job back at most 15 minutes; 0 turns delays off (tests on a frozen clock).
     queue_max_delay_seconds: int = 900
     # Fan-out: clients per page, how far the queue may run ahead of the senders, and how
-    # long one dispatcher run (schedule) or one API-triggered start may take.
+    # long one dispatcher run (schedule) or one API-triggered start may take. Jobs ready
+    # in the queue are work every later task waits behind: keep the limit near what the
+    # senders take in a few seconds (the local stage: 4 pollers x 10, so 40).
     fanout_page_size: int = 95
     queue_ahead_limit: int = 1000
     dispatch_budget_seconds: float = 240.0

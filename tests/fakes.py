@@ -9,6 +9,7 @@ the simulation test (``tests/sim``) drives them with a seeded scheduler.
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -249,7 +250,8 @@ class FakeTasks:
     def set_status(self, task: SendingTask, status: TaskStatus, now: datetime) -> SendingTask:
         self._world.io("tasks.set_status")
         stored = self.items.get(task.id)
-        new = replace(stored or task, status=status, version=now + timedelta(microseconds=1))
+        version = max(now, (stored or task).version + timedelta(microseconds=1))
+        new = replace(stored or task, status=status, version=version)
         self._write(task, new, check_version=True)
         self._world.done("tasks.set_status")
         return new
@@ -289,7 +291,9 @@ class FakeTasks:
         if stored is None or stored.deleted:
             return None
         rejudge = stored.status is not TaskStatus.SCHEDULED
-        new = replace(stored, rejudge=rejudge, version=now, **changes)  # type: ignore[arg-type]
+        # Every write gets a version of its own, even two at the same instant.
+        version = max(now, stored.version + timedelta(microseconds=1))
+        new = replace(stored, rejudge=rejudge, version=version, **changes)  # type: ignore[arg-type]
         self.items[task_id] = new
         return new
 
@@ -360,7 +364,7 @@ class FakeQueue:
                 delay = delay_seconds
                 if now_ms is not None and job.not_before_ms is not None:
                     delay = (job.not_before_ms - now_ms) / 1000
-                delay = int(min(max(delay, 0), self.max_delay_seconds))
+                delay = min(max(math.ceil(delay), 0), self.max_delay_seconds)
                 self._next += 1
                 self.jobs[self._next] = QueuedJob(
                     job.to_body(), self.world.now + timedelta(seconds=delay)
@@ -369,9 +373,7 @@ class FakeQueue:
 
     def depth(self) -> int:
         self.world.io("queue.depth")
-        ready = sum(
-            1 for j in self.jobs.values() if j.visible_at <= self.world.now and j.receives == 0
-        )
+        ready = sum(1 for j in self.jobs.values() if j.visible_at <= self.world.now)
         self.world.done("queue.depth")
         return ready
 
@@ -409,11 +411,14 @@ class FakeProvider:
     read_timeout: float = 5.0
     calls: list[ProviderCall] = field(default_factory=list)
 
-    def warm(self) -> None:
+    def warm(self) -> str:
         self.world.io("provider.token")
         self.world.done("provider.token")
+        return "token"
 
-    def send(self, message_id: int, phone: str, text: str, attempt: int = 1) -> ProviderResult:
+    def send(
+        self, message_id: int, phone: str, text: str, attempt: int = 1, *, token: str = ""
+    ) -> ProviderResult:
         self.world.io("provider.send")
         rng = self.world.rng
         # The request reaches the provider after a connect of up to the timeout.

@@ -11,7 +11,7 @@ A pending message is always in one of four phases, each with its way forward:
 - ``queued``: a job copy of the current generation is in the queue (or the fan-out
   checkpoint, which has not moved past it, will queue it again);
 - ``claimed``: a sender holds it for a provider call until ``claimed_until``; if that
-  sender dies, the dispatcher wakes it when the lease has lapsed (``wake_ms``);
+  sender dies, the dispatcher takes it back when the lease has lapsed (``wake_ms``);
 - ``retry_wait``: a delayed job waits out the retry backoff; the dispatcher wakes it
   if that job never comes (``wake_ms`` a little after it is due);
 - ``window_wait``: outside its send window; a delayed job waits for a short opening,
@@ -43,6 +43,7 @@ class Step(enum.StrEnum):
     FAIL = "failed"
     EXPIRE = "expired"
     WAKE = "woken"
+    WATCH = "watched"
 
 
 class Phase(enum.StrEnum):
@@ -210,7 +211,15 @@ def on_job(  # noqa: PLR0911 - one return per rule, in the order they apply
         phase = state.phase if state.phase in _WAITS else Phase.RETRY_WAIT
         if state.phase not in _WAITS and not state.attempts:
             phase = Phase.WINDOW_WAIT
-        return _wait(state, state, phase, job.not_before_ms, timing=timing, reason="not due yet")
+        return _wait(
+            state,
+            state,
+            phase,
+            job.not_before_ms,
+            end=task.end,
+            timing=timing,
+            reason="not due yet",
+        )
     if opening is None:
         until = now_ms + _ms(timing.lease)
         after = replace(
@@ -218,7 +227,7 @@ def on_job(  # noqa: PLR0911 - one return per rule, in the order they apply
             phase=Phase.CLAIMED,
             generation=state.generation + 1,
             claimed_until_ms=until,
-            wake_ms=until + _ms(timing.wake_lead),
+            wake_ms=until,  # if the holder dies, the dispatcher takes it back then
             not_before_ms=None,
         )
         return Decision(Change(state, after, Step.CLAIM, "claimed for a provider call"), call=True)
@@ -230,13 +239,27 @@ def on_job(  # noqa: PLR0911 - one return per rule, in the order they apply
             state,
             Phase.WINDOW_WAIT,
             ms(opening),
+            wake_ms=ms(opening),
             step=Step.SET_ASIDE,
             reason="send window opens after the end",
         )
     if opening - now > timing.park_after:
-        return _park(state, state, Phase.WINDOW_WAIT, ms(opening), reason="send window opens later")
+        return _park(
+            state,
+            state,
+            Phase.WINDOW_WAIT,
+            ms(opening),
+            wake_ms=ms(opening) - _ms(timing.wake_lead),
+            reason="send window opens later",
+        )
     return _wait(
-        state, state, Phase.WINDOW_WAIT, ms(opening), timing=timing, reason="outside send window"
+        state,
+        state,
+        Phase.WINDOW_WAIT,
+        ms(opening),
+        end=task.end,
+        timing=timing,
+        reason="outside send window",
     )
 
 
@@ -246,6 +269,7 @@ def _wait(
     phase: Phase,
     due_ms: int,
     *,
+    end: datetime,
     timing: Timing,
     step: Step = Step.WAIT,
     reason: str,
@@ -256,7 +280,7 @@ def _wait(
         phase=phase,
         generation=before.generation + 1,
         claimed_until_ms=None,
-        wake_ms=due_ms + _ms(timing.watchdog),
+        wake_ms=watchdog(due_ms, end, timing),
         not_before_ms=due_ms,
     )
     return Decision(Change(before, after, step, reason), queue_at_ms=due_ms)
@@ -268,16 +292,17 @@ def _park(
     phase: Phase,
     due_ms: int,
     *,
+    wake_ms: int,
     step: Step = Step.PARK,
     reason: str,
 ) -> Decision:
-    """Wait with no job: the dispatcher wakes it ``wake_lead`` before ``due_ms``."""
+    """Wait with no job: the dispatcher wakes it at ``wake_ms``."""
     after = replace(
         state,
         phase=phase,
         generation=before.generation + 1,
         claimed_until_ms=None,
-        wake_ms=due_ms,
+        wake_ms=wake_ms,
         not_before_ms=due_ms,
     )
     return Decision(Change(before, after, step, reason))
@@ -286,14 +311,24 @@ def _park(
 # --- right before the call --------------------------------------------------------------
 
 
-def may_call(task: TaskFacts, now: datetime, connect_allowance: timedelta) -> str | None:
+def may_call(
+    task: TaskFacts,
+    now: datetime,
+    *,
+    connect: timedelta,
+    call: timedelta,
+    claimed_until_ms: int | None,
+) -> str | None:
     """The last check before a provider call, made after everything slow (the token read)
     and with a freshly read task: why not to call, or None. A call must be able to
-    reach the provider before the end, so the connect time is counted in."""
+    reach the provider before the end (``connect`` is counted in), and end before the
+    claim lapses (``call``: connect and read), or another copy could call meanwhile."""
     if task.deleted:
         return "task deleted"
-    if now + connect_allowance >= task.end:
+    if now + connect >= task.end:
         return "the task's end has passed"
+    if claimed_until_ms is None or ms(now + call) >= claimed_until_ms:
+        return "the claim could lapse during the call"
     return None
 
 
@@ -348,6 +383,7 @@ def on_answer(
             failed,
             Phase.RETRY_WAIT,
             ms(retry_at),
+            wake_ms=ms(retry_at),
             step=Step.SET_ASIDE,
             reason="the next attempt would be after the end",
         )
@@ -356,6 +392,7 @@ def on_answer(
         failed,
         Phase.RETRY_WAIT,
         ms(retry_at),
+        end=task.end,
         timing=timing,
         step=Step.RETRY,
         reason="retry scheduled",
@@ -365,7 +402,9 @@ def on_answer(
 # --- the dispatcher ---------------------------------------------------------------------
 
 
-def wake(state: MessageState, now_ms: int, *, rejudge: bool, timing: Timing) -> Decision | Refusal:
+def wake(
+    state: MessageState, now_ms: int, *, end: datetime, rejudge: bool, timing: Timing
+) -> Decision | Refusal:
     """The dispatcher found it due to be looked at (``wake_ms``), or the task's window or
     end changed (``rejudge``): queue a new current copy. A message held by a live sender
     is left to it; an abandoned claim is taken back. The woken message keeps a wake time
@@ -376,6 +415,8 @@ def wake(state: MessageState, now_ms: int, *, rejudge: bool, timing: Timing) -> 
         return Refusal("a sender holds it")
     if rejudge and state.phase is Phase.QUEUED:
         return Refusal("its queued job is judged by the new window and end anyway")
+    if not rejudge and (state.wake_ms is None or state.wake_ms > now_ms):
+        return Refusal("not due to be woken yet")
     # A retry keeps its backoff; a window wait is judged afresh by the (new) window.
     due = state.not_before_ms
     if state.phase is Phase.CLAIMED or (rejudge and state.phase is Phase.WINDOW_WAIT):
@@ -385,11 +426,21 @@ def wake(state: MessageState, now_ms: int, *, rejudge: bool, timing: Timing) -> 
         phase=Phase.QUEUED,
         generation=state.generation + 1,
         claimed_until_ms=None,
-        wake_ms=max(due or now_ms, now_ms) + _ms(timing.watchdog),
+        wake_ms=watchdog(max(due or now_ms, now_ms), end, timing),
         not_before_ms=due,
     )
     reason = "woken after a change of window or end" if rejudge else "woken"
     return Decision(Change(state, after, Step.WAKE, reason), queue_at_ms=due or now_ms)
+
+
+def watch(state: MessageState, now_ms: int, *, end: datetime, timing: Timing) -> Change | Refusal:
+    """The fan-out found a message another run created: its job may be queued already
+    (a concurrent run) or never (a run that died). Rather than queue a second copy, give
+    it a wake time: if no job takes it by then, the dispatcher queues one."""
+    if not state.pending or state.phase is not Phase.QUEUED or state.wake_ms is not None:
+        return Refusal("it has a way forward already")
+    after = replace(state, wake_ms=watchdog(now_ms, end, timing))
+    return Change(state, after, Step.WATCH, "created by another fan-out run")
 
 
 def expire(state: MessageState, now_ms: int, reason: str) -> Change:
@@ -412,6 +463,12 @@ def sweep(state: MessageState, now_ms: int) -> Change | Refusal:
     if state.held_at(now_ms):
         return Refusal("a provider call may be in flight")
     return expire(state, now_ms, "the task's end has passed")
+
+
+def watchdog(due_ms: int, end: datetime, timing: Timing) -> int:
+    """When the dispatcher steps in for a job due at ``due_ms`` that never came: a
+    watchdog after it, but before the end while the job is due before the end."""
+    return min(due_ms + _ms(timing.watchdog), max(due_ms, ms(end) - 1))
 
 
 def _ms(delta: timedelta) -> int:

@@ -43,6 +43,8 @@ from chalicelib.settings import Settings
 log = logs.get_logger("dispatch")
 
 QUEUE_FULL_PAUSE = 0.5
+# Pages of waiting messages one task may wake in one run (the next run goes on).
+WAKE_PAGES = 10
 
 
 @dataclass
@@ -94,6 +96,9 @@ class Dispatcher:
             fanning = []
             for due in sorted(self._tasks.due(now), key=lambda t: (t.fanout_at_ms, t.id)):
                 task: SendingTask | None = due
+                if due.id not in kept_up and self._monotonic() >= deadline:
+                    report.incomplete.append(due.id)
+                    continue
                 if due.id not in kept_up:
                     kept_up.add(due.id)
                     report.tasks += 1
@@ -240,17 +245,16 @@ class Dispatcher:
         deadline: float,
         report: DispatchReport,
         *,
-        pages: int | None = None,
+        pages: int = WAKE_PAGES,
     ) -> SendingTask:
-        """Queue the messages whose wake time comes before the next run: a window about
-        to open, a retry whose job was lost, a sender that died holding one. After a
-        change of the task's window or end (``rejudge``), every waiting message."""
+        """Queue the messages whose wake time has come (and is before the end): a window
+        about to open, a job that was lost, a sender that died holding one. After a change
+        of the task's window or end (``rejudge``), every waiting message."""
         now_ms = ms(now)
-        lead_ms = int(self._timing.wake_lead.total_seconds() * 1000)
-        horizon = None if task.rejudge else min(now_ms + lead_ms, ms(task.end) - 1)
+        horizon = None if task.rejudge else min(now_ms, ms(task.end) - 1)
         cursor: str | None = None
-        while self._monotonic() < deadline and pages != 0:
-            pages = None if pages is None else pages - 1
+        while self._monotonic() < deadline and pages > 0:
+            pages -= 1
             waiting, cursor = self._messages.waiting(
                 task.id,
                 wake_before_ms=horizon,
@@ -260,7 +264,7 @@ class Dispatcher:
             decided: list[tuple[Recipient, Decision]] = []
             for message in waiting:
                 verdict = lifecycle.wake(
-                    message.state, now_ms, rejudge=task.rejudge, timing=self._timing
+                    message.state, now_ms, end=task.end, rejudge=task.rejudge, timing=self._timing
                 )
                 if isinstance(verdict, Decision):
                     decided.append((message.recipient, verdict))
@@ -294,8 +298,9 @@ class Dispatcher:
                 break
             if self._queue.depth() >= self._settings.queue_ahead_limit:
                 break
-            self._guarded(task, lambda t: self._fan_out_page(t, report))
-            progressed = True
+            # A page counts once its checkpoint moved (a concurrent run may have moved it).
+            if self._guarded(task, lambda t: self._fan_out_page(t, report)) is not None:
+                progressed = True
         return progressed
 
     def _fan_out_page(self, task: SendingTask, report: DispatchReport) -> SendingTask:
@@ -322,18 +327,22 @@ class Dispatcher:
         """Create the page's messages and queue a job for each one still to be queued."""
         if not recipients:
             return 0
-        page = self._messages.create(task.id, recipients, self._clock())
+        now = self._clock()
+        page = self._messages.create(task.id, recipients, now)
         to_send = list(page.created)
         if page.existing:
-            # An interrupted run wrote these: queue again those still at their first copy.
+            # Another run wrote these: a concurrent one (their jobs are queued) or one that
+            # died (they have none). Watch them rather than queue a second copy now.
             states = self._messages.states(task.id, [r.client_id for r in page.existing])
-            to_send += [
-                recipient
-                for recipient in page.existing
-                if (state := states.get(recipient.client_id)) is not None
-                and state.pending
-                and state.generation == 0
+            watches = [
+                verdict
+                for state in states.values()
+                if isinstance(
+                    verdict := lifecycle.watch(state, ms(now), end=task.end, timing=self._timing),
+                    lifecycle.Change,
+                )
             ]
+            self._messages.apply(task.id, watches, now)
         jobs = [
             SendJob(
                 message_id=message_id(task.id, recipient.client_id),

@@ -37,7 +37,7 @@ from chalicelib.domain.lifecycle import Change, Decision, JobFacts, MessageState
 from chalicelib.domain.messages import RetryPolicy
 from chalicelib.domain.tasks import SendingTask, SendWindow
 from chalicelib.domain.windows import next_opening
-from chalicelib.ports import JobQueue, MessageRepository, Provider, TaskRepository
+from chalicelib.ports import JobQueue, MessageRepository, PartialWrite, Provider, TaskRepository
 from chalicelib.queue import SendJob
 
 log = logs.get_logger("sender")
@@ -308,6 +308,13 @@ class Sender:
         for task_id, group in by_task.items():
             try:
                 done = self._messages.apply(task_id, [c for _, c in group], self._clock())
+            except PartialWrite as partial:
+                # What was written stands; what failed comes back with its job.
+                done = partial.written
+                result.failed_record_ids += [
+                    item.record.record_id for item, c in group if c.client_id in partial.failed
+                ]
+                result.count("error")
             except Exception:
                 log.exception("could not write decisions; the jobs will be retried")
                 result.failed_record_ids += [item.record.record_id for item, _ in group]
@@ -362,18 +369,30 @@ class Sender:
 
     def _call_one(self, claim: _Claimed, tasks: _Tasks, result: BatchResult) -> _Answered:
         job = claim.item.job
-        self._provider.warm()  # slow first (a token read), then the last check
+        token = self._provider.warm()  # slow first (a token read), then the last check
         task = tasks.fresh(job.task_id)
         now = self._clock()
         if task is None or task.deleted:
             _not_sent(claim.item, "task deleted", "dropped", result)
             return _Answered(claim.item, None)
-        allowance = timedelta(seconds=self._provider.connect_timeout)
-        reason = lifecycle.may_call(_facts(task), now, allowance)
+        connect = timedelta(seconds=self._provider.connect_timeout)
+        reason = lifecycle.may_call(
+            _facts(task),
+            now,
+            connect=connect,
+            call=connect + timedelta(seconds=self._provider.read_timeout),
+            claimed_until_ms=claim.state.claimed_until_ms,
+        )
+        if reason is not None and now + connect < task.end:
+            # Too late for this claim: the dispatcher takes the message back when it lapses.
+            _not_sent(claim.item, reason, "dropped", result)
+            return _Answered(claim.item, None)
         if reason is not None:
             change = lifecycle.expire(claim.state, lifecycle.ms(now), reason)
             return _Answered(claim.item, Decision(change))
-        answer = self._provider.send(job.message_id, job.phone, task.text, attempt=job.attempt + 1)
+        answer = self._provider.send(
+            job.message_id, job.phone, task.text, attempt=job.attempt + 1, token=token
+        )
         if answer.latency_ms is not None:
             result.provider_latencies_ms.append(answer.latency_ms)
         done_at = self._clock()

@@ -27,9 +27,10 @@ from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
+from chalicelib import logs
 from chalicelib.domain.lifecycle import Change, MessageState, Phase
 from chalicelib.domain.messages import MessageStatus, message_id
-from chalicelib.ports import Counts, Created, Recipient, TaskGone, WaitingMessage
+from chalicelib.ports import Counts, Created, PartialWrite, Recipient, TaskGone, WaitingMessage
 from chalicelib.storage.models import (
     CounterModel,
     MessageModel,
@@ -40,6 +41,8 @@ from chalicelib.storage.models import (
 from chalicelib.storage.pagination import KeySchema, decode_cursor, key_from, take_page
 
 __all__ = ["Counts", "DynamoMessages", "TaskGone", "counts", "create_messages", "page"]
+
+log = logs.get_logger("storage.messages")
 
 COUNTER_SHARDS = 8
 MAX_TRANSACTION_ITEMS = 100
@@ -248,13 +251,29 @@ class DynamoMessages:
 
         # Independent items: one request each, sent together (a batch's claims take the
         # time of one write, and half the write units of a transaction).
-        def write(change: Change) -> bool:
-            return _update(task_id, change, now)
+        def write(change: Change) -> bool | None:
+            try:
+                return _update(task_id, change, now)
+            except Exception:
+                log.exception("message write failed", extra={"client_id": change.client_id})
+                return None  # neither written nor refused: the caller retries it
 
         done = list(_updates().map(write, staying)) if len(staying) > 1 else map(write, staying)
-        written |= {change.client_id for change, ok in zip(staying, done, strict=True) if ok}
+        failed: set[int] = set()
+        for change, ok in zip(staying, done, strict=True):
+            if ok:
+                written.add(change.client_id)
+            elif ok is None:
+                failed.add(change.client_id)
         for start in range(0, len(moving), MAX_TRANSACTION_ITEMS - 1):
-            written |= _move_chunk(task_id, moving[start : start + MAX_TRANSACTION_ITEMS - 1], now)
+            chunk = moving[start : start + MAX_TRANSACTION_ITEMS - 1]
+            try:
+                written |= _move_chunk(task_id, chunk, now)
+            except Exception:
+                log.exception("message transaction failed")
+                failed |= {change.client_id for change in chunk}
+        if failed:
+            raise PartialWrite(written, failed)
         return written
 
     def waiting(

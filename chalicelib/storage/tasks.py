@@ -237,7 +237,14 @@ class DynamoTasks:
         return None if task is None else _view(task)
 
     def due(self, now: datetime) -> list[SendingTask]:
-        return [_view(task) for task in find_due(now) if not task.deleted]
+        """The index is eventually consistent: each due task is read again, consistently,
+        so that no decision is made on an old end, window or checkpoint."""
+        found = []
+        for indexed in find_due(now):
+            task = get(int(indexed.id))
+            if task is not None and task.open_shard is not None:
+                found.append(_view(task))
+        return found
 
     def set_status(self, task: SendingTask, status: TaskStatus, now: datetime) -> SendingTask:
         stored = set_status(_model(task), status, now=now)

@@ -21,9 +21,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.conftest import ROOT
-from tests.e2e.test_local_stack import DEV_KEY, Stack, stack
-
-__all__ = ["stack"]  # the fixture, shared with the other end-to-end tests
+from tests.e2e.conftest import DEV_KEY, Stack
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from chalicelib.domain.lifecycle import Timing
+from chalicelib.domain.lifecycle import Phase, Timing, ms
 from chalicelib.domain.messages import CLIENT_ID_SPAN, RetryPolicy
 from chalicelib.domain.tasks import SendWindow, TaskStatus
 from chalicelib.ports import Recipient
@@ -294,8 +294,12 @@ def way_forward(sim: Sim) -> None:
         state, task = message.state, sim.tasks.items[task_id]
         if not state.pending or task.deleted or sim.world.now >= task.end:
             continue
-        if state.wake_ms is not None or current[(task_id, client_id, state.generation)]:
-            continue
+        if current[(task_id, client_id, state.generation)] or state.phase is Phase.CLAIMED:
+            continue  # its job, or its holder (the lease's end wakes it, or the sweep)
+        if state.wake_ms is not None and state.wake_ms < ms(task.end):
+            continue  # the dispatcher will look at it before the end
+        if state.not_before_ms is not None and state.not_before_ms >= ms(task.end):
+            continue  # set aside: nothing before the end, unless the end or window changes
         if state.generation == 0 and not task.fanout.done:
             continue
         if (task_id, client_id) in sim.dead_lettered:

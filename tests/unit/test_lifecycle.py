@@ -29,6 +29,7 @@ from chalicelib.domain.lifecycle import (
     on_job,
     sweep,
     wake,
+    watchdog,
 )
 from chalicelib.domain.messages import MessageStatus, RetryPolicy
 from chalicelib.domain.provider import Outcome
@@ -63,7 +64,7 @@ def claimed(until_ms: int, generation: int = 4, **fields: Any) -> MessageState:
         Phase.CLAIMED,
         generation,
         claimed_until_ms=until_ms,
-        wake_ms=until_ms + WAKE_LEAD_MS,
+        wake_ms=until_ms,
         **fields,
     )
 
@@ -220,7 +221,7 @@ def test_on_job_in_an_open_window_claims_for_a_provider_call(not_before_ms: int 
         phase=Phase.CLAIMED,
         generation=5,
         claimed_until_ms=until,
-        wake_ms=until + WAKE_LEAD_MS,
+        wake_ms=until,  # the dispatcher takes it back when the lease lapses
         not_before_ms=None,
     )
     assert change.after.held_at(NOW_MS)
@@ -269,7 +270,7 @@ def test_on_job_parks_a_message_whose_window_opens_later_than_park_after(
         state,
         phase=Phase.WINDOW_WAIT,
         generation=5,
-        wake_ms=ms(opening),
+        wake_ms=ms(opening) - WAKE_LEAD_MS,
         not_before_ms=ms(opening),
     )
 
@@ -296,8 +297,18 @@ def test_on_job_waits_for_a_window_opening_soon_with_a_delayed_job(later: timede
 # --- may_call ---------------------------------------------------------------------------
 
 
+LEASE = timedelta(milliseconds=LEASE_MS)
+LEASED = NOW_MS + LEASE_MS  # a claim taken at NOW
+CALL = CONNECT + timedelta(seconds=10)  # connect and read timeouts
+
+
+def check(task: TaskFacts, now: datetime, connect: timedelta = CONNECT) -> str | None:
+    held = max(LEASED, ms(now) + LEASE_MS)
+    return may_call(task, now, connect=connect, call=CALL, claimed_until_ms=held)
+
+
 def test_may_call_refuses_a_deleted_task() -> None:
-    assert may_call(DELETED, NOW, CONNECT) == "task deleted"
+    assert check(DELETED, NOW) == "task deleted"
 
 
 @pytest.mark.parametrize(
@@ -307,17 +318,27 @@ def test_may_call_refuses_a_deleted_task() -> None:
 def test_may_call_refuses_a_call_that_could_not_reach_the_provider_before_the_end(
     now: datetime,
 ) -> None:
-    assert may_call(TASK, now, CONNECT) == "the task's end has passed"
+    assert check(TASK, now) == "the task's end has passed"
 
 
 @pytest.mark.parametrize("now", [NOW, END - CONNECT - timedelta(milliseconds=1)])
 def test_may_call_allows_a_call_that_reaches_the_provider_before_the_end(now: datetime) -> None:
-    assert may_call(TASK, now, CONNECT) is None
+    assert check(TASK, now) is None
 
 
 def test_may_call_with_no_connect_allowance_is_refused_exactly_at_the_end() -> None:
-    assert may_call(TASK, END, timedelta(0)) == "the task's end has passed"
-    assert may_call(TASK, END - timedelta(milliseconds=1), timedelta(0)) is None
+    assert check(TASK, END, timedelta(0)) == "the task's end has passed"
+    assert check(TASK, END - timedelta(milliseconds=1), timedelta(0)) is None
+
+
+@pytest.mark.parametrize("spent", [LEASE - CALL, LEASE - CALL + timedelta(seconds=5), LEASE])
+def test_may_call_refuses_a_call_that_could_outlast_its_claim(spent: timedelta) -> None:
+    # The batch took ``spent`` since the claim: the call might still run when the lease
+    # lapses and another copy takes over.
+    verdict = may_call(TASK, NOW + spent, connect=CONNECT, call=CALL, claimed_until_ms=LEASED)
+    assert verdict == "the claim could lapse during the call"
+    fine = NOW + LEASE - CALL - timedelta(milliseconds=1)
+    assert may_call(TASK, fine, connect=CONNECT, call=CALL, claimed_until_ms=LEASED) is None
 
 
 # --- on_answer --------------------------------------------------------------------------
@@ -474,14 +495,14 @@ def test_on_answer_sets_aside_a_retry_that_would_come_after_the_end(past_end: ti
 @pytest.mark.parametrize("rejudge", [False, True])
 @pytest.mark.parametrize("status", FINAL)
 def test_wake_refuses_a_final_message(status: MessageStatus, rejudge: bool) -> None:
-    verdict = wake(final(status), NOW_MS, rejudge=rejudge, timing=TIMING)
+    verdict = wake(final(status), NOW_MS, end=END, rejudge=rejudge, timing=TIMING)
     assert verdict == Refusal(f"message already {status.value}")
 
 
 @pytest.mark.parametrize("rejudge", [False, True])
 def test_wake_leaves_a_message_held_by_a_live_sender_to_it(rejudge: bool) -> None:
     state = claimed(until_ms=NOW_MS + 1)
-    verdict = wake(state, NOW_MS, rejudge=rejudge, timing=TIMING)
+    verdict = wake(state, NOW_MS, end=END, rejudge=rejudge, timing=TIMING)
     assert verdict == Refusal("a sender holds it")
 
 
@@ -489,7 +510,7 @@ def test_wake_leaves_a_message_held_by_a_live_sender_to_it(rejudge: bool) -> Non
 @pytest.mark.parametrize("lapsed_by_ms", [0, 30_000])
 def test_wake_takes_back_an_abandoned_claim(rejudge: bool, lapsed_by_ms: int) -> None:
     state = claimed(until_ms=NOW_MS - lapsed_by_ms, generation=4, attempts=1)
-    decision = decided(wake(state, NOW_MS, rejudge=rejudge, timing=TIMING))
+    decision = decided(wake(state, NOW_MS, end=END, rejudge=rejudge, timing=TIMING))
     assert decision.queue_at_ms == NOW_MS
     assert not decision.call
     change = decision.change
@@ -505,30 +526,52 @@ def test_wake_takes_back_an_abandoned_claim(rejudge: bool, lapsed_by_ms: int) ->
     )
 
 
-@pytest.mark.parametrize("rejudge", [False, True])
-def test_wake_keeps_a_retry_backoff(rejudge: bool) -> None:
+def test_wake_keeps_a_retry_backoff_on_a_rejudge() -> None:
     due = NOW_MS + 45_000
     state = pending(Phase.RETRY_WAIT, attempts=1, not_before_ms=due, wake_ms=due + WATCHDOG_MS)
-    decision = decided(wake(state, NOW_MS, rejudge=rejudge, timing=TIMING))
+    decision = decided(wake(state, NOW_MS, end=END, rejudge=True, timing=TIMING))
     assert decision.queue_at_ms == due
     assert decision.change.after.not_before_ms == due
     assert decision.change.after.wake_ms == due + WATCHDOG_MS
 
 
+def test_a_retry_whose_job_was_lost_is_queued_at_once() -> None:
+    due = NOW_MS - WATCHDOG_MS  # its job should have come a watchdog ago
+    state = pending(Phase.RETRY_WAIT, attempts=1, not_before_ms=due, wake_ms=NOW_MS)
+    decision = decided(wake(state, NOW_MS, end=END, rejudge=False, timing=TIMING))
+    assert decision.queue_at_ms == due  # no delay: due already
+    assert decision.change.after.wake_ms == NOW_MS + WATCHDOG_MS
+
+
+@pytest.mark.parametrize("ahead_ms", [1, WATCHDOG_MS])
+def test_a_plain_wake_before_the_wake_time_is_refused(ahead_ms: int) -> None:
+    # The dispatcher only wakes what is due: a job still on its way is left alone.
+    state = pending(Phase.RETRY_WAIT, attempts=1, not_before_ms=NOW_MS, wake_ms=NOW_MS + ahead_ms)
+    verdict = wake(state, NOW_MS, end=END, rejudge=False, timing=TIMING)
+    assert verdict == Refusal("not due to be woken yet")
+
+
 def test_wake_keeps_a_window_opening_on_a_plain_wake() -> None:
     opening = NOW_MS + WAKE_LEAD_MS  # a parked message woken wake_lead before its opening
-    state = pending(Phase.WINDOW_WAIT, not_before_ms=opening, wake_ms=opening)
-    decision = decided(wake(state, NOW_MS, rejudge=False, timing=TIMING))
+    state = pending(Phase.WINDOW_WAIT, not_before_ms=opening, wake_ms=NOW_MS)
+    decision = decided(wake(state, NOW_MS, end=END, rejudge=False, timing=TIMING))
     assert decision.queue_at_ms == opening
     assert decision.change.after.not_before_ms == opening
     assert decision.change.after.wake_ms == opening + WATCHDOG_MS
     assert decision.change.reason == "woken"
 
 
+def test_a_watchdog_never_falls_after_the_end_for_a_job_due_before_it() -> None:
+    due = ms(END) - 10_000
+    assert watchdog(due, END, TIMING) == ms(END) - 1
+    assert watchdog(ms(END) + 5, END, TIMING) == ms(END) + 5  # due after: the sweep's
+    assert watchdog(NOW_MS, END, TIMING) == NOW_MS + WATCHDOG_MS
+
+
 def test_wake_on_a_rejudge_judges_a_window_wait_afresh() -> None:
     opening = NOW_MS + 3 * 3_600_000
     state = pending(Phase.WINDOW_WAIT, not_before_ms=opening, wake_ms=opening)
-    decision = decided(wake(state, NOW_MS, rejudge=True, timing=TIMING))
+    decision = decided(wake(state, NOW_MS, end=END, rejudge=True, timing=TIMING))
     assert decision.queue_at_ms == NOW_MS
     assert decision.change.after.not_before_ms is None
     assert decision.change.after.wake_ms == NOW_MS + WATCHDOG_MS
@@ -553,18 +596,19 @@ WAKEABLE = [
 def test_a_rejudge_leaves_a_queued_message_to_its_job(state: MessageState) -> None:
     # Its job is judged by the task as it is when it arrives: waking it again would
     # only queue a second copy.
-    refusal = wake(state, NOW_MS, rejudge=True, timing=TIMING)
+    refusal = wake(state, NOW_MS, end=END, rejudge=True, timing=TIMING)
     assert refusal == Refusal("its queued job is judged by the new window and end anyway")
 
 
 @pytest.mark.parametrize(
     ("state", "rejudge"),
-    [(s, False) for s in WAKEABLE] + [(s, True) for s in WAKEABLE if s.phase is not Phase.QUEUED],
+    [(s, False) for s in WAKEABLE if s.wake_ms is not None and s.wake_ms <= NOW_MS]
+    + [(s, True) for s in WAKEABLE if s.phase is not Phase.QUEUED],
 )
 def test_every_wake_queues_a_new_current_copy_and_keeps_a_watchdog(
     state: MessageState, rejudge: bool
 ) -> None:
-    decision = decided(wake(state, NOW_MS, rejudge=rejudge, timing=TIMING))
+    decision = decided(wake(state, NOW_MS, end=END, rejudge=rejudge, timing=TIMING))
     after = decision.change.after
     assert decision.change.expect_generation == state.generation
     assert after.generation == state.generation + 1
@@ -573,9 +617,8 @@ def test_every_wake_queues_a_new_current_copy_and_keeps_a_watchdog(
     assert after.claimed_until_ms is None
     assert after.attempts == state.attempts
     assert decision.queue_at_ms is not None
-    assert after.wake_ms is not None
-    assert after.wake_ms >= NOW_MS + WATCHDOG_MS
-    assert after.wake_ms >= decision.queue_at_ms + WATCHDOG_MS
+    # A watchdog after the later of now and the job's due time, before the end if it can.
+    assert after.wake_ms == watchdog(max(decision.queue_at_ms, NOW_MS), END, TIMING)
     # The new copy is the current one.
     assert current_copy(after, JobFacts(after.generation, after.not_before_ms), NOW_MS) is None
 
@@ -711,7 +754,7 @@ class World:
 
     def answer(self, index: int, outcome: Outcome) -> None:
         held, _ = self.calls.pop(index)
-        if may_call(TASK, self.now, CONNECT) is not None:
+        if check(TASK, self.now) is not None:
             self.write(expire(held, ms(self.now), "the task's end has passed"))
             return
         delay = POLICY.delay_seconds(held.attempts + 1, self.rng)
@@ -736,10 +779,10 @@ class World:
     def dispatch(self, *, rejudge: bool, fresh: bool = False) -> None:
         state = self.state if fresh else self.read()
         now_ms = ms(self.now)
-        horizon = min(now_ms + WAKE_LEAD_MS, ms(SIM_END) - 1)
+        horizon = min(now_ms, ms(SIM_END) - 1)
         if not rejudge and (state.wake_ms is None or state.wake_ms > horizon):
             return
-        verdict = wake(state, now_ms, rejudge=rejudge, timing=TIMING)
+        verdict = wake(state, now_ms, end=SIM_END, rejudge=rejudge, timing=TIMING)
         if isinstance(verdict, Decision) and self.write(verdict.change):
             after = verdict.change.after
             assert verdict.queue_at_ms is not None

@@ -31,10 +31,11 @@ class SlowToken(FakeProvider):
         self.seconds = seconds
         self.meanwhile = meanwhile
 
-    def warm(self) -> None:
+    def warm(self) -> str:
         self.world.advance(self.seconds)
         if callable(self.meanwhile):
             self.meanwhile()
+        return "token"
 
 
 def setup(
