@@ -15,7 +15,7 @@ import sys
 
 from chalice.cli.factory import CLIFactory
 from chalice.deploy.validate import validate_routes
-from chalice.local import LocalDevServer
+from chalice.local import CustomLocalChalice, LocalChalice, LocalDevServer
 
 from local.gateway import SpecRequestHandler
 from local.supervisor import ROOT
@@ -34,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     config = factory.create_config_obj(chalice_stage_name=args.stage)
     app = config.chalice_app
     validate_routes(app.routes)  # what `chalice deploy` would refuse, refuse here too
+    # As `chalice local` does (chalice.local.create_local_server): the server answers on
+    # many threads, so ``app.current_request`` must be per thread, or concurrent requests
+    # read each other's bodies and headers.
+    CustomLocalChalice.__bases__ = (LocalChalice, app.__class__)
+    app.__class__ = CustomLocalChalice
     server = LocalDevServer(app, config, args.host, args.port, handler_cls=SpecRequestHandler)
     server.serve_forever()
     return 0

@@ -5,8 +5,11 @@ whole table, so a transaction costs time in proportion to the table's size times
 items: a 95-message fan-out page slows down as the messages table grows, and the local
 stack's speed would say more about the emulator than about the service. Here a
 transaction instead remembers the previous version of just the items it touches and puts
-them back if it is cancelled. Behaviour is otherwise moto's own; tests that run moto
-in-process (``mock_aws``) use it unpatched.
+them back if it is cancelled. Item writes (put, update, delete and transactions) also run
+one at a time: moto's server answers on many threads, and an ``UpdateItem`` (an atomic
+counter's ``ADD``, a conditional update) is a read then a write there, so two concurrent
+ones could both read the old item (two clients got the same id). Behaviour is otherwise
+moto's own; tests that run moto in-process (``mock_aws``) use it unpatched.
 
     python -m local.emulator -H 127.0.0.1 -p 5000
 """
@@ -14,14 +17,17 @@ in-process (``mock_aws``) use it unpatched.
 from __future__ import annotations
 
 import copy
+import functools
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 _in_transaction = threading.local()
 # Moto's server answers requests on many threads with no isolation between them: one
-# transaction at a time at least keeps transactions from interleaving with each other.
-_transactions = threading.Lock()
+# item write (or transaction) at a time makes each atomic, as DynamoDB's are. Reentrant:
+# a transaction writes its items through the same put/update/delete.
+_writes = threading.RLock()
 
 
 class _CopyWithoutTableBackups:
@@ -60,7 +66,7 @@ def install() -> None:
     models.copy = _CopyWithoutTableBackups(Table)  # type: ignore[assignment,attr-defined]
 
     def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
-        with _transactions:
+        with _writes:
             _transact(self, transact_items)
 
     def _transact(self: Any, transact_items: list[dict[str, Any]]) -> None:
@@ -91,6 +97,17 @@ def install() -> None:
             _in_transaction.active = False
 
     backend_type.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    for name in ("put_item", "update_item", "delete_item"):
+        setattr(backend_type, name, _one_write_at_a_time(getattr(backend_type, name)))
+
+
+def _one_write_at_a_time(write: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(write)
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with _writes:
+            return write(*args, **kwargs)
+
+    return locked
 
 
 def main(argv: list[str] | None = None) -> None:
