@@ -315,7 +315,10 @@ def test_a_big_slow_mailing_starves_neither_the_api_nor_a_small_one(stack: Stack
     calls = provider.calls_of(small["id"])
     provider.configure(latency_ms=0)  # let the stack stop sooner
     problems = []
-    if took >= 1.0:
+    # Before, the API's own start paused on the full queue for its whole 3 s budget; the
+    # emulator alone can take most of a second under this load (one write at a time).
+    # tests/integration/test_engine_regressions.py checks that it never pauses at all.
+    if took >= 2.0:
         problems.append(f"POST /api/tasks/ of the small mailing took {took:.2f}s")
     if watched.counts["sent"] != 3:
         problems.append(
