@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from chalicelib.domain.lifecycle import Change, MessageState, created, ms
+from chalicelib.domain.lifecycle import Change, MessageState, Timing, created, ms
 from chalicelib.domain.provider import Outcome, ProviderResult, judge
 from chalicelib.domain.tasks import Fanout, SendingTask, TaskStatus
 from chalicelib.ports import (
@@ -29,6 +29,14 @@ from chalicelib.ports import (
     WaitingMessage,
 )
 from chalicelib.queue import SendJob
+
+# The production defaults (chalicelib/settings.py), for tests of the engine on the fakes.
+TIMING = Timing(
+    lease=timedelta(seconds=60),
+    park_after=timedelta(minutes=15),
+    wake_lead=timedelta(seconds=60),
+    watchdog=timedelta(seconds=60),
+)
 
 
 class Crash(BaseException):

@@ -232,16 +232,8 @@ def on_job(  # noqa: PLR0911 - one return per rule, in the order they apply
         )
         return Decision(Change(state, after, Step.CLAIM, "claimed for a provider call"), call=True)
     if opening >= task.end:
-        # Set aside: no job; only a change of window or end time brings it back, and
-        # the sweep at the end expires it otherwise.
-        return _park(
-            state,
-            state,
-            Phase.WINDOW_WAIT,
-            ms(opening),
-            wake_ms=ms(opening),
-            step=Step.SET_ASIDE,
-            reason="send window opens after the end",
+        return _set_aside(
+            state, state, Phase.WINDOW_WAIT, ms(opening), "window opens after the end"
         )
     if opening - now > timing.park_after:
         return _park(
@@ -275,15 +267,8 @@ def _wait(
     reason: str,
 ) -> Decision:
     """Wait with a delayed job; the dispatcher steps in if the job is lost."""
-    after = replace(
-        state,
-        phase=phase,
-        generation=before.generation + 1,
-        claimed_until_ms=None,
-        wake_ms=watchdog(due_ms, end, timing),
-        not_before_ms=due_ms,
-    )
-    return Decision(Change(before, after, step, reason), queue_at_ms=due_ms)
+    wake_ms = watchdog(due_ms, end, timing)
+    return _hold(before, state, phase, due_ms, wake_ms=wake_ms, step=step, reason=reason, job=True)
 
 
 def _park(
@@ -297,6 +282,20 @@ def _park(
     reason: str,
 ) -> Decision:
     """Wait with no job: the dispatcher wakes it at ``wake_ms``."""
+    return _hold(before, state, phase, due_ms, wake_ms=wake_ms, step=step, reason=reason, job=False)
+
+
+def _hold(
+    before: MessageState,
+    state: MessageState,
+    phase: Phase,
+    due_ms: int,
+    *,
+    wake_ms: int,
+    step: Step,
+    reason: str,
+    job: bool,
+) -> Decision:
     after = replace(
         state,
         phase=phase,
@@ -305,7 +304,16 @@ def _park(
         wake_ms=wake_ms,
         not_before_ms=due_ms,
     )
-    return Decision(Change(before, after, step, reason))
+    return Decision(Change(before, after, step, reason), queue_at_ms=due_ms if job else None)
+
+
+def _set_aside(
+    before: MessageState, state: MessageState, phase: Phase, due_ms: int, reason: str
+) -> Decision:
+    """Nothing to do before the end (``due_ms`` is at or after it): no job, and a wake time
+    the dispatcher never reaches. A later end or a new window brings it back (a rejudge);
+    otherwise the sweep at the end expires it."""
+    return _park(before, state, phase, due_ms, wake_ms=due_ms, step=Step.SET_ASIDE, reason=reason)
 
 
 # --- right before the call --------------------------------------------------------------
@@ -377,15 +385,8 @@ def on_answer(
     retry_at = done_at + timedelta(seconds=delay_seconds)
     failed = replace(base, last_error=answer.detail)
     if retry_at >= task.end:
-        # Set aside like a window that opens after the end: a later end brings it back.
-        return _park(
-            held,
-            failed,
-            Phase.RETRY_WAIT,
-            ms(retry_at),
-            wake_ms=ms(retry_at),
-            step=Step.SET_ASIDE,
-            reason="the next attempt would be after the end",
+        return _set_aside(
+            held, failed, Phase.RETRY_WAIT, ms(retry_at), "next attempt after the end"
         )
     return _wait(
         held,

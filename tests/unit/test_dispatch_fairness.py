@@ -6,19 +6,12 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
-from chalicelib.domain.lifecycle import Timing
 from chalicelib.ports import Recipient
 from chalicelib.services.dispatch import Dispatcher
 from chalicelib.settings import Settings
-from tests.fakes import FakeAudience, FakeMessages, FakeQueue, FakeTasks, World, make_task
+from tests.fakes import TIMING, FakeAudience, FakeMessages, FakeQueue, FakeTasks, World, make_task
 
 NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)
-TIMING = Timing(
-    lease=timedelta(seconds=60),
-    park_after=timedelta(minutes=15),
-    wake_lead=timedelta(seconds=60),
-    watchdog=timedelta(seconds=60),
-)
 
 
 def world_with(big: int, small: int, limit: int) -> tuple[World, FakeTasks, FakeQueue, Dispatcher]:

@@ -7,20 +7,13 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
-from chalicelib.domain.lifecycle import Timing
 from chalicelib.domain.messages import RetryPolicy
 from chalicelib.ports import Recipient
 from chalicelib.queue import SendJob
 from chalicelib.services.sending import Record, Sender
-from tests.fakes import FakeMessages, FakeProvider, FakeQueue, FakeTasks, World, make_task
+from tests.fakes import TIMING, FakeMessages, FakeProvider, FakeQueue, FakeTasks, World, make_task
 
 NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)
-TIMING = Timing(
-    lease=timedelta(seconds=60),
-    park_after=timedelta(minutes=15),
-    wake_lead=timedelta(seconds=60),
-    watchdog=timedelta(seconds=60),
-)
 
 
 class SlowToken(FakeProvider):
