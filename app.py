@@ -66,8 +66,11 @@ def _request() -> Request:
     return request
 
 
+# Not named ``api_key``: Chalice keeps that name for its own ``api_key_required`` scheme
+# (a usage-plan key in ``x-api-key``), which would replace this authorizer in the
+# packaged API definition (tests/infra checks every protected operation calls it).
 @app.authorizer(ttl_seconds=http.AUTH_CACHE_SECONDS)
-def api_key(auth_request: AuthRequest) -> AuthResponse:
+def bearer_key(auth_request: AuthRequest) -> AuthResponse:
     """Every route but health and the docs needs ``Authorization: Bearer <key>``."""
     try:
         key = services().api_keys.authenticate(auth_request.token)
@@ -82,7 +85,7 @@ def health() -> Response:
     return Response(body={"status": "ok"}, status_code=200, headers=http.json_headers())
 
 
-@app.route("/api/metrics", methods=["GET"], authorizer=api_key, cors=CORS)
+@app.route("/api/metrics", methods=["GET"], authorizer=bearer_key, cors=CORS)
 @http.endpoint
 def prometheus_metrics() -> Response:
     """Messages by status, tasks by status and queue depth, in Prometheus text format."""
@@ -94,14 +97,14 @@ def prometheus_metrics() -> Response:
     )
 
 
-@app.route("/api/clients", methods=["POST"], authorizer=api_key, cors=CORS)
+@app.route("/api/clients", methods=["POST"], authorizer=bearer_key, cors=CORS)
 @http.endpoint
 def create_client() -> Response:
     data = parse(ClientCreate, http.json_body(_request()))
     return http.ok(services().clients.create(data), status=201)
 
 
-@app.route("/api/clients", methods=["GET"], authorizer=api_key, cors=CORS)
+@app.route("/api/clients", methods=["GET"], authorizer=bearer_key, cors=CORS)
 @http.endpoint
 def list_clients() -> Response:
     params = http.query(_request(), {"code", "tag", "limit", "cursor"})
@@ -115,13 +118,13 @@ def list_clients() -> Response:
     return http.ok(page)
 
 
-@app.route("/api/clients/{client_id}", methods=["GET"], authorizer=api_key, cors=CORS)
+@app.route("/api/clients/{client_id}", methods=["GET"], authorizer=bearer_key, cors=CORS)
 @http.endpoint
 def get_client(client_id: str) -> Response:
     return http.ok(services().clients.get(http.path_id(client_id, "Client")))
 
 
-@app.route("/api/clients/{client_id}", methods=["POST", "PATCH"], authorizer=api_key, cors=CORS)
+@app.route("/api/clients/{client_id}", methods=["POST", "PATCH"], authorizer=bearer_key, cors=CORS)
 @http.endpoint
 def update_client(client_id: str) -> Response:
     target = http.path_id(client_id, "Client")
@@ -129,14 +132,14 @@ def update_client(client_id: str) -> Response:
     return http.ok(services().clients.update(target, data))
 
 
-@app.route("/api/clients/{client_id}", methods=["DELETE"], authorizer=api_key, cors=CORS)
+@app.route("/api/clients/{client_id}", methods=["DELETE"], authorizer=bearer_key, cors=CORS)
 @http.endpoint
 def delete_client(client_id: str) -> Response:
     services().clients.delete(http.path_id(client_id, "Client"))
     return http.ok(None, status=204)
 
 
-@app.route("/api/tasks/process", methods=["POST"], authorizer=api_key, cors=CORS)
+@app.route("/api/tasks/process", methods=["POST"], authorizer=bearer_key, cors=CORS)
 @http.endpoint
 def process_due_tasks() -> Response:
     """SPEC 31: what the schedule does, now; answers before any message is sent."""
@@ -148,7 +151,7 @@ def process_due_tasks() -> Response:
     )
 
 
-@app.route("/api/tasks/stats", methods=["GET"], authorizer=api_key, cors=CORS)
+@app.route("/api/tasks/stats", methods=["GET"], authorizer=bearer_key, cors=CORS)
 @http.endpoint
 def task_stats() -> Response:
     """SPEC 22: every task with its message counts by status."""
@@ -157,7 +160,7 @@ def task_stats() -> Response:
     return http.ok(page)
 
 
-@app.route("/api/tasks/{task_id}/stats", methods=["GET"], authorizer=api_key, cors=CORS)
+@app.route("/api/tasks/{task_id}/stats", methods=["GET"], authorizer=bearer_key, cors=CORS)
 @http.endpoint
 def task_detail_stats(task_id: str) -> Response:
     """SPEC 23: one task, its counts, and its messages (paged, ``?status=``)."""
@@ -172,14 +175,14 @@ def task_detail_stats(task_id: str) -> Response:
     return http.ok(detail)
 
 
-@app.route("/api/tasks", methods=["POST"], authorizer=api_key, cors=CORS)
+@app.route("/api/tasks", methods=["POST"], authorizer=bearer_key, cors=CORS)
 @http.endpoint
 def create_task() -> Response:
     data = parse(TaskCreate, http.json_body(_request()))
     return http.ok(services().tasks.create(data), status=201)
 
 
-@app.route("/api/tasks", methods=["GET"], authorizer=api_key, cors=CORS)
+@app.route("/api/tasks", methods=["GET"], authorizer=bearer_key, cors=CORS)
 @http.endpoint
 def list_tasks() -> Response:
     params = http.query(_request(), {"limit", "cursor"})
@@ -187,13 +190,13 @@ def list_tasks() -> Response:
     return http.ok(page)
 
 
-@app.route("/api/tasks/{task_id}", methods=["GET"], authorizer=api_key, cors=CORS)
+@app.route("/api/tasks/{task_id}", methods=["GET"], authorizer=bearer_key, cors=CORS)
 @http.endpoint
 def get_task(task_id: str) -> Response:
     return http.ok(services().tasks.get(http.path_id(task_id, "Task")))
 
 
-@app.route("/api/tasks/{task_id}", methods=["POST", "PATCH"], authorizer=api_key, cors=CORS)
+@app.route("/api/tasks/{task_id}", methods=["POST", "PATCH"], authorizer=bearer_key, cors=CORS)
 @http.endpoint
 def update_task(task_id: str) -> Response:
     target = http.path_id(task_id, "Task")
@@ -201,7 +204,7 @@ def update_task(task_id: str) -> Response:
     return http.ok(services().tasks.update(target, data))
 
 
-@app.route("/api/tasks/{task_id}", methods=["DELETE"], authorizer=api_key, cors=CORS)
+@app.route("/api/tasks/{task_id}", methods=["DELETE"], authorizer=bearer_key, cors=CORS)
 @http.endpoint
 def delete_task(task_id: str) -> Response:
     services().tasks.delete(http.path_id(task_id, "Task"))

@@ -655,7 +655,7 @@ def build() -> Json:
             "version": _version(),
             "description": DESCRIPTION,
         },
-        # Relative to where the document is served, so that a stage prefix (/api/...) or
+        # Relative to where the document is served, so that a stage prefix (/v1/...) or
         # a custom domain needs no change.
         "servers": [{"url": ".", "description": "This server"}],
         "security": [{"bearerAuth": []}],

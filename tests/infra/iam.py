@@ -11,7 +11,7 @@ from tests.infra.stack import ACCOUNT, REGION, Stack
 # Chalice function name -> the logical id of its function in the packaged template.
 FUNCTIONS = {
     "api_handler": "APIHandler",
-    "api_key": "ApiKey",
+    "bearer_key": "BearerKey",
     "dispatch": "Dispatch",
     "send": "Send",
 }

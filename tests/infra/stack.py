@@ -11,6 +11,7 @@ from typing import Any
 
 ACCOUNT = "123456789012"  # moto's default account, so ARNs compare with moto's calls
 REGION = "us-east-1"
+REST_API_ID = "a1b2c3d4e5"  # what Ref of the REST API answers
 NO_VALUE = object()
 
 _SUB_VARIABLE = re.compile(r"\$\{([^}!]+)\}")
@@ -106,6 +107,8 @@ class Stack:
             return props["FunctionName"]
         if kind == "AWS::Logs::LogGroup":
             return props["LogGroupName"]
+        if kind == "AWS::Serverless::Api":
+            return REST_API_ID
         raise NotImplementedError(f"Ref {kind}")
 
     def get_att(self, name: str, attribute: str) -> str:
@@ -119,6 +122,8 @@ class Stack:
             return str(props["QueueName"])
         if kind == "AWS::Serverless::Function" and attribute == "Arn":
             return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{props['FunctionName']}"
+        if kind == "AWS::Serverless::Api" and attribute == "Stage":
+            return str(props["StageName"])  # SAM's ${Api.Stage}: the stage's name
         if kind == "AWS::IAM::Role" and attribute == "Arn":
             return f"arn:aws:iam::{ACCOUNT}:role/{name}"
         raise NotImplementedError(f"GetAtt {kind}.{attribute}")

@@ -185,7 +185,7 @@ def containers(
 
     def authenticate(self: ApiKeyService, header: str | None) -> Any:
         # API Gateway calls the authorizer function before the API handler.
-        previous, recorder.function = recorder.function, "api_key"
+        previous, recorder.function = recorder.function, "bearer_key"
         try:
             return real_authenticate(self, header)
         finally:

@@ -8,9 +8,13 @@ import json
 import subprocess
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+from chalice.app import BuiltinAuthConfig
 
+import app as app_module
+from chalicelib import http
 from chalicelib.settings import Settings
 from chalicelib.storage.models import MODELS
 from infra.gateway_responses import GATEWAY_RESPONSES
@@ -18,7 +22,7 @@ from local import resources as local_resources
 from tests.conftest import stage_environment
 from tests.infra.conftest import ROOT, Packaged
 from tests.infra.iam import FUNCTIONS
-from tests.infra.stack import Stack
+from tests.infra.stack import REGION, REST_API_ID, Stack
 
 
 def chalice_config() -> dict[str, Any]:
@@ -149,11 +153,16 @@ def test_function_timeouts_and_names(stack: Stack) -> None:
     props = {name: stack.properties(logical) for name, logical in FUNCTIONS.items()}
     assert {name: p["Timeout"] for name, p in props.items()} == {
         "api_handler": 30,
-        "api_key": 10,
+        "bearer_key": 10,
         "dispatch": 300,
         "send": 30,
     }
-    short = {"api_handler": "api", "api_key": "authorizer", "dispatch": "dispatch", "send": "send"}
+    short = {
+        "api_handler": "api",
+        "bearer_key": "authorizer",
+        "dispatch": "dispatch",
+        "send": "send",
+    }
     for name, p in props.items():
         assert p["FunctionName"] == f"notify-{stack.stage}-{short[name]}"
 
@@ -245,15 +254,113 @@ def test_gateway_answers_follow_the_spec_error_format(
 PUBLIC_PATHS = {"/api/health", "/docs", "/docs/{asset}", "/openapi.json"}
 
 
-def test_every_route_but_the_public_ones_needs_the_key(stack: Stack) -> None:
-    paths = stack.properties("RestAPI")["DefinitionBody"]["paths"]
-    assert "/api/health" in paths
-    for path, methods in paths.items():
+def rest_api_definition(stack: Stack) -> dict[str, Any]:
+    return dict(stack.properties("RestAPI")["DefinitionBody"])
+
+
+def the_app_authorizer() -> BuiltinAuthConfig:
+    (authorizer,) = app_module.app.builtin_auth_handlers
+    return authorizer
+
+
+def function_invoked_by(stack: Stack, uri: str) -> str:
+    """The logical id of the function an API Gateway integration or authorizer URI calls."""
+    functions = stack.of_type("AWS::Serverless::Function")
+    invoked = [
+        logical
+        for logical in functions
+        if uri
+        == (
+            f"arn:aws:apigateway:{REGION}:lambda:path/2015-03-31/functions/"
+            f"{stack.get_att(logical, 'Arn')}/invocations"
+        )
+    ]
+    assert len(invoked) == 1, uri
+    return invoked[0]
+
+
+def test_every_protected_operation_uses_the_bearer_key_authorizer(stack: Stack) -> None:
+    """API Gateway calls the app's authorizer function, with the app's cache TTL, on the
+    Authorization header, before every protected operation (and no usage-plan key)."""
+    definition = rest_api_definition(stack)
+    schemes = definition.get("securityDefinitions", {})
+    authorizer = the_app_authorizer()
+    assert authorizer.ttl_seconds == http.AUTH_CACHE_SECONDS
+    protected = 0
+    for path, methods in definition["paths"].items():
         for method, spec in methods.items():
-            if method == "options":
+            if method == "options" or path in PUBLIC_PATHS:
                 continue
-            secured = spec.get("security") == [{"api_key": []}]
-            assert secured == (path not in PUBLIC_PATHS), (method, path)
+            protected += 1
+            security = spec.get("security")
+            assert isinstance(security, list) and len(security) == 1, (method, path, security)
+            ((name, scopes),) = security[0].items()
+            assert scopes == [], (method, path)
+            scheme = schemes.get(name, {})
+            assert scheme.get("x-amazon-apigateway-authtype") == "custom", (method, path, scheme)
+            # A token authorizer's identity source is the header the scheme names.
+            assert (scheme["type"], scheme["in"], scheme["name"]) == (
+                "apiKey",
+                "header",
+                "Authorization",
+            ), (method, path)
+            config = stack.resolve(scheme["x-amazon-apigateway-authorizer"])
+            assert config["type"] == "token", (method, path)
+            assert config.get("identitySource", "method.request.header.Authorization") == (
+                "method.request.header.Authorization"
+            )
+            assert config["authorizerResultTtlInSeconds"] == authorizer.ttl_seconds
+            function = function_invoked_by(stack, config["authorizerUri"])
+            props = stack.properties(function)
+            assert props["FunctionName"] == f"notify-{stack.stage}-authorizer", (method, path)
+            assert props["Handler"] == authorizer.handler_string
+    assert protected >= 15
+    # Chalice's own api_key_required scheme (a usage-plan key in x-api-key) is not used.
+    assert all(scheme.get("name") != "x-api-key" for scheme in schemes.values()), schemes
+
+
+def test_the_public_operations_need_no_key(stack: Stack) -> None:
+    paths = rest_api_definition(stack)["paths"]
+    assert set(paths) >= PUBLIC_PATHS
+    for path in PUBLIC_PATHS:
+        for method, spec in paths[path].items():
+            assert "security" not in spec, (method, path)
+    assert "security" not in rest_api_definition(stack)  # no default for every operation
+
+
+def test_api_gateway_may_invoke_the_authorizer(stack: Stack) -> None:
+    functions = {
+        props["FunctionName"].rsplit(":", 1)[-1]  # a name or an ARN
+        for props in map(stack.properties, stack.of_type("AWS::Lambda::Permission"))
+        if props["Principal"] == "apigateway.amazonaws.com"
+        and props["Action"] == "lambda:InvokeFunction"
+    }
+    assert f"notify-{stack.stage}-authorizer" in functions
+
+
+# --- the deployed URLs -------------------------------------------------------------------
+
+
+def test_base_url_plus_a_documented_path_is_that_route(stack: Stack) -> None:
+    """The stack's BaseUrl output plus a path of openapi.json, unchanged, is the route."""
+    base = stack.resolve(stack.template["Outputs"]["BaseUrl"])["Value"]
+    assert not base.endswith("/")  # base + "/api/health", one slash
+    health = urlsplit(base + "/api/health")
+    assert health.scheme == "https"
+    assert health.netloc == f"{REST_API_ID}.execute-api.{REGION}.amazonaws.com"
+    # The first path segment is the API Gateway stage; the rest is the route.
+    stage_name = stack.properties("RestAPI")["StageName"]
+    assert stage_name == chalice_config()["stages"][stack.stage]["api_gateway_stage"]
+    assert health.path == f"/{stage_name}/api/health"
+    route = health.path.removeprefix(f"/{stage_name}")
+    paths = rest_api_definition(stack)["paths"]
+    assert "get" in paths[route]
+    assert "security" not in paths[route]["get"]
+    # Every documented path is a resource of the deployed API under the same base.
+    documented = json.loads((ROOT / "openapi.json").read_text())["paths"]
+    for path, operations in documented.items():
+        assert path in paths, path
+        assert set(operations) <= set(paths[path]), path
 
 
 def test_deploy_uploads_and_deploys_what_package_wrote() -> None:
