@@ -42,7 +42,7 @@ from chalicelib.settings import Settings
 
 log = logs.get_logger("dispatch")
 
-QUEUE_FULL_PAUSE = 0.5
+QUEUE_FULL_PAUSE = 0.2  # a look at the queue depth costs one cheap request
 # Pages of waiting messages one task may wake in one run (the next run goes on).
 WAKE_PAGES = 10
 
