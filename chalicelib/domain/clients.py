@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib.resources
 import re
 import zoneinfo
 from datetime import timedelta, timezone, tzinfo
@@ -27,9 +28,28 @@ def normalize_phone(value: object) -> str:
     return value
 
 
+# Names whose meaning depends on the host: its own zone (``localtime``, and
+# ``posixrules``, a copy of some zone), tzdata's "no zone" placeholder (``Factory``), and
+# the copies some systems keep under ``posix/`` and ``right/`` (leap seconds included).
+HOST_DEPENDENT_ZONES = frozenset({"localtime", "Factory", "posixrules"})
+HOST_DEPENDENT_PREFIXES = ("posix/", "right/")
+
+
 @functools.cache
 def _zone_names() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
+    """The zone names valid on every host: those of the ``tzdata`` package, which is
+    pinned and packaged with the code, so the list is the same locally and in Lambda
+    whatever the host's own zone files hold."""
+    try:
+        listing = importlib.resources.files("tzdata").joinpath("zones").read_text("utf-8")
+        names = set(listing.split())
+    except (ModuleNotFoundError, OSError):  # pragma: no cover - tzdata is a requirement
+        names = set(zoneinfo.available_timezones())
+    return frozenset(
+        name
+        for name in names
+        if name not in HOST_DEPENDENT_ZONES and not name.startswith(HOST_DEPENDENT_PREFIXES)
+    )
 
 
 def parse_utc(value: str) -> tzinfo:

@@ -84,7 +84,13 @@ def parse_instant(value: str) -> datetime:
         raise ValueError("must be an ISO 8601 date-time such as 2026-12-01T09:00:00Z") from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise ValueError("must include a time zone offset or Z")
-    return parsed.astimezone(UTC)
+    try:
+        # 0001-01-01T00:00+01:00 and 9999-12-31T23:59-01:00 have no UTC form.
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(
+            "is out of range: its UTC time must fall between years 0001 and 9999"
+        ) from None
 
 
 def format_instant(value: datetime) -> str:

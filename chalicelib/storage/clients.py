@@ -151,14 +151,14 @@ def list_page(*, code: str | None, tag: str | None, limit: int, cursor: str | No
     results: Iterable[ClientModel]
     fetch = limit + 1  # one extra tells whether another page exists
     if code is not None:
-        start = decode_cursor(cursor, CODE_KEY)
+        start = decode_cursor(cursor, CODE_KEY, {"code": code})
         condition = ClientModel.tag_key == tag_key(tag) if tag is not None else None
         results = ClientModel.by_code.query(
             code, filter_condition=condition, last_evaluated_key=start, limit=fetch
         )
         schema = CODE_KEY
     elif tag is not None:
-        start = decode_cursor(cursor, TAG_KEY)
+        start = decode_cursor(cursor, TAG_KEY, {"tag_key": tag_key(tag)})
         results = ClientModel.by_tag.query(tag_key(tag), last_evaluated_key=start, limit=fetch)
         schema = TAG_KEY
     else:

@@ -283,7 +283,7 @@ class DynamoMessages:
         results = MessageModel.parked_by_wake.query(
             task_id,
             condition,
-            last_evaluated_key=decode_cursor(cursor, WAKE_KEY),
+            last_evaluated_key=decode_cursor(cursor, WAKE_KEY, {"task_id": str(task_id)}),
             limit=limit + 1,
         )
         items, after = take_page(results, limit, lambda m: key_from(m, WAKE_KEY))
@@ -302,7 +302,9 @@ class DynamoMessages:
         results = MessageModel.by_task_status.query(
             task_id,
             MessageModel.status == MessageStatus.PENDING.value,
-            last_evaluated_key=decode_cursor(cursor, STATUS_KEY),
+            last_evaluated_key=decode_cursor(
+                cursor, STATUS_KEY, {"task_id": str(task_id), "status": MessageStatus.PENDING.value}
+            ),
             limit=limit + 1,
         )
         items, after = take_page(results, limit, lambda m: key_from(m, STATUS_KEY))
@@ -372,11 +374,11 @@ class MessagePage:
 def page(task_id: int, *, status: str | None, limit: int, cursor: str | None) -> MessagePage:
     """A task's messages, all or with one status (an index key condition, never a filter)."""
     if status is None:
-        start = decode_cursor(cursor, TABLE_KEY)
+        start = decode_cursor(cursor, TABLE_KEY, {"task_id": str(task_id)})
         results = MessageModel.query(task_id, last_evaluated_key=start, limit=limit + 1)
         schema = TABLE_KEY
     else:
-        start = decode_cursor(cursor, STATUS_KEY)
+        start = decode_cursor(cursor, STATUS_KEY, {"task_id": str(task_id), "status": status})
         results = MessageModel.by_task_status.query(
             task_id, MessageModel.status == status, last_evaluated_key=start, limit=limit + 1
         )

@@ -1,7 +1,9 @@
 """Opaque page cursors: a DynamoDB key, JSON-encoded and base64url'd.
 
-A cursor is only ever decoded into the exact key shape the query expects, so a forged
-or damaged cursor is a 400, never a DynamoDB error.
+A cursor is only ever decoded into the exact key shape the query expects, with values
+DynamoDB accepts and, where the query fixes a key attribute (the task of a message
+list, the code of a code-filtered list), that very value: a forged or damaged cursor is
+a 400, never a DynamoDB ``ValidationException`` (moto does not check all of these).
 """
 
 from __future__ import annotations
@@ -14,11 +16,21 @@ from collections.abc import Callable, Iterable, Mapping
 from itertools import islice
 from typing import Any, TypeVar
 
+from chalicelib import safejson
 from chalicelib.errors import ValidationFailed
 
 KeySchema = Mapping[str, str]  # attribute name -> DynamoDB type ("N" or "S")
 DynamoKey = dict[str, dict[str, str]]
-_NUMBER = re.compile(r"[0-9]{1,20}")
+# Numbers are ids and epoch milliseconds: canonical, non-negative, at most 2^63-1.
+_NUMBER = re.compile(r"0|[1-9][0-9]{0,18}")
+MAX_NUMBER = 2**63 - 1
+# DynamoDB caps a partition key at 2048 bytes and a sort key at 1024; no key of ours
+# comes near either, so the smaller bound holds for every string attribute.
+MAX_STRING_BYTES = 1024
+# Base64 of the longest key a list hands out (a 100-character code, JSON-escaped), with room.
+MAX_CURSOR_CHARS = 2048
+# {"attribute": {"N": "1"}}: two levels.
+_KEY_DEPTH = 2
 
 
 def encode_cursor(key: DynamoKey) -> str:
@@ -26,16 +38,29 @@ def encode_cursor(key: DynamoKey) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None, schema: KeySchema) -> DynamoKey | None:
+def decode_cursor(
+    cursor: str | None, schema: KeySchema, fixed: Mapping[str, str] | None = None
+) -> DynamoKey | None:
+    """The key a cursor holds, checked against ``schema`` (name -> type).
+
+    ``fixed`` names the attributes the query pins (its partition key, an equality on the
+    sort key) and their values as DynamoDB strings: a cursor from another partition or
+    index is refused, as DynamoDB would refuse it as a start key.
+    """
     if cursor is None or cursor == "":
         return None
+    if len(cursor) > MAX_CURSOR_CHARS:
+        raise _invalid()
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        key = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-    except (ValueError, UnicodeError, binascii.Error):
+        key = safejson.loads(base64.urlsafe_b64decode(padded.encode("ascii")), max_depth=_KEY_DEPTH)
+    except (ValueError, binascii.Error):  # UnicodeError is a ValueError
         raise _invalid() from None
     if not _matches(key, schema):
         raise _invalid()
+    for name, value in (fixed or {}).items():
+        if key[name][schema[name]] != value:
+            raise _invalid()
     return dict(key)
 
 
@@ -70,11 +95,19 @@ def _matches(key: Any, schema: KeySchema) -> bool:
         if not isinstance(value, dict) or list(value) != [kind]:
             return False
         text = value[kind]
-        if not isinstance(text, str) or (kind == "N" and not _NUMBER.fullmatch(text)):
-            return False
-        if len(text) > 2048:
+        if not isinstance(text, str) or not _valid(kind, text):
             return False
     return True
+
+
+def _valid(kind: str, text: str) -> bool:
+    if kind == "N":
+        return bool(_NUMBER.fullmatch(text)) and int(text) <= MAX_NUMBER
+    try:
+        size = len(text.encode("utf-8"))  # a lone surrogate cannot be sent at all
+    except UnicodeEncodeError:
+        return False
+    return 0 < size <= MAX_STRING_BYTES
 
 
 def _invalid() -> ValidationFailed:
