@@ -78,28 +78,30 @@ class Stack:
     env: dict[str, str]  # what this test set on top of the usual environment
 
 
-@pytest.fixture
-def stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
-    api_port, moto_port, provider_port = free_port(), free_port(), free_port()
-    marker = request.node.get_closest_marker("stack_env")
-    extra = {
-        "TICK_SECONDS": "1",
-        **{k: str(v) for k, v in (marker.kwargs if marker else {}).items()},
-    }
-    env = {
-        **os.environ,
+def start_stack(
+    log: Path,
+    extra: dict[str, str],
+    ports: tuple[int, int, int] | None = None,
+    *,
+    env: dict[str, str] | None = None,
+) -> Stack:
+    """``make run`` in a session of its own, waited for until its health route answers 200.
+
+    ``ports`` are the API, emulator and fake provider ports (free ones when not given)."""
+    api_port, moto_port, provider_port = ports or (free_port(), free_port(), free_port())
+    full_env = {
+        **(env if env is not None else os.environ),
         "PORT": str(api_port),
         "MOTO_PORT": str(moto_port),
         "FAKE_PROVIDER_PORT": str(provider_port),
         "API_KEY": DEV_KEY,
         **extra,
     }
-    log = tmp_path / "run.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
             ["make", "--no-print-directory", "run"],
             cwd=ROOT,
-            env=env,
+            env=full_env,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -107,28 +109,39 @@ def stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
     url = f"http://127.0.0.1:{api_port}"
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()
+        if process.poll() is not None:
+            pytest.fail(f"make run exited during start-up:\n{log.read_text()}")
         try:
             if requests.get(f"{url}/api/health", timeout=1).status_code == 200:
                 break
         except requests.RequestException:
             time.sleep(0.2)
     else:
-        os.killpg(process.pid, signal.SIGKILL)
+        stop_stack(process)
         pytest.fail(f"stack did not start:\n{log.read_text()}")
-    stack = Stack(
+    return Stack(
         url=url,
         emulator_url=f"http://127.0.0.1:{moto_port}",
         provider_url=f"http://127.0.0.1:{provider_port}",
         process=process,
-        ports=(api_port, moto_port),
+        ports=(api_port, moto_port, provider_port),
         log=log,
         env=extra,
     )
+
+
+@pytest.fixture
+def stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    marker = request.node.get_closest_marker("stack_env")
+    extra = {
+        "TICK_SECONDS": "1",
+        **{k: str(v) for k, v in (marker.kwargs if marker else {}).items()},
+    }
+    stack = start_stack(tmp_path / "run.log", extra)
     try:
         yield stack
     finally:
-        stop_stack(process)
+        stop_stack(stack.process)
 
 
 def stop_stack(process: subprocess.Popen[bytes]) -> None:
