@@ -28,7 +28,15 @@ from chalicelib.services.api_keys import KEY_PREFIX
 from local.fake_provider import FakeProvider, FakeProviderState
 from local.lambda_runner import QueueRunner, ScheduleRunner
 from local.resources import ensure_resources
-from local.supervisor import ROOT, ChildProcess, Part, Supervisor, free_port
+from local.supervisor import (
+    ROOT,
+    ChildProcess,
+    Part,
+    PortInUse,
+    Supervisor,
+    check_ports,
+    free_port,
+)
 
 STAGE = "local"
 LOG_DIR = ROOT / ".run"
@@ -96,16 +104,39 @@ def main() -> int:
     env = build_environment(os.environ, emulator_url)
     env.pop("API_KEY", None)  # the key lives in the table, not in the children's env
     env.setdefault("LOG_STYLE", "pretty")  # a person reads these; LOG_STYLE=json for CloudWatch's
+    provider_port = int(os.environ.get("FAKE_PROVIDER_PORT") or 0)
+    fake = not os.environ.get("SENDER_URL")
     provider: FakeProvider | None = None
-    if not os.environ.get("SENDER_URL"):
-        provider = FakeProvider(
-            port=int(os.environ.get("FAKE_PROVIDER_PORT") or 0),
-            state=FakeProviderState(
-                latency_ms=float(os.environ.get("FAKE_PROVIDER_LATENCY_MS") or 0),
-                failure_rate=float(os.environ.get("FAKE_PROVIDER_FAILURE_RATE") or 0),
-                token=env.setdefault("SENDER_TOKEN", "local-sender-token"),
-            ),
+    try:
+        # Before anything starts: another process on one of these ports (a stack killed
+        # with its children left running, say) would otherwise answer in their place.
+        check_ports(
+            {
+                api_port: "the API, PORT",
+                moto_port: "the AWS emulator, MOTO_PORT",
+                **({provider_port: "the fake provider, FAKE_PROVIDER_PORT"} if fake else {}),
+            }
         )
+    except PortInUse as error:
+        print(f"[supervisor] start-up failed: {error}", file=sys.stderr)
+        return 1
+    if fake:
+        try:
+            provider = FakeProvider(
+                port=provider_port,
+                state=FakeProviderState(
+                    latency_ms=float(os.environ.get("FAKE_PROVIDER_LATENCY_MS") or 0),
+                    failure_rate=float(os.environ.get("FAKE_PROVIDER_FAILURE_RATE") or 0),
+                    token=env.setdefault("SENDER_TOKEN", "local-sender-token"),
+                ),
+            )
+        except OSError as error:  # taken between the check and the bind
+            print(
+                f"[supervisor] start-up failed: port {provider_port} (the fake provider,"
+                f" FAKE_PROVIDER_PORT): {error.strerror}",
+                file=sys.stderr,
+            )
+            return 1
         env["SENDER_URL"] = provider.url
     # In-process parts read the same settings as the children.
     os.environ.clear()
@@ -119,6 +150,7 @@ def main() -> int:
             ready_url=f"{emulator_url}/moto-api/",
             # Its access log is noise next to the service's own lines.
             log_file=LOG_DIR / "emulator.log",
+            ports=[moto_port],
         ),
         Bootstrap(api_key),
         *([provider] if provider else []),
@@ -137,6 +169,7 @@ def main() -> int:
             ],
             env,
             ready_url=f"{api_url}/api/health",
+            ports=[api_port],
         ),
         ScheduleRunner(tick_seconds=tick),
         QueueRunner(concurrency=concurrency),

@@ -3,16 +3,21 @@
 A part is anything with ``start``/``stop``/``alive``: a child process (the AWS
 emulator, ``chalice local``) or a thread in this process (the schedule runner, the
 fake provider). If any part dies, or the supervisor gets SIGINT/SIGTERM, every part
-started so far is stopped and its ports freed.
+started so far is stopped and its ports freed. Child processes also die with the
+supervisor when it is killed outright (``kill -9``; see ``local/die_with_parent.py``),
+and start-up stops at once, naming the port, when a part's port is already taken:
+otherwise another process (an orphaned stack) would answer the health checks.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -39,6 +44,34 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class PortInUse(RuntimeError):
+    """A part's port is already taken by another process."""
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether binding ``host:port`` fails as a server would (``SO_REUSEADDR`` set, so a
+    connection of a process that just exited, in TIME_WAIT, does not count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                return True
+            raise
+    return False
+
+
+def check_ports(ports: Mapping[int, str]) -> None:
+    """Raise ``PortInUse`` naming every port (mapped to what it is for) already taken."""
+    taken = [f"port {port} ({what})" for port, what in ports.items() if port and port_in_use(port)]
+    if taken:
+        raise PortInUse(
+            f"{', '.join(taken)} already in use by another process"
+            " (a stack still running?): stop it or choose other ports"
+        )
+
+
 def wait_http(url: str, timeout: float, alive: Callable[[], bool] = lambda: True) -> None:
     """Wait until ``url`` answers any HTTP status, or fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -56,7 +89,15 @@ def wait_http(url: str, timeout: float, alive: Callable[[], bool] = lambda: True
 
 
 class ChildProcess:
-    """A child in its own process group, so stopping it stops its children too."""
+    """A child in its own process group, so stopping it stops its children too.
+
+    Its own session keeps a Ctrl-C in the terminal for the supervisor, which stops the
+    parts in order; so on Linux it is started through ``local.die_with_parent`` and gets
+    SIGTERM when the supervisor dies, even by SIGKILL. The kernel sends that signal when
+    the *thread* that started the child exits: start children from the main thread.
+    ``ports`` are the ports it will listen on: start-up fails, naming them, when one is
+    already taken, rather than taking another process's answers on ``ready_url``.
+    """
 
     def __init__(
         self,
@@ -67,8 +108,10 @@ class ChildProcess:
         ready_url: str | None = None,
         ready_timeout: float = 60.0,
         log_file: Path | None = None,
+        ports: Sequence[int] = (),
     ) -> None:
         self.name = name
+        self.ports = tuple(ports)
         self._argv = list(argv)
         self._env = dict(env)
         self._ready_url = ready_url
@@ -80,14 +123,23 @@ class ChildProcess:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
+    def _command(self) -> list[str]:
+        if not sys.platform.startswith("linux"):
+            return self._argv
+        if threading.current_thread() is not threading.main_thread():
+            # The death signal would fire when this thread ends, not the supervisor.
+            raise RuntimeError(f"{self.name}: child processes start from the main thread")
+        return [sys.executable, "-m", "local.die_with_parent", str(os.getpid()), *self._argv]
+
     def start(self) -> None:
+        check_ports(dict.fromkeys(self.ports, self.name))
         output = None
         if self._log_file is not None:
             self._log_file.parent.mkdir(parents=True, exist_ok=True)
             output = self._log_file.open("ab")
         try:
             self._proc = subprocess.Popen(
-                self._argv,
+                self._command(),
                 env=self._env,
                 cwd=ROOT,
                 start_new_session=True,
@@ -100,6 +152,8 @@ class ChildProcess:
                 output.close()  # the child holds its own copy
         if self._ready_url:
             wait_http(self._ready_url, self._ready_timeout, self.alive)
+            if not self.alive():  # the answer came from someone else
+                raise RuntimeError(f"{self.name} exited during start-up")
 
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
@@ -133,6 +187,9 @@ class Supervisor:
         self._stop_requested = True
 
     def start(self) -> None:
+        # Every port up front: fail before starting anything, not after the first parts.
+        ports = {port: part.name for part in self._parts for port in getattr(part, "ports", ())}
+        check_ports(ports)
         for part in self._parts:
             if self._stop_requested:
                 return

@@ -145,10 +145,10 @@ def stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
 
 
 def stop_stack(process: subprocess.Popen[bytes]) -> None:
-    """Stop the stack and everything it started. The emulator and the API run in
-    sessions of their own, so a SIGKILL to the make group alone would leave them
-    running (two processes of ~100 MB per test): SIGTERM first, the supervisor stops
-    them, and whatever is left is killed by pid."""
+    """Stop the stack and everything it started: SIGTERM to the make group, and the
+    supervisor stops its parts (the emulator and the API run in sessions of their own;
+    they also die with the supervisor if it is killed). Whatever is still left after
+    that is killed by pid."""
     if process.poll() is not None:
         return
     children = descendants(process.pid)
