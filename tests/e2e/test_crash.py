@@ -88,7 +88,11 @@ def test_sigkill_leaves_no_process_and_the_next_stack_starts_on_the_same_ports(
         assert requests.get(f"{second.url}/api/health", timeout=10).status_code == 200
         dev = {"Authorization": f"Bearer {DEV_KEY}"}
         assert requests.get(f"{second.url}/api/clients/", headers=dev, timeout=10).ok
-        assert "Notification service is running" in second.log.read_text()
+        # The banner follows the last parts' start, a moment after the health route.
+        deadline = time.monotonic() + 10
+        while "Notification service is running" not in second.log.read_text():
+            assert time.monotonic() < deadline, second.log.read_text()
+            time.sleep(0.1)
     finally:
         stop_stack(second.process)
     assert all(port_free(port) for port in second.ports)
