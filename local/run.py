@@ -91,7 +91,10 @@ def build_environment(base: Mapping[str, str], emulator_url: str) -> dict[str, s
 
 
 def port_available(port: int) -> bool:
+    """Whether a server could listen on ``port`` now (connections in TIME-WAIT do not count,
+    as they do not for the emulator, which sets SO_REUSEADDR)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
