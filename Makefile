@@ -16,7 +16,7 @@ S3_BUCKET ?=
 ALARM_TOPIC_ARN ?=
 AWS       ?= aws
 
-.PHONY: run test lint typecheck bench clean package deploy openapi browser swagger-ui
+.PHONY: run emulator test lint typecheck bench clean package deploy openapi browser swagger-ui
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found"; exit 1; }
@@ -27,6 +27,11 @@ $(STAMP): requirements.txt requirements-dev.txt
 ## Start the whole service locally (emulated AWS, API on http://127.0.0.1:$${PORT:-8000}).
 run: $(STAMP)
 	$(BIN)/python -m local.run
+
+## Everything but the HTTP API (emulator on 127.0.0.1:$${MOTO_PORT:-4800}), for
+## `chalice local --stage local` in another terminal.
+emulator: $(STAMP)
+	$(BIN)/python -m local.run --no-api
 
 ## Lint, type-check and run every test (the browser check needs Chromium: see `browser`).
 test: lint typecheck browser

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from local.run import stage_environment
-from local.supervisor import ROOT, ChildProcess, free_port
+from local.state import state_dir
+from local.supervisor import ChildProcess, free_port
 
 _not_counted = threading.local()
 
@@ -141,7 +142,7 @@ def local_stack(extra_env: dict[str, str]) -> Iterator[Stack]:
         [sys.executable, "-m", "local.emulator", "-H", "127.0.0.1", "-p", str(port)],
         env,
         ready_url=f"{url}/moto-api/",
-        log_file=ROOT / ".run" / "bench-emulator.log",
+        log_file=state_dir() / "bench-emulator.log",
     )
     emulator.start()
     stack: Stack | None = None

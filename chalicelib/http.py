@@ -9,6 +9,7 @@ same ``{"error", "message", "fields"}`` shape by the middleware.
 from __future__ import annotations
 
 import functools
+import json
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -69,15 +70,35 @@ F = TypeVar("F", bound=Callable[..., Response])
 AUTH_CACHE_SECONDS = 30
 
 
-class AuthorizerRejected(Exception):
+# The deployed gateway's answer to a missing or refused key (infra/gateway_responses.py).
+UNAUTHORIZED_MESSAGE = "A valid API key is required: Authorization: Bearer <key>."
+
+
+def _refusal_base() -> type[Exception]:
+    """``chalice local`` answers its own ``NotAuthorizedError`` with a 401 and the error's
+    headers and body (anything else the authorizer raises drops the connection there).
+    In Lambda only ``chalice.app`` is packaged: there the base is a plain Exception."""
+    try:
+        from chalice.local import NotAuthorizedError  # noqa: PLC0415
+    except ImportError:
+        return Exception
+    return NotAuthorizedError
+
+
+class AuthorizerRejected(_refusal_base()):  # type: ignore[misc]
     """Raised by the authorizer to refuse a request.
 
     API Gateway answers 401 when an authorizer fails with exactly ``Unauthorized``; the
-    stack's gateway responses (and the local gateway) give that 401 the SPEC body.
+    stack's gateway responses (and ``make run``'s gateway, ``local/gateway.py``) give that
+    401 the SPEC body. Under plain ``chalice local`` the exception is itself that answer.
     """
 
+    CODE = 401
+
     def __init__(self) -> None:
-        super().__init__("Unauthorized")
+        Exception.__init__(self, "Unauthorized")
+        self.headers = dict(json_headers())
+        self.body = json.dumps(error_body("unauthorized", UNAUTHORIZED_MESSAGE)).encode()
 
 
 def json_headers() -> dict[str, str | list[str]]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from chalicelib.http import UNAUTHORIZED_MESSAGE
+
 
 @dataclass(frozen=True)
 class GatewayAnswer:
@@ -28,9 +30,7 @@ INTERNAL_ERROR = GatewayAnswer(None, "internal_error", "An internal error occurr
 # Keyed by API Gateway's response type.
 GATEWAY_RESPONSES: dict[str, GatewayAnswer] = {
     # No Authorization header, or the authorizer refused the key.
-    "UNAUTHORIZED": GatewayAnswer(
-        401, "unauthorized", "A valid API key is required: Authorization: Bearer <key>."
-    ),
+    "UNAUTHORIZED": GatewayAnswer(401, "unauthorized", UNAUTHORIZED_MESSAGE),
     # The authorizer allowed the key but not this route (its policy allows every route).
     "ACCESS_DENIED": GatewayAnswer(403, "forbidden", "This key may not call this route."),
     # API Gateway's answer to a path (or a method) it has no route for.

@@ -4,9 +4,9 @@
     python -m local.keys list
     python -m local.keys revoke KEY_ID
 
-``--stage local`` (the default) talks to the emulator of a running ``make run`` (or to
-``AWS_ENDPOINT_URL``); ``--stage dev`` or ``--stage prod`` talk to AWS with your usual
-credentials (``AWS_PROFILE``...), using the stage's table names from
+``--stage local`` (the default) talks to ``AWS_ENDPOINT_URL`` when set, else to the emulator
+of a running ``make run`` or ``make emulator``; ``--stage dev`` or ``--stage prod`` talk to
+AWS with your usual credentials (``AWS_PROFILE``...), using the stage's table names from
 ``.chalice/config.json``.
 """
 
@@ -19,17 +19,23 @@ import sys
 from chalicelib.bootstrap import bootstrap
 from chalicelib.errors import ServiceError
 from chalicelib.settings import Settings
-from local.run import EMULATOR_URL_FILE, stage_environment
+from local.run import stage_environment
+from local.state import emulator_url_file
 
 
 def settings_for(stage: str) -> Settings:
     env = dict(os.environ)
     env.update(stage_environment(stage))
     if stage == "local":
-        if not env.get("AWS_ENDPOINT_URL"):
-            if not EMULATOR_URL_FILE.exists():
-                raise SystemExit("no running emulator: start `make run` or set AWS_ENDPOINT_URL")
-            env["AWS_ENDPOINT_URL"] = EMULATOR_URL_FILE.read_text().strip()
+        # AWS_ENDPOINT_URL when set; else the emulator of a running `make run` or
+        # `make emulator`; else the stage's default (.chalice/config.json).
+        url_file = emulator_url_file()
+        if os.environ.get("AWS_ENDPOINT_URL"):
+            env["AWS_ENDPOINT_URL"] = os.environ["AWS_ENDPOINT_URL"]
+        elif url_file.exists():
+            env["AWS_ENDPOINT_URL"] = url_file.read_text().strip()
+        elif not env.get("AWS_ENDPOINT_URL"):
+            raise SystemExit("no running emulator: start `make run` or set AWS_ENDPOINT_URL")
         # The emulator takes any credentials; never send real ones to it.
         os.environ["AWS_ACCESS_KEY_ID"] = "local"
         os.environ["AWS_SECRET_ACCESS_KEY"] = "local"  # noqa: S105 - emulator dummy

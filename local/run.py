@@ -5,10 +5,12 @@ the send queue and its dead-letter queue (created when absent) and a development
 key; the fake provider (unless ``SENDER_URL`` is set); the HTTP API (Chalice's local
 server, see ``local/api_server.py``); the schedule firing the dispatcher every
 ``TICK_SECONDS``; and the queue pollers feeding the sender (``local/lambda_runner.py``).
-Ctrl-C or SIGTERM stops them all.
+Ctrl-C or SIGTERM stops them all. ``--no-api`` (``make emulator``) starts all of it but
+the HTTP API, for ``chalice local --stage local`` to serve it.
 
-Environment: ``PORT`` (API port, default 8000), ``MOTO_PORT`` (emulator port, default a
-free one), ``API_KEY`` (the development key to accept; generated when unset),
+Environment: ``PORT`` (API port, default 8000), ``MOTO_PORT`` (emulator port, default
+4800, the one the ``local`` stage of ``.chalice/config.json`` names; ``make run`` takes a
+free one when 4800 is busy), ``API_KEY`` (the development key to accept; generated when unset),
 ``SENDER_URL`` and ``SENDER_TOKEN`` (the provider; the fake one when unset),
 ``TICK_SECONDS`` (default 5), ``SENDER_CONCURRENCY`` (queue pollers, default 4),
 ``FAKE_PROVIDER_PORT``, ``FAKE_PROVIDER_LATENCY_MS`` and ``FAKE_PROVIDER_FAILURE_RATE``,
@@ -17,9 +19,11 @@ free one), ``API_KEY`` (the development key to accept; generated when unset),
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import secrets
+import socket
 import sys
 from collections.abc import Mapping
 
@@ -28,6 +32,7 @@ from chalicelib.services.api_keys import KEY_PREFIX
 from local.fake_provider import FakeProvider, FakeProviderState
 from local.lambda_runner import QueueRunner, ScheduleRunner
 from local.resources import ensure_resources
+from local.state import emulator_url_file, state_dir
 from local.supervisor import (
     ROOT,
     ChildProcess,
@@ -39,9 +44,9 @@ from local.supervisor import (
 )
 
 STAGE = "local"
-LOG_DIR = ROOT / ".run"
-# Where tools (python -m tools.api_keys) find the running emulator.
-EMULATOR_URL_FILE = LOG_DIR / "emulator.url"
+# The emulator's port unless MOTO_PORT says otherwise: the `local` stage's
+# AWS_ENDPOINT_URL in .chalice/config.json, so that plain `chalice local` finds it.
+DEFAULT_MOTO_PORT = 4800
 
 
 def stage_environment(stage: str = STAGE) -> dict[str, str]:
@@ -93,9 +98,49 @@ def build_environment(base: Mapping[str, str], emulator_url: str) -> dict[str, s
     return env
 
 
-def main() -> int:
+def port_available(port: int) -> bool:
+    """Whether a server could listen on ``port`` now (connections in TIME-WAIT do not count,
+    as they do not for the emulator, which sets SO_REUSEADDR)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def choose_moto_port(requested: str | None, *, strict: bool) -> int:
+    """MOTO_PORT when set; else the default, or (``make run`` only) a free port if it is busy."""
+    if requested:
+        return int(requested)
+    if port_available(DEFAULT_MOTO_PORT):
+        return DEFAULT_MOTO_PORT
+    if strict:
+        raise SystemExit(
+            f"port {DEFAULT_MOTO_PORT} (the emulator of `chalice local --stage local`) is in use:"
+            " stop what holds it (another `make run`/`make emulator`?)"
+        )
+    port = free_port()
+    print(
+        f"[run] port {DEFAULT_MOTO_PORT} is in use: the emulator takes {port}"
+        " (plain `chalice local` will not find it)",
+        flush=True,
+    )
+    return port
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local.run", description=__doc__)
+    parser.add_argument(
+        "--no-api",
+        action="store_true",
+        help="everything but the HTTP API (make emulator; serve it with chalice local)",
+    )
+    args = parser.parse_args(argv)
+    with_api = not args.no_api
     api_port = int(os.environ.get("PORT", "8000"))
-    moto_port = int(os.environ.get("MOTO_PORT") or free_port())
+    moto_port = choose_moto_port(os.environ.get("MOTO_PORT"), strict=not with_api)
     emulator_url = f"http://127.0.0.1:{moto_port}"
     api_url = f"http://127.0.0.1:{api_port}"
     api_key = os.environ.get("API_KEY") or KEY_PREFIX + secrets.token_urlsafe(24)
@@ -112,7 +157,7 @@ def main() -> int:
         # with its children left running, say) would otherwise answer in their place.
         check_ports(
             {
-                api_port: "the API, PORT",
+                **({api_port: "the API, PORT"} if with_api else {}),
                 moto_port: "the AWS emulator, MOTO_PORT",
                 **({provider_port: "the fake provider, FAKE_PROVIDER_PORT"} if fake else {}),
             }
@@ -141,6 +186,8 @@ def main() -> int:
     # In-process parts read the same settings as the children.
     os.environ.clear()
     os.environ.update(env)
+    run_dir = state_dir()
+    url_file = emulator_url_file()
 
     parts: list[Part] = [
         ChildProcess(
@@ -149,46 +196,41 @@ def main() -> int:
             env,
             ready_url=f"{emulator_url}/moto-api/",
             # Its access log is noise next to the service's own lines.
-            log_file=LOG_DIR / "emulator.log",
+            log_file=run_dir / "emulator.log",
             ports=[moto_port],
         ),
         Bootstrap(api_key),
         *([provider] if provider else []),
-        ChildProcess(
-            "http api (chalice local server)",
-            [
-                sys.executable,
-                "-m",
-                "local.api_server",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(api_port),
-                "--stage",
-                STAGE,
-            ],
-            env,
-            ready_url=f"{api_url}/api/health",
-            ports=[api_port],
-        ),
+        *([api_server(env, api_port, api_url)] if with_api else []),
         ScheduleRunner(tick_seconds=tick),
         QueueRunner(concurrency=concurrency),
     ]
 
     def ready() -> None:
-        LOG_DIR.mkdir(exist_ok=True)
-        EMULATOR_URL_FILE.write_text(emulator_url)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        url_file.write_text(emulator_url)
+        if with_api:
+            head = [
+                "Notification service is running (Ctrl-C stops it):",
+                f"  API          {api_url}/api/",
+                f"  health       {api_url}/api/health",
+            ]
+        else:
+            head = [
+                "The local stack but its HTTP API is running (Ctrl-C stops it).",
+                "Serve the API in another terminal: .venv/bin/chalice local --stage local"
+                + ("" if api_port == 8000 else f" --port {api_port}"),
+            ]
         print(
             "\n".join(
                 [
                     "",
-                    "Notification service is running (Ctrl-C stops it):",
-                    f"  API          {api_url}/api/",
-                    f"  health       {api_url}/api/health",
+                    *head,
                     f"  API key      {api_key}",
                     f"  try          curl -H 'Authorization: Bearer {api_key}' \\",
                     f"                    {api_url}/api/clients/",
-                    f"  AWS emulator {emulator_url} (log: {LOG_DIR / 'emulator.log'})",
+                    f"  AWS emulator {emulator_url}",
+                    f"  run files    {run_dir} (emulator.log)",
                     f"  provider     {env['SENDER_URL']}"
                     + (" (built-in fake: GET /calls lists the sends)" if provider else ""),
                     f"  schedule     every {tick:g}s; {concurrency} queue pollers",
@@ -201,7 +243,27 @@ def main() -> int:
     try:
         return Supervisor(parts).run(ready)
     finally:
-        EMULATOR_URL_FILE.unlink(missing_ok=True)
+        url_file.unlink(missing_ok=True)
+
+
+def api_server(env: Mapping[str, str], api_port: int, api_url: str) -> ChildProcess:
+    return ChildProcess(
+        "http api (chalice local server)",
+        [
+            sys.executable,
+            "-m",
+            "local.api_server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(api_port),
+            "--stage",
+            STAGE,
+        ],
+        env,
+        ready_url=f"{api_url}/api/health",
+        ports=[api_port],
+    )
 
 
 if __name__ == "__main__":

@@ -93,6 +93,10 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, fake_provider: FakeProvider) -> Ite
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_REGION", "us-east-1")
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    # chalice.test.Client sets the stage's variables during each call, the emulator's
+    # AWS_ENDPOINT_URL among them, which botocore would use for a client built then:
+    # here every call goes to moto's in-process mock instead.
+    monkeypatch.setenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true")
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     reset_settings()
     yield

@@ -11,7 +11,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from local.supervisor import ROOT, ChildProcess, free_port
+from local.state import state_dir
+from local.supervisor import ChildProcess, free_port
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,7 @@ def dynamodb() -> Iterator[Any]:
         [sys.executable, "-m", "local.emulator", "-H", "127.0.0.1", "-p", str(port)],
         {**os.environ},
         ready_url=f"{url}/moto-api/",
-        log_file=ROOT / ".run" / "test-emulator.log",
+        log_file=state_dir() / "test-emulator.log",
     )
     emulator.start()
     try:
