@@ -43,6 +43,8 @@ from chalicelib.settings import Settings
 log = logs.get_logger("dispatch")
 
 QUEUE_FULL_PAUSE = 0.2  # a look at the queue depth costs one cheap request
+# How often a run looks for newly due tasks (a consistent read of each).
+DUE_LOOK_SECONDS = 5.0
 # Pages of waiting messages one task may wake in one run (the next run goes on).
 WAKE_PAGES = 10
 
@@ -91,26 +93,16 @@ class Dispatcher:
         report = DispatchReport()
         kept_up: set[int] = set()
         fanning: list[SendingTask] = []
+        look_again = self._monotonic()
         while self._monotonic() < deadline:
-            now = self._clock()
-            fanning = []
-            for due in sorted(self._tasks.due(now), key=lambda t: (t.fanout_at_ms, t.id)):
-                task: SendingTask | None = due
-                if due.id not in kept_up and self._monotonic() >= deadline:
-                    report.incomplete.append(due.id)
-                    continue
-                if due.id not in kept_up:
-                    kept_up.add(due.id)
-                    report.tasks += 1
-                    task = self._guarded(
-                        due,
-                        functools.partial(self._keep_up, now=now, deadline=deadline, report=report),
-                    )
-                if task is not None and not task.fanout.done and now < task.end:
-                    fanning.append(task)
+            if self._monotonic() >= look_again:
+                # New due tasks join; between looks, the views the turns return are current.
+                fanning = self._due(kept_up, deadline, report)
+                look_again = self._monotonic() + DUE_LOOK_SECONDS
             if not fanning:
                 break
-            if self._take_turns(fanning, deadline, report):
+            progressed, fanning = self._take_turns(fanning, deadline, report)
+            if progressed:
                 continue
             if not wait or self._monotonic() + QUEUE_FULL_PAUSE >= deadline:
                 break
@@ -118,6 +110,27 @@ class Dispatcher:
         report.incomplete += [task.id for task in fanning if task.id not in report.incomplete]
         self._report(report)
         return report
+
+    def _due(self, kept_up: set[int], deadline: float, report: DispatchReport) -> list[SendingTask]:
+        """Due tasks, each kept up once a run; those with pages still to queue, the one
+        served longest ago first."""
+        now = self._clock()
+        fanning = []
+        for due in sorted(self._tasks.due(now), key=lambda t: (t.fanout_at_ms, t.id)):
+            task: SendingTask | None = due
+            if due.id not in kept_up and self._monotonic() >= deadline:
+                report.incomplete.append(due.id)
+                continue
+            if due.id not in kept_up:
+                kept_up.add(due.id)
+                report.tasks += 1
+                task = self._guarded(
+                    due,
+                    functools.partial(self._keep_up, now=now, deadline=deadline, report=report),
+                )
+            if task is not None and not task.fanout.done and now < task.end:
+                fanning.append(task)
+        return fanning
 
     def start_task(self, task_id: int) -> DispatchReport:
         """SPEC rule 1: a task that just became due gets its first page queued now, ahead
@@ -289,19 +302,23 @@ class Dispatcher:
 
     def _take_turns(
         self, tasks: list[SendingTask], deadline: float, report: DispatchReport
-    ) -> bool:
-        """One fan-out page for each task in turn while the queue has room; False when it
-        had none for any."""
+    ) -> tuple[bool, list[SendingTask]]:
+        """One fan-out page for each task in turn while the queue has room. Returns whether
+        any checkpoint moved, and the tasks with pages still to queue (as they are now; a
+        task changed by someone else waits for the next look)."""
         progressed = False
-        for task in tasks:
-            if self._monotonic() >= deadline:
+        left: list[SendingTask] = []
+        for index, task in enumerate(tasks):
+            full = self._queue.depth() >= self._settings.queue_ahead_limit
+            if self._monotonic() >= deadline or full:
+                left += tasks[index:]
                 break
-            if self._queue.depth() >= self._settings.queue_ahead_limit:
-                break
-            # A page counts once its checkpoint moved (a concurrent run may have moved it).
-            if self._guarded(task, lambda t: self._fan_out_page(t, report)) is not None:
+            moved = self._guarded(task, lambda t: self._fan_out_page(t, report))
+            if moved is not None:
                 progressed = True
-        return progressed
+                if not moved.fanout.done and self._clock() < moved.end:
+                    left.append(moved)
+        return progressed, left
 
     def _fan_out_page(self, task: SendingTask, report: DispatchReport) -> SendingTask:
         parts = audience_parts(task.codes, task.tags)
