@@ -205,7 +205,7 @@ def on_job(  # noqa: PLR0911 - one return per rule, in the order they apply
     if task.deleted:
         return Refusal("task deleted")
     if now >= task.end:
-        return Decision(expire(state, now_ms, "the task's end has passed"))
+        return Decision(expire(state, "the task's end has passed"))
     if job.not_before_ms is not None and job.not_before_ms > now_ms:
         # Early (the queue caps delays at 15 minutes): wait again, same reason as before.
         phase = state.phase if state.phase in _WAITS else Phase.RETRY_WAIT
@@ -363,24 +363,11 @@ def on_answer(
     attempt = held.attempts + 1
     base = replace(held, attempts=attempt, claimed_until_ms=None)
     if answer.outcome is Outcome.SENT:
-        after = replace(
-            base,
-            status=MessageStatus.SENT,
-            phase=Phase.DONE,
-            wake_ms=None,
-            not_before_ms=None,
-        )
+        after = _final(base, MessageStatus.SENT)
         return Decision(Change(held, after, Step.SENT, "sent", outcome_only=True, sent=True))
     if answer.outcome is Outcome.PERMANENT or policy.gives_up_after(attempt):
         reason = "permanent error" if answer.outcome is Outcome.PERMANENT else "out of attempts"
-        after = replace(
-            base,
-            status=MessageStatus.FAILED,
-            phase=Phase.DONE,
-            wake_ms=None,
-            not_before_ms=None,
-            last_error=answer.detail,
-        )
+        after = _final(replace(base, last_error=answer.detail), MessageStatus.FAILED)
         return Decision(Change(held, after, Step.FAIL, reason, outcome_only=True))
     retry_at = done_at + timedelta(seconds=delay_seconds)
     failed = replace(base, last_error=answer.detail)
@@ -444,17 +431,21 @@ def watch(state: MessageState, now_ms: int, *, end: datetime, timing: Timing) ->
     return Change(state, after, Step.WATCH, "created by another fan-out run")
 
 
-def expire(state: MessageState, now_ms: int, reason: str) -> Change:
+def expire(state: MessageState, reason: str) -> Change:
     """pending -> expired (the caller checked that the end has passed)."""
-    after = replace(
+    return Change(state, _final(state, MessageStatus.EXPIRED), Step.EXPIRE, reason)
+
+
+def _final(state: MessageState, status: MessageStatus) -> MessageState:
+    """A final status: nothing holds it, nothing wakes it, nothing is due."""
+    return replace(
         state,
-        status=MessageStatus.EXPIRED,
+        status=status,
         phase=Phase.DONE,
         claimed_until_ms=None,
         wake_ms=None,
         not_before_ms=None,
     )
-    return Change(state, after, Step.EXPIRE, reason)
 
 
 def sweep(state: MessageState, now_ms: int) -> Change | Refusal:
@@ -463,7 +454,7 @@ def sweep(state: MessageState, now_ms: int) -> Change | Refusal:
         return Refusal(f"message already {state.status.value}")
     if state.held_at(now_ms):
         return Refusal("a provider call may be in flight")
-    return expire(state, now_ms, "the task's end has passed")
+    return expire(state, "the task's end has passed")
 
 
 def watchdog(due_ms: int, end: datetime, timing: Timing) -> int:

@@ -314,7 +314,7 @@ class Sender:
             not_sent(claim.item, reason, "dropped", result)
             return Answered(claim.item, None)
         if reason is not None:
-            change = lifecycle.expire(claim.state, lifecycle.ms(now), reason)
+            change = lifecycle.expire(claim.state, reason)
             return Answered(claim.item, Decision(change))
         answer = self._provider.send(
             job.message_id, job.phone, task.text, attempt=job.attempt + 1, token=token

@@ -755,7 +755,7 @@ class World:
     def answer(self, index: int, outcome: Outcome) -> None:
         held, _ = self.calls.pop(index)
         if check(TASK, self.now) is not None:
-            self.write(expire(held, ms(self.now), "the task's end has passed"))
+            self.write(expire(held, "the task's end has passed"))
             return
         delay = POLICY.delay_seconds(held.attempts + 1, self.rng)
         self.apply(
