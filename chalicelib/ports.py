@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Protocol
 
 from chalicelib.domain.lifecycle import Change, MessageState
+from chalicelib.domain.messages import MessageStatus
 from chalicelib.domain.provider import ProviderResult
 from chalicelib.domain.tasks import SendingTask, TaskStatus
 from chalicelib.queue import SendJob
@@ -68,12 +69,7 @@ class Counts:
     expired: int = 0
 
     def by_status(self) -> dict[str, int]:
-        return {
-            "pending": self.pending,
-            "sent": self.sent,
-            "failed": self.failed,
-            "expired": self.expired,
-        }
+        return {status.value: getattr(self, status.value) for status in MessageStatus}
 
 
 @dataclass(frozen=True)
