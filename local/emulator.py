@@ -1,33 +1,46 @@
-"""The AWS emulator of the local stack: moto's server, with cheaper DynamoDB transactions.
+"""The AWS emulator of the local stack: moto's server, with cheaper DynamoDB transactions,
+one DynamoDB write at a time, and (``--data DIR``) its data kept across restarts.
 
 Moto backs up a table before each item of a ``TransactWriteItems`` by deep-copying the
 whole table, so a transaction costs time in proportion to the table's size times its
 items: a 95-message fan-out page slows down as the messages table grows, and the local
 stack's speed would say more about the emulator than about the service. Here a
 transaction instead remembers the previous version of just the items it touches and puts
-them back if it is cancelled. Item writes (put, update, delete and transactions) also run
-one at a time: moto's server answers on many threads, and an ``UpdateItem`` (an atomic
-counter's ``ADD``, a conditional update) is a read then a write there, so two concurrent
-ones could both read the old item (two clients got the same id). Behaviour is otherwise
-moto's own; tests that run moto in-process (``mock_aws``) use it unpatched.
+them back if it is cancelled.
 
-    python -m local.emulator -H 127.0.0.1 -p 5000
+DynamoDB writes (put, update, delete, batches and transactions) run one at a time, in a
+WSGI layer in front of moto's application: moto's server answers on many threads, and an
+``UpdateItem`` (an atomic counter's ``ADD``, a conditional update) is a read then a write
+there, so two concurrent ones could both read the old item (two clients got the same id).
+The same layer appends each accepted write to the journal (``local/journal.py``), in the
+order the writes were applied. Behaviour is otherwise moto's own; tests that run moto
+in-process (``mock_aws``) use it unpatched.
+
+    python -m local.emulator -H 127.0.0.1 -p 5000 [--data DIR [--fresh]]
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
-import functools
+import io
+import json
+import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
+
+from local.journal import DYNAMODB_WRITES, SNAPSHOT_EVERY, SQS_RECORDED, Call, Journal
 
 _in_transaction = threading.local()
 # Moto's server answers requests on many threads with no isolation between them: one
-# item write (or transaction) at a time makes each atomic, as DynamoDB's are. Reentrant:
-# a transaction writes its items through the same put/update/delete.
-_writes = threading.RLock()
+# DynamoDB write request at a time makes each atomic, as DynamoDB's are, and gives the
+# journal the order they were applied in.
+_writes = threading.Lock()
+
+StartResponse = Callable[..., Any]
 
 
 class _CopyWithoutTableBackups:
@@ -66,10 +79,6 @@ def install() -> None:
     models.copy = _CopyWithoutTableBackups(Table)  # type: ignore[assignment,attr-defined]
 
     def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
-        with _writes:
-            _transact(self, transact_items)
-
-    def _transact(self: Any, transact_items: list[dict[str, Any]]) -> None:
         undo: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = []
         for item in transact_items:
             op_type, op = next(iter(item.items()))
@@ -97,24 +106,163 @@ def install() -> None:
             _in_transaction.active = False
 
     backend_type.transact_write_items = transact_write_items  # type: ignore[method-assign]
-    for name in ("put_item", "update_item", "delete_item"):
-        setattr(backend_type, name, _one_write_at_a_time(getattr(backend_type, name)))
 
 
-def _one_write_at_a_time(write: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(write)
-    def locked(*args: Any, **kwargs: Any) -> Any:
-        with _writes:
-            return write(*args, **kwargs)
+def _region(environ: dict[str, Any]) -> str:
+    # SigV4: "AWS4-HMAC-SHA256 Credential=KEY/DATE/REGION/SERVICE/aws4_request, ..."
+    credential = str(environ.get("HTTP_AUTHORIZATION", "")).partition("Credential=")[2]
+    parts = credential.split("/")
+    return parts[2] if len(parts) > 3 else "us-east-1"
 
-    return locked
+
+def _parsed(raw: bytes) -> Any:
+    try:
+        return json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+
+
+class Recorder:
+    """WSGI layer in front of moto: DynamoDB writes one at a time; accepted writes (and
+    the receipts that name the jobs a delete removes) go to the journal when there is one."""
+
+    def __init__(self, app: Any, journal: Journal | None) -> None:
+        self._app = app
+        self._journal = journal
+
+    def _service(self, environ: dict[str, Any]) -> tuple[str, str] | None:
+        prefix, _, op = str(environ.get("HTTP_X_AMZ_TARGET", "")).partition(".")
+        if prefix.startswith("DynamoDB_") and op in DYNAMODB_WRITES:
+            return "dynamodb", op
+        if (
+            prefix == "AmazonSQS"
+            and self._journal
+            and (op in SQS_RECORDED or op == "ReceiveMessage")
+        ):
+            return "sqs", op
+        return None
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        service = self._service(environ)
+        if service is None:
+            return self._app(environ, start_response)  # type: ignore[no-any-return]
+        name, op = service
+        from werkzeug.test import run_wsgi_app  # noqa: PLC0415
+        from werkzeug.wsgi import get_input_stream  # noqa: PLC0415
+
+        request = get_input_stream(environ).read()
+        environ["wsgi.input"] = io.BytesIO(request)
+        environ["CONTENT_LENGTH"] = str(len(request))
+        lock = _writes if name == "dynamodb" else _NO_LOCK
+        with lock:
+            answer_iter, status, headers = run_wsgi_app(self._app, environ, buffered=True)
+            answer = b"".join(answer_iter)
+            if self._journal is not None and status.startswith("200"):
+                self._journal.record(name, _region(environ), op, _parsed(request), _parsed(answer))
+                if name == "dynamodb":
+                    self._journal.snapshot_if_due()
+        start_response(status, list(headers.items()))
+        return [answer]
+
+
+class _NoLock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+
+_NO_LOCK = _NoLock()
+
+
+def in_process(app: Any, host: str) -> Call:
+    """Requests to ``app`` without a socket: the replay at start, before it listens."""
+    from werkzeug.test import EnvironBuilder, run_wsgi_app  # noqa: PLC0415
+
+    def call(service: str, region: str, op: str, body: dict[str, Any]) -> tuple[int, Any]:
+        target = f"DynamoDB_20120810.{op}" if service == "dynamodb" else f"AmazonSQS.{op}"
+        environ = EnvironBuilder(
+            method="POST",
+            path="/",
+            base_url=f"http://{host}",
+            headers=[
+                ("X-Amz-Target", target),
+                (
+                    "Authorization",
+                    f"AWS4-HMAC-SHA256 Credential=local/20260101/{region}/{service}"
+                    "/aws4_request, SignedHeaders=host;x-amz-target, Signature=0",
+                ),
+            ],
+            content_type="application/x-amz-json-1.0",
+            data=json.dumps(body),
+        ).get_environ()
+        answer_iter, status, _ = run_wsgi_app(app, environ, buffered=True)
+        return int(status.split()[0]), _parsed(b"".join(answer_iter))
+
+    return call
+
+
+class MotoItems:
+    """Items straight from and into moto's tables (``local/journal.py``'s snapshots):
+    the same item methods the transaction undo log above uses."""
+
+    def _table(self, region: str, table: str) -> Any:
+        from moto.core.models import DEFAULT_ACCOUNT_ID  # noqa: PLC0415
+        from moto.dynamodb.models import dynamodb_backends  # noqa: PLC0415
+
+        return dynamodb_backends[DEFAULT_ACCOUNT_ID][region].get_table(table)
+
+    def dump(self, region: str, table: str) -> list[dict[str, Any]]:
+        return [item.to_json()["Attributes"] for item in self._table(region, table).all_items()]
+
+    def load(self, region: str, table: str, items: Iterable[dict[str, Any]]) -> None:
+        stored = self._table(region, table)
+        for item in items:
+            stored.put_item(item)
 
 
 def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m local.emulator", description=__doc__)
+    parser.add_argument("-H", "--host", default="127.0.0.1")
+    parser.add_argument("-p", "--port", type=int, default=5000)
+    parser.add_argument("--data", type=Path, help="keep the data in this folder across restarts")
+    parser.add_argument("--fresh", action="store_true", help="discard the kept data first")
+    parser.add_argument(
+        "--snapshot-every",
+        type=int,
+        default=SNAPSHOT_EVERY,
+        help="journal records between snapshots",
+    )
+    args = parser.parse_args(argv)
     install()
-    from moto import server  # noqa: PLC0415
+    from moto.moto_server.werkzeug_app import (  # noqa: PLC0415
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import run_simple  # noqa: PLC0415
 
-    server.main(argv if argv is not None else sys.argv[1:])
+    app = DomainDispatcherApplication(create_backend_app)
+    journal = (
+        Journal(args.data, MotoItems(), snapshot_every=args.snapshot_every) if args.data else None
+    )
+    if journal is not None:
+        call = in_process(app, f"{args.host}:{args.port}")
+        restored = journal.restore(call, fresh=args.fresh)
+        print(
+            f"[emulator] restored from {journal.folder}: {json.dumps(restored.summary())}",
+            flush=True,
+        )
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: sys.exit(0))
+    run_simple(
+        args.host,
+        args.port,
+        Recorder(app, journal),
+        threaded=True,
+        request_handler=MotoRequestHandler,
+    )
 
 
 if __name__ == "__main__":

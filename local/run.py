@@ -14,7 +14,12 @@ free one when 4800 is busy), ``API_KEY`` (the development key to accept; generat
 ``SENDER_URL`` and ``SENDER_TOKEN`` (the provider; the fake one when unset),
 ``TICK_SECONDS`` (default 5), ``SENDER_CONCURRENCY`` (queue pollers, default 4),
 ``FAKE_PROVIDER_PORT``, ``FAKE_PROVIDER_LATENCY_MS`` and ``FAKE_PROVIDER_FAILURE_RATE``,
-``LOG_LEVEL``, ``LOG_STYLE`` (``pretty`` by default here, ``json`` as in Lambda).
+``LOG_LEVEL``, ``LOG_STYLE`` (``pretty`` by default here, ``json`` as in Lambda),
+``FRESH`` (``1``: discard the data kept from earlier runs and start empty).
+
+The data (tables and queued jobs) and the generated development key are kept across
+restarts in the run folder (``local/state.py``), outside the project; see
+``local/journal.py`` for how.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from chalicelib.services.api_keys import KEY_PREFIX
 from local.fake_provider import FakeProvider, FakeProviderState
 from local.lambda_runner import QueueRunner, ScheduleRunner
 from local.resources import ensure_resources
-from local.state import emulator_url_file, state_dir
+from local.state import data_dir, development_key_file, emulator_url_file, state_dir
 from local.supervisor import (
     ROOT,
     ChildProcess,
@@ -130,6 +135,46 @@ def choose_moto_port(requested: str | None, *, strict: bool) -> int:
     return port
 
 
+def development_key(requested: str | None) -> tuple[str, str]:
+    """``API_KEY`` when set; else the key generated on an earlier run; else a new one,
+    kept (readable by its owner only) so that scripts and shells keep working after a
+    restart. Returns the key and where it came from."""
+    if requested:
+        return requested, "API_KEY"
+    kept = development_key_file()
+    if kept.exists():
+        key = kept.read_text().strip()
+        if key.startswith(KEY_PREFIX):
+            return key, f"kept in {kept}"
+    key = KEY_PREFIX + secrets.token_urlsafe(24)
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.touch(mode=0o600)
+    kept.chmod(0o600)  # before the key is in it, whatever the file was before
+    kept.write_text(key + "\n")
+    return key, f"new, kept in {kept}"
+
+
+def fresh_requested(value: str | None) -> bool:
+    return (value or "").strip().lower() not in {"", "0", "no", "false"}
+
+
+def data_line(fresh: bool) -> str:
+    """The banner's word on the data: kept from earlier runs (how much), or started empty."""
+    folder = data_dir()
+    if fresh:
+        return f"started empty (FRESH=1), kept from now on in {folder}"
+    try:
+        restored = json.loads((folder / "restored.json").read_text())
+    except (OSError, ValueError):
+        return f"kept across restarts in {folder}"
+    if not any(restored.get(figure) for figure in ("items", "jobs", "records")):
+        return f"started empty (nothing kept yet), kept across restarts in {folder}"
+    return (
+        f"restored {restored['items']} items and {restored['jobs']} queued jobs"
+        f" in {restored['seconds']:g}s from {folder}; FRESH=1 starts empty"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local.run", description=__doc__)
     parser.add_argument(
@@ -143,11 +188,13 @@ def main(argv: list[str] | None = None) -> int:
     moto_port = choose_moto_port(os.environ.get("MOTO_PORT"), strict=not with_api)
     emulator_url = f"http://127.0.0.1:{moto_port}"
     api_url = f"http://127.0.0.1:{api_port}"
-    api_key = os.environ.get("API_KEY") or KEY_PREFIX + secrets.token_urlsafe(24)
+    api_key, key_origin = development_key(os.environ.get("API_KEY"))
+    fresh = fresh_requested(os.environ.get("FRESH"))
     tick = float(os.environ.get("TICK_SECONDS") or 5)
     concurrency = int(os.environ.get("SENDER_CONCURRENCY") or 4)
     env = build_environment(os.environ, emulator_url)
     env.pop("API_KEY", None)  # the key lives in the table, not in the children's env
+    env.pop("FRESH", None)
     env.setdefault("LOG_STYLE", "pretty")  # a person reads these; LOG_STYLE=json for CloudWatch's
     provider_port = int(os.environ.get("FAKE_PROVIDER_PORT") or 0)
     fake = not os.environ.get("SENDER_URL")
@@ -189,12 +236,20 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = state_dir()
     url_file = emulator_url_file()
 
+    if not fresh and (data_dir() / "snapshot.jsonl").exists():
+        print(f"[run] restoring the data kept in {data_dir()}", flush=True)
     parts: list[Part] = [
         ChildProcess(
             "aws emulator (moto)",
-            [sys.executable, "-m", "local.emulator", "-H", "127.0.0.1", "-p", str(moto_port)],
+            [
+                *(sys.executable, "-m", "local.emulator", "-H", "127.0.0.1", "-p", str(moto_port)),
+                *("--data", str(data_dir())),
+                *(["--fresh"] if fresh else []),
+            ],
             env,
             ready_url=f"{emulator_url}/moto-api/",
+            # Replaying the kept data takes time in proportion to it (docs/performance.md).
+            ready_timeout=600,
             # Its access log is noise next to the service's own lines.
             log_file=run_dir / "emulator.log",
             ports=[moto_port],
@@ -226,11 +281,12 @@ def main(argv: list[str] | None = None) -> int:
                 [
                     "",
                     *head,
-                    f"  API key      {api_key}",
+                    f"  API key      {api_key} ({key_origin})",
                     f"  try          curl -H 'Authorization: Bearer {api_key}' \\",
                     f"                    {api_url}/api/clients/",
                     f"  AWS emulator {emulator_url}",
                     f"  run files    {run_dir} (emulator.log)",
+                    f"  data         {data_line(fresh)}",
                     f"  provider     {env['SENDER_URL']}"
                     + (" (built-in fake: GET /calls lists the sends)" if provider else ""),
                     f"  schedule     every {tick:g}s; {concurrency} queue pollers",

@@ -27,3 +27,13 @@ def state_dir() -> Path:
 def emulator_url_file() -> Path:
     """Holds the URL of the emulator a running ``make run``/``make emulator`` started."""
     return state_dir() / "emulator.url"
+
+
+def data_dir() -> Path:
+    """The emulator's journal (``local/journal.py``): the local data kept across restarts."""
+    return state_dir() / "data"
+
+
+def development_key_file() -> Path:
+    """The development API key ``make run`` generated, reused by the next run."""
+    return state_dir() / "dev-api-key"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +23,20 @@ from local.run import stage_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGE = "local"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _run_files_of_the_tests(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Stacks and emulators the tests start keep their run files and data (``local/state.py``)
+    in a folder of this session, never in the developer's: a test never restores the
+    developer's data, nor leaves its own behind."""
+    before = os.environ.get("NOTIFY_STATE_DIR")
+    os.environ["NOTIFY_STATE_DIR"] = str(tmp_path_factory.mktemp("notify-state"))
+    yield
+    if before is None:
+        os.environ.pop("NOTIFY_STATE_DIR", None)
+    else:
+        os.environ["NOTIFY_STATE_DIR"] = before
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

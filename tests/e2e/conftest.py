@@ -95,6 +95,8 @@ def start_stack(
         "MOTO_PORT": str(moto_port),
         "FAKE_PROVIDER_PORT": str(provider_port),
         "API_KEY": DEV_KEY,
+        # Each stack its own run files and data (local/state.py): it starts empty.
+        "NOTIFY_STATE_DIR": str(log.parent / "state"),
         **extra,
     }
     with log.open("wb") as out:

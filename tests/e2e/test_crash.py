@@ -131,7 +131,13 @@ def test_start_up_fails_fast_naming_a_port_already_taken(tmp_path: Path, which: 
     ports = {name: str(free_port()) for name in ("PORT", "MOTO_PORT", "FAKE_PROVIDER_PORT")}
     with held_port() as port:
         ports[which] = str(port)
-        env = {**os.environ, **ports, "API_KEY": DEV_KEY, "TICK_SECONDS": "1"}
+        env = {
+            **os.environ,
+            **ports,
+            "API_KEY": DEV_KEY,
+            "TICK_SECONDS": "1",
+            "NOTIFY_STATE_DIR": str(tmp_path / "state"),
+        }
         with log.open("wb") as out:
             process = subprocess.Popen(
                 ["make", "--no-print-directory", "run"],
