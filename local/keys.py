@@ -16,11 +16,21 @@ import argparse
 import os
 import sys
 
+import requests
+
 from chalicelib.bootstrap import bootstrap
 from chalicelib.errors import ServiceError
 from chalicelib.settings import Settings
 from local.run import stage_environment
 from local.state import emulator_url_file
+
+
+def answers(url: str) -> bool:
+    try:
+        requests.get(f"{url}/moto-api/", timeout=2)
+    except requests.RequestException:
+        return False
+    return True
 
 
 def settings_for(stage: str) -> Settings:
@@ -33,7 +43,13 @@ def settings_for(stage: str) -> Settings:
         if os.environ.get("AWS_ENDPOINT_URL"):
             env["AWS_ENDPOINT_URL"] = os.environ["AWS_ENDPOINT_URL"]
         elif url_file.exists():
-            env["AWS_ENDPOINT_URL"] = url_file.read_text().strip()
+            url = url_file.read_text().strip()
+            if not answers(url):  # left behind by a stack killed outright
+                raise SystemExit(
+                    f"no running emulator: {url_file} names {url}, which does not answer;"
+                    " start `make run` or set AWS_ENDPOINT_URL"
+                )
+            env["AWS_ENDPOINT_URL"] = url
         elif not env.get("AWS_ENDPOINT_URL"):
             raise SystemExit("no running emulator: start `make run` or set AWS_ENDPOINT_URL")
         # The emulator takes any credentials; never send real ones to it.

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -21,6 +23,8 @@ import pytest
 import requests
 
 from local.fake_provider import FakeProvider, FakeProviderState
+from local.supervisor import free_port
+from tests.conftest import ROOT
 from tests.e2e.conftest import DEV_KEY, descendants, start_stack, stop_stack
 from tests.e2e.test_crash import command_line, kill_leftovers, wait_until_gone
 from tests.e2e.test_engine_faults import iso, phones
@@ -204,3 +208,23 @@ def test_a_mailing_stopped_midway_carries_on_after_a_restart(tmp_path: Path, sto
     print(f"{stop}: {before} calls before the stop, {repeats} repeated after the restart")
     if stop == "SIGTERM":
         assert repeats == 0, "a clean stop lost the answer of a call it made"
+
+
+def test_the_keys_tool_says_so_when_the_emulator_it_finds_is_gone(tmp_path: Path) -> None:
+    """A stack killed outright leaves the file naming its emulator behind."""
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "emulator.url").write_text(f"http://127.0.0.1:{free_port()}")
+    env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
+    result = subprocess.run(
+        [sys.executable, "-m", "local.keys", "list"],
+        cwd=ROOT,
+        env={**env, "NOTIFY_STATE_DIR": str(state)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "does not answer" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
