@@ -54,8 +54,8 @@ SQS_BATCH = 10  # SQS's limit per SendMessageBatch
 NOT_KEPT = frozenset({"Id", "DelaySeconds", "QueueUrl"})  # of a job's send request
 ITEMS_PER_LINE = 500
 HTTP_OK = 200
-# Records between snapshots: a restart replays at most this many writes (moto applies
-# about 150-300 a second); a snapshot of 10,000 items takes about a tenth of a second.
+# Item writes between snapshots: a restart replays at most about this many (moto applies
+# a few hundred a second); loading a snapshot takes about a tenth of that time per item.
 SNAPSHOT_EVERY = 5_000
 # Receipt handles remembered to name the job a delete removes: one per receive of a job
 # still held; those never deleted (the job came back) are forgotten past this many.
@@ -240,7 +240,7 @@ class Journal:
             # cache before the answer is sent, so it outlives a killed emulator.
             os.write(self._fd, line)
             self._note(record)
-            self._since_snapshot += 1
+            self._since_snapshot += _writes_in(record)
 
     def snapshot_if_due(self) -> None:
         """A new snapshot once enough writes have gone by. Call it between DynamoDB writes
@@ -330,6 +330,16 @@ class Journal:
         os.replace(temporary, self.snapshot_path)
         self._since_snapshot = 0
         return count
+
+
+def _writes_in(record: dict[str, Any]) -> int:
+    """Item writes a record stands for: what its replay costs."""
+    body = record.get("b") or {}
+    if record["op"] == "BatchWriteItem":
+        return sum(len(requests) for requests in body.get("RequestItems", {}).values())
+    if record["op"] == "TransactWriteItems":
+        return len(body.get("TransactItems", []))
+    return max(1, len(record.get("jobs", ())))
 
 
 def _lines(path: Path, offset: int) -> Iterator[dict[str, Any]]:
