@@ -65,6 +65,17 @@ def post(url: str, key: str, body: dict[str, Any]) -> Any:
     return answer.json()
 
 
+def create_task(url: str, key: str, code: str, start: datetime) -> Any:
+    """A task for the clients with ``code``, from ``start`` for ten minutes."""
+    body = {
+        "start_time": iso(start),
+        "end_time": iso(start + timedelta(minutes=10)),
+        "text": f"kept across restarts: {code}",
+        "filter": {"codes": [code]},
+    }
+    return post(f"{url}/api/tasks/", key, body)
+
+
 def test_data_and_the_generated_key_survive_a_restart_and_fresh_starts_empty(
     tmp_path: Path,
 ) -> None:
@@ -80,17 +91,7 @@ def test_data_and_the_generated_key_survive_a_restart_and_fresh_starts_empty(
             key,
             {"phone": "79001112233", "code": "900", "tag": "vip", "utc": "Europe/Moscow"},
         )
-        start = datetime.now(UTC) + timedelta(days=1)
-        task = post(
-            f"{first.url}/api/tasks/",
-            key,
-            {
-                "start_time": iso(start),
-                "end_time": iso(start + timedelta(hours=1)),
-                "text": "kept",
-                "filter": {"codes": ["900"]},
-            },
-        )
+        task = create_task(first.url, key, "900", datetime.now(UTC) + timedelta(days=1))
     finally:
         stop_stack(first.process)
 
@@ -157,17 +158,7 @@ def test_a_mailing_stopped_midway_carries_on_after_a_restart(tmp_path: Path, sto
             for phone in phones("7911", total):
                 body = {"phone": phone, "code": "restart", "tag": "", "utc": "Europe/Moscow"}
                 assert session.post(f"{first.url}/api/clients/", json=body, timeout=30).ok
-            now = datetime.now(UTC)
-            task = post(
-                f"{first.url}/api/tasks/",
-                DEV_KEY,
-                {
-                    "start_time": iso(now),
-                    "end_time": iso(now + timedelta(minutes=10)),
-                    "text": "carried on",
-                    "filter": {"codes": ["restart"]},
-                },
-            )
+            task = create_task(first.url, DEV_KEY, "restart", datetime.now(UTC))
             deadline = time.monotonic() + 60
             while len(provider.state.sends()) < total // 4:
                 assert time.monotonic() < deadline, "the mailing did not start"
