@@ -2,7 +2,7 @@
 
 They are the single source of the OpenAPI document. Requests forbid unknown fields and
 never coerce types silently (``"code": 900`` is an error, not ``"900"``); the phone is
-the one field that accepts two spellings, as SPEC.md says.
+the one field that accepts two spellings, as ``docs/SPEC.md`` says.
 """
 
 from __future__ import annotations
