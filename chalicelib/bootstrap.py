@@ -49,33 +49,32 @@ class Services:
         self._provider = provider
         self._sleep = sleep
 
-    @cached_property
-    def storage_ready(self) -> bool:
-        """Binds the PynamoDB models to this stage's tables and endpoint, once."""
+    def bind_storage(self) -> None:
+        """Point the PynamoDB models at this stage's tables and endpoint (a no-op when they
+        already are): called before anything that reads or writes a table is built."""
         from chalicelib.storage import models  # noqa: PLC0415 - lazy, see module doc
 
         models.configure(self.settings)
-        return True
 
     @cached_property
     def api_keys(self) -> ApiKeyService:
         from chalicelib.services.api_keys import ApiKeyService  # noqa: PLC0415
 
-        assert self.storage_ready
+        self.bind_storage()
         return ApiKeyService(self.clock)
 
     @cached_property
     def clients(self) -> ClientService:
         from chalicelib.services.clients import ClientService  # noqa: PLC0415
 
-        assert self.storage_ready
+        self.bind_storage()
         return ClientService(self.clock)
 
     @cached_property
     def tasks(self) -> TaskService:
         from chalicelib.services.tasks import TaskService  # noqa: PLC0415
 
-        assert self.storage_ready
+        self.bind_storage()
 
         def start_due_task(task_id: int) -> None:
             self.dispatcher.start_task(task_id)
@@ -91,14 +90,14 @@ class Services:
     def stats(self) -> StatsService:
         from chalicelib.services.stats import StatsService  # noqa: PLC0415
 
-        assert self.storage_ready
+        self.bind_storage()
         return StatsService(self.clock)
 
     @cached_property
     def metrics(self) -> MetricsService:
         from chalicelib.services.observability import MetricsService  # noqa: PLC0415
 
-        assert self.storage_ready
+        self.bind_storage()
         return MetricsService(self.clock, self.queue)
 
     @cached_property
@@ -111,14 +110,14 @@ class Services:
     def message_repository(self) -> DynamoMessages:
         from chalicelib.storage.messages import DynamoMessages  # noqa: PLC0415
 
-        assert self.storage_ready
+        self.bind_storage()
         return DynamoMessages()
 
     @cached_property
     def task_repository(self) -> DynamoTasks:
         from chalicelib.storage.tasks import DynamoTasks  # noqa: PLC0415
 
-        assert self.storage_ready
+        self.bind_storage()
         return DynamoTasks()
 
     @cached_property
