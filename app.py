@@ -91,7 +91,7 @@ def prometheus_metrics() -> Response:
     """Messages by status, tasks by status and queue depth, in Prometheus text format."""
     http.query(_request(), set())
     return Response(
-        body=services().metrics.prometheus_text(),
+        body=services().gauges.prometheus_text(),
         status_code=200,
         headers={"Content-Type": http.PROMETHEUS_CONTENT_TYPE},
     )

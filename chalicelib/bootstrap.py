@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from chalicelib.services.api_keys import ApiKeyService
     from chalicelib.services.clients import ClientService
     from chalicelib.services.dispatch import Dispatcher
-    from chalicelib.services.observability import MetricsService
+    from chalicelib.services.observability import ServiceGauges
     from chalicelib.services.sending import Sender
     from chalicelib.services.stats import StatsService
     from chalicelib.services.tasks import TaskService
@@ -94,11 +94,12 @@ class Services:
         return StatsService(self.clock)
 
     @cached_property
-    def metrics(self) -> MetricsService:
-        from chalicelib.services.observability import MetricsService  # noqa: PLC0415
+    def gauges(self) -> ServiceGauges:
+        """What ``GET /api/metrics`` reads (not the CloudWatch metrics the handlers publish)."""
+        from chalicelib.services.observability import ServiceGauges  # noqa: PLC0415
 
         self.bind_storage()
-        return MetricsService(self.clock, self.queue)
+        return ServiceGauges(self.clock, self.queue)
 
     @cached_property
     def queue(self) -> SendQueue:

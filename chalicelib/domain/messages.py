@@ -20,9 +20,6 @@ class MessageStatus(enum.StrEnum):
     EXPIRED = "expired"
 
 
-FINAL_STATUSES = frozenset({MessageStatus.SENT, MessageStatus.FAILED, MessageStatus.EXPIRED})
-
-
 def message_id(task_id: int, client_id: int) -> int:
     if not 0 < client_id < CLIENT_ID_SPAN:
         raise ValueError(f"client id {client_id} does not fit a message id")
@@ -30,11 +27,6 @@ def message_id(task_id: int, client_id: int) -> int:
     if value > MAX_MESSAGE_ID:
         raise ValueError(f"task id {task_id} does not fit a message id")
     return value
-
-
-def split_message_id(value: int) -> tuple[int, int]:
-    """``(task_id, client_id)`` of a message id."""
-    return divmod(value, CLIENT_ID_SPAN)
 
 
 @dataclass(frozen=True)

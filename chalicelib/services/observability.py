@@ -29,7 +29,10 @@ def _gauge(name: str, help_text: str, samples: dict[str, float] | float, label: 
     return "\n".join(lines)
 
 
-class MetricsService:
+class ServiceGauges:
+    """The service's state as Prometheus gauges: a reading of the tables and the queue,
+    unlike the counts and latencies the handlers publish to CloudWatch (EMF)."""
+
     def __init__(self, clock: Clock, queue: SendQueue) -> None:
         self._clock = clock
         self._queue = queue

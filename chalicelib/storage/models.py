@@ -10,7 +10,9 @@ Access patterns:
 - new ids: ``counters`` table, one atomic counter per entity;
 - API keys by the digest of their value: ``api_keys`` table;
 - a task by id: ``tasks``; the due tasks: ``open_by_start``, a sparse index of the
-  unfinished tasks sorted by start time; message counts live on the task item;
+  unfinished tasks sorted by start time;
+- a task's message counts by status: ``counters``, a few shard items a task
+  (``task#<id>#<shard>``) that every status change updates in its transaction;
 - a message by (task, client): ``messages``; a task's messages with a status:
   ``by_task_status``; its messages the dispatcher must look at, by the time it must
   (waiting for a window or a retry, or claimed by a sender that may die):
@@ -150,7 +152,6 @@ class TaskModel(Model):
     window_from = UnicodeAttribute(null=True)
     window_to = UnicodeAttribute(null=True)
     status = UnicodeAttribute()
-    end_ms = NumberAttribute()
     # Present while the task is not finished (see OpenTasksByStart).
     open_shard = UnicodeAttribute(null=True)
     created_at = UTCDateTimeAttribute()

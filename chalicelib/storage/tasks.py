@@ -10,6 +10,7 @@ from typing import Any
 from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.expressions.update import Action
 
+from chalicelib.domain.lifecycle import ms
 from chalicelib.domain.tasks import Fanout, SendingTask, SendWindow, TaskStatus
 from chalicelib.errors import NotFound
 from chalicelib.ports import StaleTask
@@ -30,10 +31,6 @@ class TaskPage:
     next: str | None
 
 
-def epoch_ms(value: datetime) -> int:
-    return int(value.timestamp() * 1000)
-
-
 def create(
     *,
     start_time: datetime,
@@ -49,8 +46,7 @@ def create(
         id=next_id("tasks"),
         start_time=start_time,
         end_time=end_time,
-        start_ms=epoch_ms(start_time),
-        end_ms=epoch_ms(end_time),
+        start_ms=ms(start_time),
         text=text,
         filter_codes=codes,
         filter_tags=tags,
@@ -93,9 +89,7 @@ def update(task: TaskModel, changes: Mapping[str, Any], *, now: datetime) -> Tas
         attribute = getattr(TaskModel, name)
         actions.append(attribute.remove() if value is None else attribute.set(value))
     if "start_time" in changes:
-        actions.append(TaskModel.start_ms.set(epoch_ms(changes["start_time"])))
-    if "end_time" in changes:
-        actions.append(TaskModel.end_ms.set(epoch_ms(changes["end_time"])))
+        actions.append(TaskModel.start_ms.set(ms(changes["start_time"])))
     actions.append(TaskModel.updated_at.set(now))
     try:
         task.update(
@@ -149,7 +143,7 @@ def advance_fanout(
         TaskModel.fanout_part.set(part),
         TaskModel.fanout_cursor.remove() if cursor is None else TaskModel.fanout_cursor.set(cursor),
         TaskModel.fanout_done.set(done),
-        TaskModel.fanout_at_ms.set(epoch_ms(now)),
+        TaskModel.fanout_at_ms.set(ms(now)),
     ]
     try:
         task.update(
@@ -170,7 +164,7 @@ def find_due(now: datetime) -> Iterator[TaskModel]:
 
     Tasks whose end has also passed are included: finishing them is due too.
     """
-    return TaskModel.open_by_start.query(OPEN_SHARD, TaskModel.start_ms <= epoch_ms(now))
+    return TaskModel.open_by_start.query(OPEN_SHARD, TaskModel.start_ms <= ms(now))
 
 
 def list_page(*, limit: int, cursor: str | None) -> TaskPage:
@@ -254,7 +248,7 @@ class DynamoTasks:
         self, task: SendingTask, *, part: int, cursor: str | None, done: bool, now: datetime
     ) -> SendingTask:
         advance_fanout(_model(task), part=part, cursor=cursor, done=done, now=now)
-        return replace(task, fanout=Fanout(part, cursor, done), fanout_at_ms=epoch_ms(now))
+        return replace(task, fanout=Fanout(part, cursor, done), fanout_at_ms=ms(now))
 
     def clear_rejudge(self, task: SendingTask) -> None:
         """Done judging waiting messages again, unless the task changed once more since."""
