@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from chalicelib.services.sending import Sender
     from chalicelib.services.stats import StatsService
     from chalicelib.services.tasks import TaskService
+    from chalicelib.storage.api_keys import DynamoApiKeys
     from chalicelib.storage.messages import DynamoMessages
     from chalicelib.storage.tasks import DynamoTasks
 
@@ -60,8 +61,7 @@ class Services:
     def api_keys(self) -> ApiKeyService:
         from chalicelib.services.api_keys import ApiKeyService  # noqa: PLC0415
 
-        self.bind_storage()
-        return ApiKeyService(self.clock)
+        return ApiKeyService(self.clock, self.api_key_repository)
 
     @cached_property
     def clients(self) -> ClientService:
@@ -106,6 +106,13 @@ class Services:
         from chalicelib.queue import SendQueue  # noqa: PLC0415
 
         return SendQueue(self.settings)
+
+    @cached_property
+    def api_key_repository(self) -> DynamoApiKeys:
+        from chalicelib.storage.api_keys import DynamoApiKeys  # noqa: PLC0415
+
+        self.bind_storage()
+        return DynamoApiKeys()
 
     @cached_property
     def message_repository(self) -> DynamoMessages:

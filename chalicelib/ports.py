@@ -1,17 +1,19 @@
-"""What the sending engine needs from the outside world, as interfaces.
+"""What the services need from the outside world, as interfaces.
 
-The dispatcher and the sender are handed these by ``bootstrap``: DynamoDB and SQS
-implementations in ``chalicelib/storage`` and ``chalicelib/queue.py``, in-memory fakes
-in the tests (``tests/fakes.py``), which the simulation test drives step by step.
+The services are handed these by ``bootstrap``: DynamoDB and SQS implementations in
+``chalicelib/storage`` and ``chalicelib/queue.py``; the sending engine's have in-memory
+fakes in the tests (``tests/fakes.py``), which the simulation test drives step by step.
+Storage speaks in domain values and in the exceptions below, never in API wording.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from chalicelib.domain.api_keys import StoredKey
 from chalicelib.domain.lifecycle import Change, MessageState
 from chalicelib.domain.messages import MessageStatus
 from chalicelib.domain.provider import ProviderResult
@@ -35,6 +37,10 @@ class PartialWrite(Exception):
 
 class StaleTask(Exception):
     """The task changed since it was read; the caller re-reads and decides again."""
+
+
+class KeyTaken(Exception):
+    """A key with this digest is already registered."""
 
 
 @dataclass(frozen=True)
@@ -183,3 +189,20 @@ class Provider(Protocol):
         """Call with ``token`` as it was when the last check passed: nothing slow
         happens between that check and the request."""
         ...
+
+
+# --- what the API's services need -----------------------------------------------------
+
+
+class ApiKeyRepository(Protocol):
+    def add(self, key: StoredKey) -> None:
+        """KeyTaken if its digest is registered already."""
+        ...
+
+    def get(self, key_id: str) -> StoredKey | None: ...
+
+    def revoke(self, key_id: str, now: datetime) -> StoredKey | None:
+        """The key, now revoked; None if there is no such key."""
+        ...
+
+    def all(self) -> Iterator[StoredKey]: ...
