@@ -19,6 +19,7 @@ from chalice.app import (
 )
 
 from chalicelib import apidocs, http, logs
+from chalicelib.api import clients as clients_api
 from chalicelib.bootstrap import Services, bootstrap
 from chalicelib.errors import Unauthorized
 from chalicelib.schemas import (
@@ -101,7 +102,8 @@ def prometheus_metrics() -> Response:
 @http.endpoint
 def create_client() -> Response:
     data = parse(ClientCreate, http.json_body(_request()))
-    return http.ok(services().clients.create(data), status=201)
+    client = services().clients.create(clients_api.profile(data))
+    return http.ok(clients_api.client_out(client), status=201)
 
 
 @app.route("/api/clients", methods=["GET"], authorizer=bearer_key, cors=CORS)
@@ -115,13 +117,14 @@ def list_clients() -> Response:
         limit=http.page_limit(params),
         cursor=params.get("cursor"),
     )
-    return http.ok(page)
+    return http.ok(clients_api.page_out(page))
 
 
 @app.route("/api/clients/{client_id}", methods=["GET"], authorizer=bearer_key, cors=CORS)
 @http.endpoint
 def get_client(client_id: str) -> Response:
-    return http.ok(services().clients.get(http.path_id(client_id, "Client")))
+    client = services().clients.get(http.path_id(client_id, "Client"))
+    return http.ok(clients_api.client_out(client))
 
 
 @app.route("/api/clients/{client_id}", methods=["POST", "PATCH"], authorizer=bearer_key, cors=CORS)
@@ -129,7 +132,8 @@ def get_client(client_id: str) -> Response:
 def update_client(client_id: str) -> Response:
     target = http.path_id(client_id, "Client")
     data = parse(ClientUpdate, http.json_body(_request()))
-    return http.ok(services().clients.update(target, data))
+    client = services().clients.update(target, clients_api.changes(data))
+    return http.ok(clients_api.client_out(client))
 
 
 @app.route("/api/clients/{client_id}", methods=["DELETE"], authorizer=bearer_key, cors=CORS)

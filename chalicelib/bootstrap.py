@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from chalicelib.services.stats import StatsService
     from chalicelib.services.tasks import TaskService
     from chalicelib.storage.api_keys import DynamoApiKeys
+    from chalicelib.storage.clients import DynamoClients
     from chalicelib.storage.messages import DynamoMessages
     from chalicelib.storage.tasks import DynamoTasks
 
@@ -67,8 +68,7 @@ class Services:
     def clients(self) -> ClientService:
         from chalicelib.services.clients import ClientService  # noqa: PLC0415
 
-        self.bind_storage()
-        return ClientService(self.clock)
+        return ClientService(self.clock, self.client_repository)
 
     @cached_property
     def tasks(self) -> TaskService:
@@ -106,6 +106,13 @@ class Services:
         from chalicelib.queue import SendQueue  # noqa: PLC0415
 
         return SendQueue(self.settings)
+
+    @cached_property
+    def client_repository(self) -> DynamoClients:
+        from chalicelib.storage.clients import DynamoClients  # noqa: PLC0415
+
+        self.bind_storage()
+        return DynamoClients()
 
     @cached_property
     def api_key_repository(self) -> DynamoApiKeys:

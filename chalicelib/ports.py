@@ -11,14 +11,17 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from chalicelib.domain.api_keys import StoredKey
+from chalicelib.domain.clients import Client, ClientProfile
 from chalicelib.domain.lifecycle import Change, MessageState
 from chalicelib.domain.messages import MessageStatus
 from chalicelib.domain.provider import ProviderResult
 from chalicelib.domain.tasks import SendingTask, TaskStatus
 from chalicelib.queue import SendJob
+
+ItemT = TypeVar("ItemT")
 
 
 class TaskGone(Exception):
@@ -39,8 +42,24 @@ class StaleTask(Exception):
     """The task changed since it was read; the caller re-reads and decides again."""
 
 
+class StaleClient(Exception):
+    """The client changed since it was read; the caller re-reads and decides again."""
+
+
+class PhoneTaken(Exception):
+    """Another client holds the phone."""
+
+
 class KeyTaken(Exception):
     """A key with this digest is already registered."""
+
+
+@dataclass(frozen=True)
+class Page(Generic[ItemT]):
+    """One page of a list, and the cursor of the next (None on the last page)."""
+
+    items: list[ItemT]
+    next: str | None
 
 
 @dataclass(frozen=True)
@@ -192,6 +211,30 @@ class Provider(Protocol):
 
 
 # --- what the API's services need -----------------------------------------------------
+# Lists raise InvalidCursor (chalicelib/errors.py) for a cursor they did not hand out.
+
+
+class ClientRepository(Protocol):
+    def get(self, client_id: int) -> Client | None: ...
+
+    def create(self, profile: ClientProfile, now: datetime) -> Client:
+        """A new client with a new id; PhoneTaken if another client has the phone."""
+        ...
+
+    def update(self, client: Client, profile: ClientProfile, now: datetime) -> Client:
+        """Store ``profile`` if the client is as read; StaleClient if it changed since,
+        PhoneTaken if the new phone belongs to another client."""
+        ...
+
+    def delete(self, client: Client) -> None:
+        """Delete it and free its phone; StaleClient if it changed since read."""
+        ...
+
+    def page(
+        self, *, code: str | None, tag: str | None, limit: int, cursor: str | None
+    ) -> Page[Client]:
+        """Clients with this code and/or tag (all of them without either), by id."""
+        ...
 
 
 class ApiKeyRepository(Protocol):

@@ -1,0 +1,26 @@
+"""The client directory at the HTTP edge."""
+
+from __future__ import annotations
+
+from chalicelib.domain.clients import Client, ClientChanges, ClientProfile
+from chalicelib.ports import Page
+from chalicelib.schemas import ClientCreate, ClientOut, ClientUpdate
+from chalicelib.schemas import Page as PageOut
+
+
+def profile(data: ClientCreate) -> ClientProfile:
+    return ClientProfile(phone=data.phone, code=data.code, tag=data.tag, utc=data.utc)
+
+
+def changes(data: ClientUpdate) -> ClientChanges:
+    return ClientChanges(phone=data.phone, code=data.code, tag=data.tag, utc=data.utc)
+
+
+def client_out(client: Client) -> ClientOut:
+    return ClientOut(
+        id=client.id, phone=client.phone, code=client.code, tag=client.tag, utc=client.utc
+    )
+
+
+def page_out(page: Page[Client]) -> PageOut[ClientOut]:
+    return PageOut[ClientOut](items=[client_out(c) for c in page.items], next=page.next)
