@@ -20,6 +20,8 @@ from chalice.app import (
 
 from chalicelib import apidocs, http, logs
 from chalicelib.api import clients as clients_api
+from chalicelib.api import stats as stats_api
+from chalicelib.api import tasks as tasks_api
 from chalicelib.bootstrap import Services, bootstrap
 from chalicelib.errors import Unauthorized
 from chalicelib.schemas import (
@@ -161,7 +163,7 @@ def task_stats() -> Response:
     """SPEC 22: every task with its message counts by status."""
     params = http.query(_request(), {"limit", "cursor"})
     page = services().stats.overview(limit=http.page_limit(params), cursor=params.get("cursor"))
-    return http.ok(page)
+    return http.ok(stats_api.overview_out(page))
 
 
 @app.route("/api/tasks/{task_id}/stats", methods=["GET"], authorizer=bearer_key, cors=CORS)
@@ -170,20 +172,22 @@ def task_detail_stats(task_id: str) -> Response:
     """SPEC 23: one task, its counts, and its messages (paged, ``?status=``)."""
     target = http.path_id(task_id, "Task")
     params = http.query(_request(), {"status", "limit", "cursor"})
+    limit = http.page_limit(params)
     detail = services().stats.detail(
         target,
-        status=params.get("status"),
-        limit=http.page_limit(params),
+        status=stats_api.message_status(params.get("status")),
+        limit=limit,
         cursor=params.get("cursor"),
     )
-    return http.ok(detail)
+    return http.ok(stats_api.detail_out(detail))
 
 
 @app.route("/api/tasks", methods=["POST"], authorizer=bearer_key, cors=CORS)
 @http.endpoint
 def create_task() -> Response:
     data = parse(TaskCreate, http.json_body(_request()))
-    return http.ok(services().tasks.create(data), status=201)
+    task = services().tasks.create(tasks_api.plan(data))
+    return http.ok(tasks_api.task_out(task), status=201)
 
 
 @app.route("/api/tasks", methods=["GET"], authorizer=bearer_key, cors=CORS)
@@ -191,13 +195,14 @@ def create_task() -> Response:
 def list_tasks() -> Response:
     params = http.query(_request(), {"limit", "cursor"})
     page = services().tasks.list(limit=http.page_limit(params), cursor=params.get("cursor"))
-    return http.ok(page)
+    return http.ok(tasks_api.page_out(page))
 
 
 @app.route("/api/tasks/{task_id}", methods=["GET"], authorizer=bearer_key, cors=CORS)
 @http.endpoint
 def get_task(task_id: str) -> Response:
-    return http.ok(services().tasks.get(http.path_id(task_id, "Task")))
+    task = services().tasks.get(http.path_id(task_id, "Task"))
+    return http.ok(tasks_api.task_out(task))
 
 
 @app.route("/api/tasks/{task_id}", methods=["POST", "PATCH"], authorizer=bearer_key, cors=CORS)
@@ -205,7 +210,8 @@ def get_task(task_id: str) -> Response:
 def update_task(task_id: str) -> Response:
     target = http.path_id(task_id, "Task")
     data = parse(TaskUpdate, http.json_body(_request()))
-    return http.ok(services().tasks.update(target, data))
+    task = services().tasks.update(target, tasks_api.changes(data))
+    return http.ok(tasks_api.task_out(task))
 
 
 @app.route("/api/tasks/{task_id}", methods=["DELETE"], authorizer=bearer_key, cors=CORS)

@@ -74,13 +74,12 @@ class Services:
     def tasks(self) -> TaskService:
         from chalicelib.services.tasks import TaskService  # noqa: PLC0415
 
-        self.bind_storage()
-
         def start_due_task(task_id: int) -> None:
             self.dispatcher.start_task(task_id)
 
         return TaskService(
             self.clock,
+            self.task_repository,
             on_due=start_due_task,
             sleep=self._sleep,
             delete_grace_seconds=self.settings.delete_grace(),
@@ -90,16 +89,19 @@ class Services:
     def stats(self) -> StatsService:
         from chalicelib.services.stats import StatsService  # noqa: PLC0415
 
-        self.bind_storage()
-        return StatsService(self.clock)
+        return StatsService(self.clock, self.task_repository, self.message_repository)
 
     @cached_property
     def gauges(self) -> ServiceGauges:
         """What ``GET /api/metrics`` reads (not the CloudWatch metrics the handlers publish)."""
         from chalicelib.services.observability import ServiceGauges  # noqa: PLC0415
 
-        self.bind_storage()
-        return ServiceGauges(self.clock, self.queue)
+        return ServiceGauges(
+            self.clock,
+            tasks=self.task_repository,
+            messages=self.message_repository,
+            queue=self.queue,
+        )
 
     @cached_property
     def queue(self) -> SendQueue:

@@ -16,9 +16,9 @@ from typing import Generic, Protocol, TypeVar
 from chalicelib.domain.api_keys import StoredKey
 from chalicelib.domain.clients import Client, ClientProfile
 from chalicelib.domain.lifecycle import Change, MessageState
-from chalicelib.domain.messages import MessageStatus
+from chalicelib.domain.messages import Message, MessageStatus
 from chalicelib.domain.provider import ProviderResult
-from chalicelib.domain.tasks import SendingTask, TaskStatus
+from chalicelib.domain.tasks import SendingTask, Task, TaskPlan, TaskStatus
 from chalicelib.queue import SendJob
 
 ItemT = TypeVar("ItemT")
@@ -249,3 +249,34 @@ class ApiKeyRepository(Protocol):
         ...
 
     def all(self) -> Iterator[StoredKey]: ...
+
+
+class TaskCatalog(Protocol):
+    """The tasks as the API manages them (the engine's view is ``TaskRepository``)."""
+
+    def get(self, task_id: int) -> Task | None:
+        """The task, or None if it never existed or was deleted."""
+        ...
+
+    def create(self, plan: TaskPlan, status: TaskStatus, now: datetime) -> Task: ...
+
+    def update(self, task: Task, plan: TaskPlan, now: datetime, *, rejudge: bool) -> Task:
+        """Store ``plan`` if the task is as read (StaleTask otherwise); ``rejudge`` has the
+        engine judge its waiting messages again."""
+        ...
+
+    def delete(self, task_id: int, now: datetime) -> bool:
+        """Leave a tombstone senders see; False if there was no live task."""
+        ...
+
+    def page(self, *, limit: int, cursor: str | None) -> Page[Task]: ...
+
+
+class MessageStats(Protocol):
+    def counts(self, task_ids: Sequence[int]) -> dict[int, Counts]: ...
+
+    def page(
+        self, task_id: int, *, status: MessageStatus | None, limit: int, cursor: str | None
+    ) -> Page[Message]:
+        """A task's messages, all or those with one status."""
+        ...

@@ -470,5 +470,7 @@ def make_task(
         rejudge=False,
         first_sent=False,
         fanout_at_ms=0,
+        created_at=datetime(2000, 1, 1, tzinfo=UTC),
+        updated_at=datetime(2000, 1, 1, tzinfo=UTC),
         version=datetime(2000, 1, 1, tzinfo=UTC),
     )

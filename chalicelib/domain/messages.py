@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import random
 from dataclasses import dataclass
+from datetime import datetime
 
 # A message id is task_id * 10**10 + client_id: the same on every attempt for the same
 # task and client (the provider de-duplicates on it), readable by a person, and below
@@ -18,6 +19,19 @@ class MessageStatus(enum.StrEnum):
     SENT = "sent"
     FAILED = "failed"
     EXPIRED = "expired"
+
+
+@dataclass(frozen=True)
+class Message:
+    """A message as the statistics show it."""
+
+    id: int
+    client_id: int
+    status: MessageStatus
+    created_at: datetime
+    sent_at: datetime | None  # when the provider accepted it
+    attempts: int
+    last_error: str | None
 
 
 def message_id(task_id: int, client_id: int) -> int:
