@@ -35,8 +35,9 @@ class Client(ClientProfile):
     id: int
     created_at: datetime
     updated_at: datetime
-    # Optimistic lock: the stored ``updated_at`` this value was read at.
-    version: datetime
+    # Optimistic lock: the stored version this value was read at (None: stored before
+    # versions, and not changed since).
+    version: int | None
 
 
 @dataclass(frozen=True)

@@ -79,8 +79,9 @@ class Task(TaskPlan):
     status: TaskStatus
     created_at: datetime
     updated_at: datetime
-    # Optimistic lock: the stored ``updated_at`` this value was read at.
-    version: datetime
+    # Optimistic lock: the stored version this value was read at (None: stored before
+    # versions, and not changed since).
+    version: int | None
 
     def status_at(self, now: datetime) -> TaskStatus:
         return effective_status(self.status, self.start, self.end, now)

@@ -7,7 +7,6 @@ from dataclasses import asdict, replace
 from datetime import datetime
 
 from pynamodb.exceptions import TransactWriteError
-from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
@@ -45,13 +44,17 @@ def _client(item: ClientModel) -> Client:
         utc=item.utc,
         created_at=item.created_at,
         updated_at=item.updated_at,
-        version=item.updated_at,
+        version=item.version,
     )
 
 
 def _item(client: Client) -> ClientModel:
-    """A key-only item for the conditional writes on ``client`` as it was read."""
-    return ClientModel(client.id)
+    """A key-only item at the version ``client`` was read at: PynamoDB writes it only if
+    the stored one is still that (see ``models``)."""
+    item = ClientModel(client.id)
+    if client.version is not None:
+        item.version = client.version
+    return item
 
 
 class DynamoClients:
@@ -98,10 +101,6 @@ class DynamoClients:
             ClientModel.utc.set(profile.utc),
             ClientModel.updated_at.set(now),
         ]
-        # The client must still hold the values we read.
-        unchanged: Condition = (ClientModel.id.exists()) & (
-            ClientModel.updated_at == client.version
-        )
         new_phone = profile.phone != client.phone
         try:
             with TransactWrite(connection=transaction_connection()) as tx:
@@ -114,7 +113,7 @@ class DynamoClients:
                         PhoneModel(profile.phone, client_id=client.id),
                         condition=PhoneModel.phone.does_not_exist(),
                     )
-                tx.update(_item(client), actions=actions, condition=unchanged)
+                tx.update(_item(client), actions=actions, condition=ClientModel.id.exists())
         except TransactWriteError as error:
             failed = _failed_items(error)
             if new_phone and len(failed) == 3 and failed[1] and not failed[2]:
@@ -122,7 +121,8 @@ class DynamoClients:
             if any(failed):
                 raise StaleClient from None
             raise
-        return replace(client, **asdict(profile), updated_at=now, version=now)
+        version = (client.version or 0) + 1
+        return replace(client, **asdict(profile), updated_at=now, version=version)
 
     def delete(self, client: Client) -> None:
         try:
@@ -131,7 +131,7 @@ class DynamoClients:
                     PhoneModel(client.phone, client_id=client.id),
                     condition=PhoneModel.client_id == client.id,
                 )
-                tx.delete(_item(client), condition=ClientModel.phone == client.phone)
+                tx.delete(_item(client), condition=ClientModel.id.exists())
         except TransactWriteError as error:
             if any(_failed_items(error)):
                 raise StaleClient from None

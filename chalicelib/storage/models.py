@@ -18,6 +18,11 @@ Access patterns:
   (waiting for a window or a retry, or claimed by a sender that may die):
   ``parked_by_wake`` (sparse: only messages with a ``wake_ms``).
 
+Clients and tasks carry a ``version``, PynamoDB's optimistic lock (``VersionAttribute``):
+every save or update of the model is conditional on the stored version being the one
+read (absent, when the value read has none) and moves it on. Items stored before it
+existed read as None and count as version 0 until their next change, which sets 1.
+
 Table names, region and endpoint are bound at run time by :func:`configure`.
 """
 
@@ -32,6 +37,7 @@ from pynamodb.attributes import (
     NumberAttribute,
     UnicodeAttribute,
     UTCDateTimeAttribute,
+    VersionAttribute,
 )
 from pynamodb.connection import Connection
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
@@ -86,6 +92,8 @@ class ClientModel(Model):
     utc = UnicodeAttribute()
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
+    # Optimistic lock (see the module's doc).
+    version = VersionAttribute()
 
     by_code = ClientsByCode()
     by_tag = ClientsByTag()
@@ -138,9 +146,8 @@ class OpenTasksByStart(GlobalSecondaryIndex["TaskModel"]):  # type: ignore[no-un
 OPEN_SHARD = "open"
 
 
-class TaskModel(Model):
-    class Meta(BaseMeta):
-        logical_name = "tasks"
+class _TaskItem(Model):
+    """The attributes of a task item, shared by the two models of the tasks table."""
 
     id = NumberAttribute(hash_key=True)
     start_time = UTCDateTimeAttribute()
@@ -169,7 +176,28 @@ class TaskModel(Model):
     # When a fan-out page of it was last queued (epoch ms): due tasks take turns by it.
     fanout_at_ms = NumberAttribute(null=True)
 
+
+class TaskModel(_TaskItem):
+    class Meta(BaseMeta):
+        logical_name = "tasks"
+
+    # Optimistic lock (see the module's doc): moved by every change of the task itself (the
+    # API's edits, a new status), not by the engine's bookkeeping (``TaskProgressModel``).
+    version = VersionAttribute()
+
     open_by_start = OpenTasksByStart()
+
+
+class TaskProgressModel(_TaskItem):
+    """The tasks table without the optimistic lock, for the writes that must leave the
+    version alone: the engine's bookkeeping (the fan-out checkpoint, the first send, the
+    end of a re-judging), so that an edit of a running task never collides with it.
+    PynamoDB moves a model's ``VersionAttribute`` on every update of that model."""
+
+    class Meta(BaseMeta):
+        logical_name = "tasks"
+
+    version = NumberAttribute(null=True)
 
 
 def live_task_condition() -> Any:
@@ -260,6 +288,8 @@ MODELS: tuple[type[Model], ...] = (
     TaskModel,
     MessageModel,
 )
+# Other models of the tables above: bound with them, never created.
+VIEWS: tuple[type[Model], ...] = (TaskProgressModel,)
 
 _TABLE_SETTING: dict[str, str] = {
     "clients": "clients_table",
@@ -298,7 +328,7 @@ def configure(settings: Settings) -> None:
     if settings == _bound:
         return  # keep the cached clients: each costs ~100 ms to build
     _transactions = None
-    for model in MODELS:
+    for model in MODELS + VIEWS:
         meta: Any = model.Meta
         meta.table_name = getattr(settings, _TABLE_SETTING[meta.logical_name])
         meta.region = settings.aws_region

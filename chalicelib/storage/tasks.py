@@ -22,7 +22,12 @@ from chalicelib.domain.tasks import (
 )
 from chalicelib.ports import Page, StaleTask
 from chalicelib.storage.ids import next_id
-from chalicelib.storage.models import OPEN_SHARD, TaskModel, live_task_condition
+from chalicelib.storage.models import (
+    OPEN_SHARD,
+    TaskModel,
+    TaskProgressModel,
+    live_task_condition,
+)
 from chalicelib.storage.pagination import KeySchema, decode_cursor, key_from, take_page
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
@@ -64,7 +69,7 @@ def _view(task: TaskModel) -> SendingTask:
         status=TaskStatus(task.status),
         created_at=task.created_at,
         updated_at=task.updated_at,
-        version=task.updated_at,
+        version=task.version,
         deleted=bool(task.deleted),
         fanout=Fanout(int(task.fanout_part or 0), task.fanout_cursor, bool(task.fanout_done)),
         rejudge=bool(task.wake_all),
@@ -93,14 +98,15 @@ def _plan_actions(plan: TaskPlan) -> list[Action]:
 
 
 def _update(task: Task, actions: list[Action], now: datetime) -> SendingTask:
-    """Write ``actions`` if nobody changed the task since ``task`` was read."""
+    """Write ``actions`` if nobody changed the task since ``task`` was read: PynamoDB
+    makes the write conditional on the version read, and moves it on."""
     item = TaskModel(task.id)
+    if task.version is not None:
+        item.version = task.version
     try:
         item.update(
             actions=[*actions, TaskModel.updated_at.set(now)],
-            condition=TaskModel.id.exists()
-            & live_task_condition()
-            & (TaskModel.updated_at == task.version),
+            condition=TaskModel.id.exists() & live_task_condition(),
         )
     except UpdateError as error:
         if error.cause_response_code == CONDITION_FAILED:
@@ -151,15 +157,17 @@ class DynamoTasks:
         return _update(task, actions, now)
 
     def delete(self, task_id: int, now: datetime) -> bool:
-        """A tombstone: senders reading the task see it gone; it leaves the due index."""
+        """A tombstone: senders reading the task see it gone; it leaves the due index.
+        Whatever its version, which it moves on: an edit read before fails."""
         try:
-            TaskModel(task_id).update(
+            TaskProgressModel(task_id).update(
                 actions=[
-                    TaskModel.deleted.set(True),
-                    TaskModel.open_shard.remove(),
-                    TaskModel.updated_at.set(now),
+                    TaskProgressModel.deleted.set(True),
+                    TaskProgressModel.open_shard.remove(),
+                    TaskProgressModel.updated_at.set(now),
+                    TaskProgressModel.version.add(1),
                 ],
-                condition=TaskModel.id.exists() & live_task_condition(),
+                condition=TaskProgressModel.id.exists() & live_task_condition(),
             )
         except UpdateError as error:
             if error.cause_response_code == CONDITION_FAILED:
@@ -208,24 +216,23 @@ class DynamoTasks:
         """Move the fan-out checkpoint from where ``task`` had it (conditional: no gap,
         no repeat if two dispatchers race); the version is left alone so that edits of a
         running task do not collide with the fan-out."""
+        item = TaskProgressModel
         at_cursor = (
-            TaskModel.fanout_cursor.does_not_exist()
+            item.fanout_cursor.does_not_exist()
             if task.fanout.cursor is None
-            else TaskModel.fanout_cursor == task.fanout.cursor
+            else item.fanout_cursor == task.fanout.cursor
         )
         actions: list[Action] = [
-            TaskModel.fanout_part.set(part),
-            TaskModel.fanout_cursor.remove()
-            if cursor is None
-            else TaskModel.fanout_cursor.set(cursor),
-            TaskModel.fanout_done.set(done),
-            TaskModel.fanout_at_ms.set(ms(now)),
+            item.fanout_part.set(part),
+            item.fanout_cursor.remove() if cursor is None else item.fanout_cursor.set(cursor),
+            item.fanout_done.set(done),
+            item.fanout_at_ms.set(ms(now)),
         ]
         try:
-            TaskModel(task.id).update(
+            item(task.id).update(
                 actions=actions,
                 condition=live_task_condition()
-                & (TaskModel.fanout_part == task.fanout.part)
+                & (item.fanout_part == task.fanout.part)
                 & at_cursor,
             )
         except UpdateError as error:
@@ -236,10 +243,12 @@ class DynamoTasks:
 
     def clear_rejudge(self, task: SendingTask) -> None:
         """Done judging waiting messages again, unless the task changed once more since."""
+        version = TaskProgressModel.version
         try:
-            TaskModel(task.id).update(
-                actions=[TaskModel.wake_all.set(False)],
-                condition=TaskModel.updated_at == task.version,
+            TaskProgressModel(task.id).update(
+                actions=[TaskProgressModel.wake_all.set(False)],
+                condition=TaskProgressModel.id.exists()
+                & (version.does_not_exist() if task.version is None else version == task.version),
             )
         except UpdateError as error:
             if error.cause_response_code != CONDITION_FAILED:
@@ -248,9 +257,10 @@ class DynamoTasks:
     def mark_first_send(self, task_id: int, at: datetime) -> bool:
         """Record the task's first accepted message; False if one was recorded before."""
         try:
-            TaskModel(task_id).update(
-                actions=[TaskModel.first_sent_at.set(at)],
-                condition=TaskModel.id.exists() & TaskModel.first_sent_at.does_not_exist(),
+            TaskProgressModel(task_id).update(
+                actions=[TaskProgressModel.first_sent_at.set(at)],
+                condition=TaskProgressModel.id.exists()
+                & TaskProgressModel.first_sent_at.does_not_exist(),
             )
         except UpdateError as error:
             if error.cause_response_code == CONDITION_FAILED:

@@ -26,11 +26,11 @@ from chalicelib.storage import models
 settings = Settings.from_env({"STAGE": "opt", "AWS_REGION": "eu-west-1", "LOG_LEVEL": "ERROR"})
 bound = {}
 for name in sys.argv[1:]:
-    for model in models.MODELS:
+    for model in models.MODELS + models.VIEWS:
         model.Meta.table_name = ""
     models._bound = None
     getattr(bootstrap(settings), name)
-    bound[name] = sorted({model.Meta.table_name for model in models.MODELS})
+    bound[name] = sorted({model.Meta.table_name for model in models.MODELS + models.VIEWS})
 print(json.dumps({"optimize": sys.flags.optimize, "bound": bound}))
 """
 
