@@ -47,7 +47,7 @@ from chalicelib.storage.models import (
 )
 from chalicelib.storage.pagination import KeySchema, decode_cursor, key_from, take_page
 
-__all__ = ["Counts", "DynamoMessages", "TaskGone", "counts", "create_messages"]
+__all__ = ["DynamoMessages", "counts", "create_messages"]
 
 log = logs.get_logger("storage.messages")
 

@@ -34,7 +34,7 @@ CONDITION_FAILED = "ConditionalCheckFailedException"
 TABLE_KEY: KeySchema = {"id": "N"}
 
 
-__all__ = ["DynamoTasks", "StaleTask"]
+__all__ = ["DynamoTasks", "find_due"]
 
 
 def find_due(now: datetime) -> Iterator[TaskModel]:
