@@ -172,7 +172,7 @@ def task_detail_stats(task_id: str) -> Response:
     """SPEC 23: one task, its counts, and its messages (paged, ``?status=``)."""
     target = http.path_id(task_id, "Task")
     params = http.query(_request(), {"status", "limit", "cursor"})
-    limit = http.page_limit(params)
+    limit = http.page_limit(params)  # a bad limit is named before a bad status
     detail = services().stats.detail(
         target,
         status=stats_api.message_status(params.get("status")),

@@ -189,10 +189,11 @@ class TaskModel(_TaskItem):
 
 
 class TaskProgressModel(_TaskItem):
-    """The tasks table without the optimistic lock, for the writes that must leave the
-    version alone: the engine's bookkeeping (the fan-out checkpoint, the first send, the
-    end of a re-judging), so that an edit of a running task never collides with it.
-    PynamoDB moves a model's ``VersionAttribute`` on every update of that model."""
+    """The tasks table without the optimistic lock, for the writes that must not check or
+    move the version as PynamoDB does on every update of ``TaskModel``: the engine's
+    bookkeeping (the fan-out checkpoint, the first send, the end of a re-judging), which
+    an edit of a running task must never collide with, and the tombstone, which moves
+    the version whatever it is."""
 
     class Meta(BaseMeta):
         logical_name = "tasks"
