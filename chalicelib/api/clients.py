@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from chalicelib.domain.clients import Client, ClientChanges, ClientProfile
-from chalicelib.ports import Page
 from chalicelib.schemas import ClientCreate, ClientOut, ClientUpdate
 from chalicelib.schemas import Page as PageOut
+
+# For the type checker only: the modules behind them import boto3, which the app's
+# import (every function's cold start) should not pay for here (see bootstrap.py).
+if TYPE_CHECKING:
+    from chalicelib.ports import Page
 
 
 def profile(data: ClientCreate) -> ClientProfile:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from chalicelib.api.tasks import task_out
 from chalicelib.domain.messages import Message, MessageStatus
 from chalicelib.domain.tasks import format_instant
 from chalicelib.errors import ValidationFailed
-from chalicelib.ports import Counts, Page
 from chalicelib.schemas import MessageCounts, MessageOut, TaskStatsDetail, TaskStatsItem
 from chalicelib.schemas import Page as PageOut
-from chalicelib.services.stats import TaskCounts, TaskDetail
+
+# For the type checker only: the modules behind them import boto3, which the app's
+# import (every function's cold start) should not pay for here (see bootstrap.py).
+if TYPE_CHECKING:
+    from chalicelib.ports import Counts, Page
+    from chalicelib.services.stats import TaskCounts, TaskDetail
 
 STATUS_VALUES = [status.value for status in MessageStatus]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from chalicelib.domain.tasks import (
     KEEP,
     SendWindow,
@@ -11,7 +13,6 @@ from chalicelib.domain.tasks import (
     format_hhmm,
     format_instant,
 )
-from chalicelib.ports import Page
 from chalicelib.schemas import (
     FilterOut,
     SendWindowIn,
@@ -21,6 +22,11 @@ from chalicelib.schemas import (
     TaskUpdate,
 )
 from chalicelib.schemas import Page as PageOut
+
+# For the type checker only: the modules behind them import boto3, which the app's
+# import (every function's cold start) should not pay for here (see bootstrap.py).
+if TYPE_CHECKING:
+    from chalicelib.ports import Page
 
 
 def _window(data: SendWindowIn | None) -> SendWindow | None:

@@ -56,3 +56,18 @@ def test_every_part_binds_storage_under_python_optimize() -> None:
     result = json.loads(output.strip().splitlines()[-1])
     assert result["optimize"] == 1  # asserts really were dropped
     assert result["bound"] == dict.fromkeys(parts, TABLES)
+
+
+def test_importing_the_app_loads_no_aws_library() -> None:
+    """Every function's cold start imports ``app.py``: boto3 and PynamoDB come with the
+    first service a handler builds, not with the routes (the edge's type imports too)."""
+    snippet = "import sys, app; print(sorted({'boto3', 'botocore', 'pynamodb'} & set(sys.modules)))"
+    output = subprocess.run(
+        [sys.executable, "-c", snippet],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"AWS_DEFAULT_REGION": "us-east-1", "PATH": "/usr/bin:/bin"},
+    ).stdout
+    assert output.strip().splitlines()[-1] == "[]"
