@@ -19,6 +19,9 @@ from chalice.app import (
 )
 
 from chalicelib import apidocs, http, logs
+from chalicelib.api import clients as clients_api
+from chalicelib.api import stats as stats_api
+from chalicelib.api import tasks as tasks_api
 from chalicelib.bootstrap import Services, bootstrap
 from chalicelib.errors import Unauthorized
 from chalicelib.schemas import (
@@ -91,7 +94,7 @@ def prometheus_metrics() -> Response:
     """Messages by status, tasks by status and queue depth, in Prometheus text format."""
     http.query(_request(), set())
     return Response(
-        body=services().metrics.prometheus_text(),
+        body=services().gauges.prometheus_text(),
         status_code=200,
         headers={"Content-Type": http.PROMETHEUS_CONTENT_TYPE},
     )
@@ -101,7 +104,8 @@ def prometheus_metrics() -> Response:
 @http.endpoint
 def create_client() -> Response:
     data = parse(ClientCreate, http.json_body(_request()))
-    return http.ok(services().clients.create(data), status=201)
+    client = services().clients.create(clients_api.profile(data))
+    return http.ok(clients_api.client_out(client), status=201)
 
 
 @app.route("/api/clients", methods=["GET"], authorizer=bearer_key, cors=CORS)
@@ -115,13 +119,14 @@ def list_clients() -> Response:
         limit=http.page_limit(params),
         cursor=params.get("cursor"),
     )
-    return http.ok(page)
+    return http.ok(clients_api.page_out(page))
 
 
 @app.route("/api/clients/{client_id}", methods=["GET"], authorizer=bearer_key, cors=CORS)
 @http.endpoint
 def get_client(client_id: str) -> Response:
-    return http.ok(services().clients.get(http.path_id(client_id, "Client")))
+    client = services().clients.get(http.path_id(client_id, "Client"))
+    return http.ok(clients_api.client_out(client))
 
 
 @app.route("/api/clients/{client_id}", methods=["POST", "PATCH"], authorizer=bearer_key, cors=CORS)
@@ -129,7 +134,8 @@ def get_client(client_id: str) -> Response:
 def update_client(client_id: str) -> Response:
     target = http.path_id(client_id, "Client")
     data = parse(ClientUpdate, http.json_body(_request()))
-    return http.ok(services().clients.update(target, data))
+    client = services().clients.update(target, clients_api.changes(data))
+    return http.ok(clients_api.client_out(client))
 
 
 @app.route("/api/clients/{client_id}", methods=["DELETE"], authorizer=bearer_key, cors=CORS)
@@ -157,7 +163,7 @@ def task_stats() -> Response:
     """SPEC 22: every task with its message counts by status."""
     params = http.query(_request(), {"limit", "cursor"})
     page = services().stats.overview(limit=http.page_limit(params), cursor=params.get("cursor"))
-    return http.ok(page)
+    return http.ok(stats_api.overview_out(page))
 
 
 @app.route("/api/tasks/{task_id}/stats", methods=["GET"], authorizer=bearer_key, cors=CORS)
@@ -166,20 +172,22 @@ def task_detail_stats(task_id: str) -> Response:
     """SPEC 23: one task, its counts, and its messages (paged, ``?status=``)."""
     target = http.path_id(task_id, "Task")
     params = http.query(_request(), {"status", "limit", "cursor"})
+    limit = http.page_limit(params)  # a bad limit is named before a bad status
     detail = services().stats.detail(
         target,
-        status=params.get("status"),
-        limit=http.page_limit(params),
+        status=stats_api.message_status(params.get("status")),
+        limit=limit,
         cursor=params.get("cursor"),
     )
-    return http.ok(detail)
+    return http.ok(stats_api.detail_out(detail))
 
 
 @app.route("/api/tasks", methods=["POST"], authorizer=bearer_key, cors=CORS)
 @http.endpoint
 def create_task() -> Response:
     data = parse(TaskCreate, http.json_body(_request()))
-    return http.ok(services().tasks.create(data), status=201)
+    task = services().tasks.create(tasks_api.plan(data))
+    return http.ok(tasks_api.task_out(task), status=201)
 
 
 @app.route("/api/tasks", methods=["GET"], authorizer=bearer_key, cors=CORS)
@@ -187,13 +195,14 @@ def create_task() -> Response:
 def list_tasks() -> Response:
     params = http.query(_request(), {"limit", "cursor"})
     page = services().tasks.list(limit=http.page_limit(params), cursor=params.get("cursor"))
-    return http.ok(page)
+    return http.ok(tasks_api.page_out(page))
 
 
 @app.route("/api/tasks/{task_id}", methods=["GET"], authorizer=bearer_key, cors=CORS)
 @http.endpoint
 def get_task(task_id: str) -> Response:
-    return http.ok(services().tasks.get(http.path_id(task_id, "Task")))
+    task = services().tasks.get(http.path_id(task_id, "Task"))
+    return http.ok(tasks_api.task_out(task))
 
 
 @app.route("/api/tasks/{task_id}", methods=["POST", "PATCH"], authorizer=bearer_key, cors=CORS)
@@ -201,7 +210,8 @@ def get_task(task_id: str) -> Response:
 def update_task(task_id: str) -> Response:
     target = http.path_id(task_id, "Task")
     data = parse(TaskUpdate, http.json_body(_request()))
-    return http.ok(services().tasks.update(target, data))
+    task = services().tasks.update(target, tasks_api.changes(data))
+    return http.ok(tasks_api.task_out(task))
 
 
 @app.route("/api/tasks/{task_id}", methods=["DELETE"], authorizer=bearer_key, cors=CORS)

@@ -53,20 +53,19 @@ def _drain(services: Any, stop: threading.Event, taken: list[int]) -> None:
 def run(clients: int = 20_000, drainers: int = 4) -> FanoutResult:
     install_counter()
     with local_stack({"DISPATCH_BUDGET_SECONDS": "600"}) as stack:
-        from chalicelib.schemas import TaskCreate  # noqa: PLC0415
-        from chalicelib.storage import tasks as task_store  # noqa: PLC0415
+        from chalicelib.domain.tasks import TaskPlan  # noqa: PLC0415
 
         seed_clients(clients)
         services = stack.services
         now = datetime.now(UTC)
         task = services.tasks.create(
-            TaskCreate.model_validate(
-                {
-                    "start_time": (now + timedelta(seconds=2)).isoformat(),
-                    "end_time": (now + timedelta(hours=1)).isoformat(),
-                    "text": "Fan-out benchmark",
-                    "filter": {"codes": ["900"]},
-                }
+            TaskPlan(
+                start=now + timedelta(seconds=2),
+                end=now + timedelta(hours=1),
+                text="Fan-out benchmark",
+                codes=("900",),
+                tags=(),
+                window=None,
             )
         )
         time.sleep(2.1)
@@ -84,8 +83,8 @@ def run(clients: int = 20_000, drainers: int = 4) -> FanoutResult:
             report = services.dispatcher.dispatch_due(services.settings.dispatch_budget_seconds)
             enqueued += report.enqueued
             runs += 1
-            record = task_store.get(task.id)
-            if record is None or record.fanout_done:
+            record = services.task_repository.get(task.id)
+            if record is None or record.fanout.done:
                 break
         seconds = time.perf_counter() - started
         stop.set()

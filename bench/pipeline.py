@@ -108,7 +108,7 @@ def run(clients: int = 2000, latency_ms: float = 50.0, pollers: int = 4) -> Pipe
     try:
         with local_stack(env) as stack:
             import app as app_module  # noqa: PLC0415
-            from chalicelib.schemas import TaskCreate  # noqa: PLC0415
+            from chalicelib.domain.tasks import TaskPlan  # noqa: PLC0415
             from chalicelib.storage import messages as message_store  # noqa: PLC0415
             from local.lambda_runner import QueueRunner, ScheduleRunner  # noqa: PLC0415
 
@@ -123,13 +123,13 @@ def run(clients: int = 2000, latency_ms: float = 50.0, pollers: int = 4) -> Pipe
             now = datetime.now(UTC)
             started = time.perf_counter()
             task = stack.services.tasks.create(
-                TaskCreate.model_validate(
-                    {
-                        "start_time": now.isoformat(),
-                        "end_time": (now + timedelta(hours=1)).isoformat(),
-                        "text": "Benchmark",
-                        "filter": {"codes": ["900"]},
-                    }
+                TaskPlan(
+                    start=now,
+                    end=now + timedelta(hours=1),
+                    text="Benchmark",
+                    codes=("900",),
+                    tags=(),
+                    window=None,
                 )
             )
 

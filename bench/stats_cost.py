@@ -45,18 +45,19 @@ def _environment() -> None:
 def _seed_task(services: Any, messages: int) -> int:
     """A running task with ``messages`` pending messages, written as the fan-out does."""
     from chalicelib.domain.messages import message_id  # noqa: PLC0415
-    from chalicelib.schemas import TaskCreate  # noqa: PLC0415 - after the environment
+    from chalicelib.domain.tasks import TaskPlan  # noqa: PLC0415 - after the environment
     from chalicelib.storage import messages as store  # noqa: PLC0415
     from chalicelib.storage.models import CounterModel, MessageModel  # noqa: PLC0415
 
     now = services.clock()
     task = services.tasks.create(
-        TaskCreate.model_validate(
-            {
-                "start_time": (now + timedelta(days=1)).isoformat(),
-                "end_time": (now + timedelta(days=2)).isoformat(),
-                "text": "bench",
-            }
+        TaskPlan(
+            start=now + timedelta(days=1),
+            end=now + timedelta(days=2),
+            text="bench",
+            codes=(),
+            tags=(),
+            window=None,
         )
     )
     # Bulk-load the messages and set the counters to match: the write path is not what

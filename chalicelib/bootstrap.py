@@ -28,10 +28,12 @@ if TYPE_CHECKING:
     from chalicelib.services.api_keys import ApiKeyService
     from chalicelib.services.clients import ClientService
     from chalicelib.services.dispatch import Dispatcher
-    from chalicelib.services.observability import MetricsService
+    from chalicelib.services.observability import ServiceGauges
     from chalicelib.services.sending import Sender
     from chalicelib.services.stats import StatsService
     from chalicelib.services.tasks import TaskService
+    from chalicelib.storage.api_keys import DynamoApiKeys
+    from chalicelib.storage.clients import DynamoClients
     from chalicelib.storage.messages import DynamoMessages
     from chalicelib.storage.tasks import DynamoTasks
 
@@ -49,39 +51,35 @@ class Services:
         self._provider = provider
         self._sleep = sleep
 
-    @cached_property
-    def storage_ready(self) -> bool:
-        """Binds the PynamoDB models to this stage's tables and endpoint, once."""
+    def bind_storage(self) -> None:
+        """Point the PynamoDB models at this stage's tables and endpoint (a no-op when they
+        already are): called before anything that reads or writes a table is built."""
         from chalicelib.storage import models  # noqa: PLC0415 - lazy, see module doc
 
         models.configure(self.settings)
-        return True
 
     @cached_property
     def api_keys(self) -> ApiKeyService:
         from chalicelib.services.api_keys import ApiKeyService  # noqa: PLC0415
 
-        assert self.storage_ready
-        return ApiKeyService(self.clock)
+        return ApiKeyService(self.clock, self.api_key_repository)
 
     @cached_property
     def clients(self) -> ClientService:
         from chalicelib.services.clients import ClientService  # noqa: PLC0415
 
-        assert self.storage_ready
-        return ClientService(self.clock)
+        return ClientService(self.clock, self.client_repository)
 
     @cached_property
     def tasks(self) -> TaskService:
         from chalicelib.services.tasks import TaskService  # noqa: PLC0415
-
-        assert self.storage_ready
 
         def start_due_task(task_id: int) -> None:
             self.dispatcher.start_task(task_id)
 
         return TaskService(
             self.clock,
+            self.task_repository,
             on_due=start_due_task,
             sleep=self._sleep,
             delete_grace_seconds=self.settings.delete_grace(),
@@ -91,15 +89,19 @@ class Services:
     def stats(self) -> StatsService:
         from chalicelib.services.stats import StatsService  # noqa: PLC0415
 
-        assert self.storage_ready
-        return StatsService(self.clock)
+        return StatsService(self.clock, self.task_repository, self.message_repository)
 
     @cached_property
-    def metrics(self) -> MetricsService:
-        from chalicelib.services.observability import MetricsService  # noqa: PLC0415
+    def gauges(self) -> ServiceGauges:
+        """What ``GET /api/metrics`` reads (not the CloudWatch metrics the handlers publish)."""
+        from chalicelib.services.observability import ServiceGauges  # noqa: PLC0415
 
-        assert self.storage_ready
-        return MetricsService(self.clock, self.queue)
+        return ServiceGauges(
+            self.clock,
+            tasks=self.task_repository,
+            messages=self.message_repository,
+            queue=self.queue,
+        )
 
     @cached_property
     def queue(self) -> SendQueue:
@@ -108,17 +110,31 @@ class Services:
         return SendQueue(self.settings)
 
     @cached_property
+    def client_repository(self) -> DynamoClients:
+        from chalicelib.storage.clients import DynamoClients  # noqa: PLC0415
+
+        self.bind_storage()
+        return DynamoClients()
+
+    @cached_property
+    def api_key_repository(self) -> DynamoApiKeys:
+        from chalicelib.storage.api_keys import DynamoApiKeys  # noqa: PLC0415
+
+        self.bind_storage()
+        return DynamoApiKeys()
+
+    @cached_property
     def message_repository(self) -> DynamoMessages:
         from chalicelib.storage.messages import DynamoMessages  # noqa: PLC0415
 
-        assert self.storage_ready
+        self.bind_storage()
         return DynamoMessages()
 
     @cached_property
     def task_repository(self) -> DynamoTasks:
         from chalicelib.storage.tasks import DynamoTasks  # noqa: PLC0415
 
-        assert self.storage_ready
+        self.bind_storage()
         return DynamoTasks()
 
     @cached_property

@@ -40,3 +40,11 @@ class PayloadTooLarge(ServiceError):
 
 class UnsupportedMediaType(ServiceError):
     code = "unsupported_media_type"
+
+
+class InvalidCursor(ValueError):
+    """A page cursor the list did not hand out (forged, damaged, or from another list).
+
+    Storage raises it with no wording of its own: the HTTP edge answers it as a 400 that
+    names the query parameter.
+    """

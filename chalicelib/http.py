@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 from chalicelib.errors import (
     BadRequest,
+    InvalidCursor,
     NotFound,
     PayloadTooLarge,
     ServiceError,
@@ -65,6 +66,11 @@ _CHALICE_CODES: dict[int, str] = {
 }
 
 F = TypeVar("F", bound=Callable[..., Response])
+
+# Every list takes its page cursor as the ``cursor`` query parameter.
+INVALID_CURSOR = ValidationFailed(
+    "The cursor is not valid.", {"cursor": "not a cursor from this list"}
+)
 
 # API Gateway's authorizer result cache: a revoked key may live this long in AWS.
 AUTH_CACHE_SECONDS = 30
@@ -147,6 +153,8 @@ def endpoint(view: F) -> F:
             return view(*args, **kwargs)
         except ServiceError as error:
             return error_response(error)
+        except InvalidCursor:
+            return error_response(INVALID_CURSOR)
         except Exception:
             log.exception("unhandled error")
             return Response(

@@ -1,22 +1,27 @@
-"""What the sending engine needs from the outside world, as interfaces.
+"""What the services need from the outside world, as interfaces.
 
-The dispatcher and the sender are handed these by ``bootstrap``: DynamoDB and SQS
-implementations in ``chalicelib/storage`` and ``chalicelib/queue.py``, in-memory fakes
-in the tests (``tests/fakes.py``), which the simulation test drives step by step.
+The services are handed these by ``bootstrap``: DynamoDB and SQS implementations in
+``chalicelib/storage`` and ``chalicelib/queue.py``; the sending engine's have in-memory
+fakes in the tests (``tests/fakes.py``), which the simulation test drives step by step.
+Storage speaks in domain values and in the exceptions below, never in API wording.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
+from chalicelib.domain.api_keys import StoredKey
+from chalicelib.domain.clients import Client, ClientProfile
 from chalicelib.domain.lifecycle import Change, MessageState
-from chalicelib.domain.messages import MessageStatus
+from chalicelib.domain.messages import Message, MessageStatus
 from chalicelib.domain.provider import ProviderResult
-from chalicelib.domain.tasks import SendingTask, TaskStatus
+from chalicelib.domain.tasks import SendingTask, Task, TaskPlan, TaskStatus
 from chalicelib.queue import SendJob
+
+ItemT = TypeVar("ItemT")
 
 
 class TaskGone(Exception):
@@ -35,6 +40,26 @@ class PartialWrite(Exception):
 
 class StaleTask(Exception):
     """The task changed since it was read; the caller re-reads and decides again."""
+
+
+class StaleClient(Exception):
+    """The client changed since it was read; the caller re-reads and decides again."""
+
+
+class PhoneTaken(Exception):
+    """Another client holds the phone."""
+
+
+class KeyTaken(Exception):
+    """A key with this digest is already registered."""
+
+
+@dataclass(frozen=True)
+class Page(Generic[ItemT]):
+    """One page of a list, and the cursor of the next (None on the last page)."""
+
+    items: list[ItemT]
+    next: str | None
 
 
 @dataclass(frozen=True)
@@ -182,4 +207,76 @@ class Provider(Protocol):
     ) -> ProviderResult:
         """Call with ``token`` as it was when the last check passed: nothing slow
         happens between that check and the request."""
+        ...
+
+
+# --- what the API's services need -----------------------------------------------------
+# Lists raise InvalidCursor (chalicelib/errors.py) for a cursor they did not hand out.
+
+
+class ClientRepository(Protocol):
+    def get(self, client_id: int) -> Client | None: ...
+
+    def create(self, profile: ClientProfile, now: datetime) -> Client:
+        """A new client with a new id; PhoneTaken if another client has the phone."""
+        ...
+
+    def update(self, client: Client, profile: ClientProfile, now: datetime) -> Client:
+        """Store ``profile`` if the client is as read; StaleClient if it changed since,
+        PhoneTaken if the new phone belongs to another client."""
+        ...
+
+    def delete(self, client: Client) -> None:
+        """Delete it and free its phone; StaleClient if it changed since read."""
+        ...
+
+    def page(
+        self, *, code: str | None, tag: str | None, limit: int, cursor: str | None
+    ) -> Page[Client]:
+        """Clients with this code and/or tag (all of them without either), by id."""
+        ...
+
+
+class ApiKeyRepository(Protocol):
+    def add(self, key: StoredKey) -> None:
+        """KeyTaken if its digest is registered already."""
+        ...
+
+    def get(self, key_id: str) -> StoredKey | None: ...
+
+    def revoke(self, key_id: str, now: datetime) -> StoredKey | None:
+        """The key, now revoked; None if there is no such key."""
+        ...
+
+    def all(self) -> Iterator[StoredKey]: ...
+
+
+class TaskCatalog(Protocol):
+    """The tasks as the API manages them (the engine's view is ``TaskRepository``)."""
+
+    def get(self, task_id: int) -> Task | None:
+        """The task, or None if it never existed or was deleted."""
+        ...
+
+    def create(self, plan: TaskPlan, status: TaskStatus, now: datetime) -> Task: ...
+
+    def update(self, task: Task, plan: TaskPlan, now: datetime, *, rejudge: bool) -> Task:
+        """Store ``plan`` if the task is as read (StaleTask otherwise); ``rejudge`` has the
+        engine judge its waiting messages again."""
+        ...
+
+    def delete(self, task_id: int, now: datetime) -> bool:
+        """Leave a tombstone senders see; False if there was no live task."""
+        ...
+
+    def page(self, *, limit: int, cursor: str | None) -> Page[Task]: ...
+
+
+class MessageStats(Protocol):
+    def counts(self, task_ids: Sequence[int]) -> dict[int, Counts]: ...
+
+    def page(
+        self, task_id: int, *, status: MessageStatus | None, limit: int, cursor: str | None
+    ) -> Page[Message]:
+        """A task's messages, all or those with one status."""
         ...

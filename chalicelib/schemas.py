@@ -2,7 +2,7 @@
 
 They are the single source of the OpenAPI document. Requests forbid unknown fields and
 never coerce types silently (``"code": 900`` is an error, not ``"900"``); the phone is
-the one field that accepts two spellings, as SPEC.md says.
+the one field that accepts two spellings, as ``docs/SPEC.md`` says.
 """
 
 from __future__ import annotations
@@ -165,6 +165,9 @@ class SendWindowIn(RequestModel):
 Text = Annotated[str, Field(min_length=1, max_length=TEXT_MAX)]
 
 
+# An end after the start and in the future is checked with an update's changes too, by
+# ``check_times`` in ``chalicelib/domain/tasks.py``: it needs the clock and the stored task.
+# (No docstring here: it would become the schema's description in openapi.json.)
 class TaskCreate(RequestModel):
     NULLABLE: ClassVar[frozenset[str]] = frozenset({"send_window"})
 
@@ -173,14 +176,6 @@ class TaskCreate(RequestModel):
     text: Text
     filter: TaskFilter = Field(default_factory=TaskFilter)
     send_window: SendWindowIn | None = None
-
-    @model_validator(mode="after")
-    def _end_after_start(self) -> Self:
-        if self.end_time <= self.start_time:
-            raise ValidationFailed(
-                "The request has invalid fields.", {"end_time": "must be after start_time"}
-            )
-        return self
 
 
 class TaskUpdate(RequestModel):

@@ -43,7 +43,7 @@ def ensure_queues(services: Services) -> dict[str, str]:
 
 def ensure_resources(services: Services) -> list[str]:
     """Tables and queues; returns the names of the tables created now."""
-    assert services.storage_ready
+    services.bind_storage()
     created = models.create_tables()
     ensure_queues(services)
     return created

@@ -33,7 +33,7 @@ import sys
 from collections.abc import Mapping
 
 from chalicelib.bootstrap import bootstrap
-from chalicelib.services.api_keys import KEY_PREFIX
+from chalicelib.domain.api_keys import KEY_PREFIX
 from local.fake_provider import FakeProvider, FakeProviderState
 from local.lambda_runner import QueueRunner, ScheduleRunner
 from local.resources import ensure_resources

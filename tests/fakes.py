@@ -258,7 +258,7 @@ class FakeTasks:
     def set_status(self, task: SendingTask, status: TaskStatus, now: datetime) -> SendingTask:
         self._world.io("tasks.set_status")
         stored = self.items.get(task.id)
-        version = max(now, (stored or task).version + timedelta(microseconds=1))
+        version = ((stored or task).version or 0) + 1
         new = replace(stored or task, status=status, version=version)
         self._write(task, new, check_version=True)
         self._world.done("tasks.set_status")
@@ -299,8 +299,7 @@ class FakeTasks:
         if stored is None or stored.deleted:
             return None
         rejudge = stored.status is not TaskStatus.SCHEDULED
-        # Every write gets a version of its own, even two at the same instant.
-        version = max(now, stored.version + timedelta(microseconds=1))
+        version = (stored.version or 0) + 1
         new = replace(stored, rejudge=rejudge, version=version, **changes)  # type: ignore[arg-type]
         self.items[task_id] = new
         return new
@@ -308,7 +307,7 @@ class FakeTasks:
     def delete(self, task_id: int, now: datetime) -> None:
         stored = self.items.get(task_id)
         if stored is not None and not stored.deleted:
-            self.items[task_id] = replace(stored, deleted=True, version=now)
+            self.items[task_id] = replace(stored, deleted=True, version=(stored.version or 0) + 1)
             self.deleted_at[task_id] = now
 
 
@@ -470,5 +469,7 @@ def make_task(
         rejudge=False,
         first_sent=False,
         fanout_at_ms=0,
-        version=datetime(2000, 1, 1, tzinfo=UTC),
+        created_at=datetime(2000, 1, 1, tzinfo=UTC),
+        updated_at=datetime(2000, 1, 1, tzinfo=UTC),
+        version=1,
     )

@@ -1,4 +1,4 @@
-"""Rules for the client directory: phone numbers and time zones."""
+"""The client directory: what a client is, and the rules for phones and time zones."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import functools
 import importlib.resources
 import re
 import zoneinfo
-from datetime import timedelta, timezone, tzinfo
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta, timezone, tzinfo
 
 PHONE_RE = re.compile(r"7[0-9]{10}")
 OFFSET_RE = re.compile(r"([+-])([0-9]{2}):([0-9]{2})")
@@ -15,6 +16,52 @@ MAX_OFFSET = timedelta(hours=14)
 
 CODE_MAX = 100
 TAG_MAX = 2000
+
+
+@dataclass(frozen=True)
+class ClientProfile:
+    """What a client is to a mailing: each value already valid (see the rules below)."""
+
+    phone: str
+    code: str
+    tag: str
+    utc: str
+
+
+@dataclass(frozen=True)
+class Client(ClientProfile):
+    """A client as stored: its profile, and what the service assigned and keeps."""
+
+    id: int
+    created_at: datetime
+    updated_at: datetime
+    # Optimistic lock: the stored version this value was read at (None: stored before
+    # versions, and not changed since).
+    version: int | None
+
+
+@dataclass(frozen=True)
+class ClientChanges:
+    """A partial update: the fields given, each already valid; None leaves one as it is."""
+
+    phone: str | None = None
+    code: str | None = None
+    tag: str | None = None
+    utc: str | None = None
+
+    def given(self) -> list[str]:
+        return [f.name for f in fields(self) if getattr(self, f.name) is not None]
+
+    def applied_to(self, profile: ClientProfile) -> ClientProfile:
+        """The profile alone (a client is a profile too), with these changes."""
+        current = {f.name: getattr(profile, f.name) for f in fields(ClientProfile)}
+        return ClientProfile(**{**current, **{name: getattr(self, name) for name in self.given()}})
+
+
+def changed_fields(before: ClientProfile, after: ClientProfile) -> list[str]:
+    return [
+        f.name for f in fields(ClientProfile) if getattr(before, f.name) != getattr(after, f.name)
+    ]
 
 
 def normalize_phone(value: object) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import random
 from dataclasses import dataclass
+from datetime import datetime
 
 # A message id is task_id * 10**10 + client_id: the same on every attempt for the same
 # task and client (the provider de-duplicates on it), readable by a person, and below
@@ -20,7 +21,17 @@ class MessageStatus(enum.StrEnum):
     EXPIRED = "expired"
 
 
-FINAL_STATUSES = frozenset({MessageStatus.SENT, MessageStatus.FAILED, MessageStatus.EXPIRED})
+@dataclass(frozen=True)
+class Message:
+    """A message as the statistics show it."""
+
+    id: int
+    client_id: int
+    status: MessageStatus
+    created_at: datetime
+    sent_at: datetime | None  # when the provider accepted it
+    attempts: int
+    last_error: str | None
 
 
 def message_id(task_id: int, client_id: int) -> int:
@@ -30,11 +41,6 @@ def message_id(task_id: int, client_id: int) -> int:
     if value > MAX_MESSAGE_ID:
         raise ValueError(f"task id {task_id} does not fit a message id")
     return value
-
-
-def split_message_id(value: int) -> tuple[int, int]:
-    """``(task_id, client_id)`` of a message id."""
-    return divmod(value, CLIENT_ID_SPAN)
 
 
 @dataclass(frozen=True)

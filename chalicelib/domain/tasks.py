@@ -1,14 +1,14 @@
-"""Rules of a mailing task: its lifecycle and what may change when."""
+"""A mailing task: what it is, its lifecycle, and what may change when."""
 
 from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, time
 
-from chalicelib.errors import Conflict
+from chalicelib.errors import Conflict, ValidationFailed
 
 TEXT_MAX = 4096
 FILTER_MAX_ITEMS = 100
@@ -22,7 +22,16 @@ class TaskStatus(enum.StrEnum):
 
 
 # While a task runs, only these may change (SPEC: task update rules).
-MUTABLE_WHILE_RUNNING = frozenset({"end_time", "send_window"})
+MUTABLE_WHILE_RUNNING = frozenset({"end", "window"})
+# How a person calls each field of a plan: the API's names, which errors use.
+FIELD_NAMES = {
+    "start": "start_time",
+    "end": "end_time",
+    "text": "text",
+    "codes": "filter",
+    "tags": "filter",
+    "window": "send_window",
+}
 
 
 @dataclass(frozen=True)
@@ -47,17 +56,41 @@ class Fanout:
 
 
 @dataclass(frozen=True)
-class SendingTask:
-    """A task as the dispatcher and the sender see it: parsed once when read."""
+class TaskPlan:
+    """What a mailing is to do: when, what, to whom, in which local hours."""
 
-    id: int
     start: datetime
     end: datetime
     text: str
     codes: tuple[str, ...]
     tags: tuple[str, ...]
     window: SendWindow | None
+
+    def deduplicated(self) -> TaskPlan:
+        """The plan alone, with each code and tag once (where it was first given)."""
+        return _plan(self, codes=_distinct(self.codes), tags=_distinct(self.tags))
+
+
+@dataclass(frozen=True)
+class Task(TaskPlan):
+    """A task as stored: its plan, and what the service assigned and keeps."""
+
+    id: int
     status: TaskStatus
+    created_at: datetime
+    updated_at: datetime
+    # Optimistic lock: the stored version this value was read at (None: stored before
+    # versions, and not changed since).
+    version: int | None
+
+    def status_at(self, now: datetime) -> TaskStatus:
+        return effective_status(self.status, self.start, self.end, now)
+
+
+@dataclass(frozen=True)
+class SendingTask(Task):
+    """A task as the dispatcher and the sender see it, with the engine's progress."""
+
     deleted: bool
     fanout: Fanout
     # The window or the end changed while it ran: waiting messages are judged again.
@@ -65,8 +98,51 @@ class SendingTask:
     first_sent: bool
     # When a fan-out page of it was last queued (epoch ms): tasks take turns by it.
     fanout_at_ms: int
-    # Optimistic lock: the stored ``updated_at`` this view was read at.
-    version: datetime
+
+
+class Keep(enum.Enum):
+    """The value of a change that leaves the field as it is, where None is a value."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
+
+@dataclass(frozen=True)
+class TaskChanges:
+    """A partial update, each value already valid: None (``KEEP`` for the window, where
+    None removes it) leaves a field as it is."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+    text: str | None = None
+    codes: tuple[str, ...] | None = None
+    tags: tuple[str, ...] | None = None
+    window: SendWindow | Keep | None = KEEP
+
+    def applied_to(self, plan: TaskPlan) -> TaskPlan:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        given = {
+            name: value
+            for name, value in values.items()
+            if value is not KEEP and (value is not None or name == "window")
+        }
+        return _plan(plan, **given).deduplicated()
+
+
+def changed_fields(before: TaskPlan, after: TaskPlan) -> list[str]:
+    return [f.name for f in fields(TaskPlan) if getattr(before, f.name) != getattr(after, f.name)]
+
+
+def _plan(value: TaskPlan, **changes: object) -> TaskPlan:
+    """The plan part of ``value`` (a task is a plan too), with ``changes``."""
+    current = {f.name: getattr(value, f.name) for f in fields(TaskPlan)}
+    return TaskPlan(**{**current, **changes})
+
+
+def _distinct(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(values))
 
 
 def parse_hhmm(value: str) -> time:
@@ -74,6 +150,10 @@ def parse_hhmm(value: str) -> time:
     if not match:
         raise ValueError("must be HH:MM (00:00 to 23:59)")
     return time(int(match.group(1)), int(match.group(2)))
+
+
+def format_hhmm(value: time) -> str:
+    return f"{value:%H:%M}"
 
 
 def parse_instant(value: str) -> datetime:
@@ -111,14 +191,35 @@ def effective_status(
 
 
 def check_update_allowed(status: TaskStatus, changed: Iterable[str]) -> None:
-    """Raise Conflict when the lifecycle forbids changing these fields now."""
+    """Raise Conflict when the lifecycle forbids changing these fields of the plan now."""
     changed = set(changed)
     if status is TaskStatus.FINISHED:
         raise Conflict("The task has finished; it can no longer change.")
     if status is TaskStatus.RUNNING:
-        frozen = sorted(changed - MUTABLE_WHILE_RUNNING)
+        frozen = sorted({FIELD_NAMES[name] for name in changed - MUTABLE_WHILE_RUNNING})
         if frozen:
             raise Conflict(
                 "The task is running: only end_time and send_window may change "
                 f"(refused: {', '.join(frozen)})."
             )
+
+
+def check_times(
+    plan: TaskPlan, now: datetime, *, moved: Collection[str] = ("start", "end")
+) -> None:
+    """SPEC: a task ends after it starts, and an end that is set lies in the future.
+
+    ``moved`` names what the request sets of ``start`` and ``end`` (both for a new task):
+    a clash is the fault of the one it sets, an end before the start it keeps or a start
+    after the end it keeps.
+    """
+    if plan.end <= plan.start:
+        if "end" in moved:
+            raise _invalid("end_time", "must be after start_time")
+        raise _invalid("start_time", "must be before end_time")
+    if "end" in moved and plan.end <= now:
+        raise _invalid("end_time", "must be in the future")
+
+
+def _invalid(field: str, problem: str) -> ValidationFailed:
+    return ValidationFailed("The request has invalid fields.", {field: problem})

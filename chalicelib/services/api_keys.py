@@ -6,35 +6,28 @@ the record by the digest's prefix and compares the full digest in constant time.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 
 from chalicelib import logs
 from chalicelib.clock import Clock
-from chalicelib.errors import Unauthorized, ValidationFailed
-from chalicelib.storage import api_keys as store
-from chalicelib.storage.models import ApiKeyModel
+from chalicelib.domain.api_keys import (
+    KEY_PREFIX,
+    MAX_KEY_LENGTH,
+    MIN_KEY_LENGTH,
+    NAME_RE,
+    KeyInfo,
+    StoredKey,
+    bearer_key,
+    digest,
+    key_id_of,
+)
+from chalicelib.errors import Conflict, NotFound, Unauthorized, ValidationFailed
+from chalicelib.ports import ApiKeyRepository, KeyTaken
 
 log = logs.get_logger("auth")
-
-KEY_PREFIX = "nk_"
-MAX_KEY_LENGTH = 512
-MIN_KEY_LENGTH = 16
-_BEARER_RE = re.compile(r"[Bb]earer ([\x21-\x7e]+)")
-_NAME_RE = re.compile(r"[\w .:@-]{1,100}")
-
-
-@dataclass(frozen=True)
-class KeyInfo:
-    key_id: str
-    name: str
-    created_at: datetime
-    revoked: bool
 
 
 @dataclass(frozen=True)
@@ -43,31 +36,14 @@ class IssuedKey:
     info: KeyInfo
 
 
-def digest(key: str) -> str:
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
-
-
-def key_id_of(key_hash: str) -> str:
-    return key_hash[:32]
-
-
-def bearer_key(header: str | None) -> str | None:
-    """The key from ``Authorization: Bearer <key>``, or None when malformed."""
-    if not header:
-        return None
-    match = _BEARER_RE.fullmatch(header.strip())
-    if not match or not MIN_KEY_LENGTH <= len(match.group(1)) <= MAX_KEY_LENGTH:
-        return None
-    return match.group(1)
-
-
 class ApiKeyService:
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, keys: ApiKeyRepository) -> None:
         self._clock = clock
+        self._keys = keys
 
     def issue(self, name: str, key: str | None = None) -> IssuedKey:
         """Register ``key`` (or a new random one) under ``name``."""
-        if not _NAME_RE.fullmatch(name):
+        if not NAME_RE.fullmatch(name):
             raise ValidationFailed("Invalid key name.", {"name": "1-100 letters, digits, ' .:@-_'"})
         value = key if key is not None else KEY_PREFIX + secrets.token_urlsafe(32)
         if bearer_key(f"Bearer {value}") is None:
@@ -76,17 +52,21 @@ class ApiKeyService:
                 {"key": f"{MIN_KEY_LENGTH}-{MAX_KEY_LENGTH} printable characters, no spaces"},
             )
         key_hash = digest(value)
-        record = store.save(
-            key_id=key_id_of(key_hash), key_hash=key_hash, name=name, now=self._clock()
+        info = KeyInfo(
+            key_id=key_id_of(key_hash), name=name, created_at=self._clock(), revoked=False
         )
-        log.info("api key issued", extra={"key_id": record.key_id, "key_name": name})
-        return IssuedKey(key=value, info=_info(record))
+        try:
+            self._keys.add(StoredKey(info=info, key_hash=key_hash))
+        except KeyTaken:
+            raise Conflict("This key is already registered.") from None
+        log.info("api key issued", extra={"key_id": info.key_id, "key_name": name})
+        return IssuedKey(key=value, info=info)
 
     def ensure(self, name: str, key: str) -> KeyInfo:
         """Register ``key`` unless it already is (the local stack's development key)."""
-        existing = store.get(key_id_of(digest(key)))
-        if existing is not None and not existing.revoked:
-            return _info(existing)
+        existing = self._keys.get(key_id_of(digest(key)))
+        if existing is not None and not existing.info.revoked:
+            return existing.info
         return self.issue(name, key).info
 
     def authenticate(self, header: str | None) -> KeyInfo:
@@ -98,27 +78,20 @@ class ApiKeyService:
         if key is None:
             raise Unauthorized("A valid API key is required.")
         key_hash = digest(key)
-        record = store.get(key_id_of(key_hash))
+        record = self._keys.get(key_id_of(key_hash))
         # compare_digest even on a miss, so both paths cost the same.
         stored = record.key_hash if record is not None else "0" * len(key_hash)
-        if not hmac.compare_digest(stored, key_hash) or record is None or record.revoked:
+        if not hmac.compare_digest(stored, key_hash) or record is None or record.info.revoked:
             log.info("api key rejected", extra={"key_id": key_id_of(key_hash)})
             raise Unauthorized("A valid API key is required.")
-        return _info(record)
+        return record.info
 
     def revoke(self, key_id: str) -> KeyInfo:
-        record = store.revoke(key_id, now=self._clock())
+        record = self._keys.revoke(key_id, self._clock())
+        if record is None:
+            raise NotFound(f"API key {key_id} does not exist.")
         log.info("api key revoked", extra={"key_id": key_id})
-        return _info(record)
+        return record.info
 
     def list(self) -> Iterator[KeyInfo]:
-        return (_info(record) for record in store.all_keys())
-
-
-def _info(record: ApiKeyModel) -> KeyInfo:
-    return KeyInfo(
-        key_id=record.key_id,
-        name=record.name,
-        created_at=record.created_at,
-        revoked=bool(record.revoked),
-    )
+        return (record.info for record in self._keys.all())

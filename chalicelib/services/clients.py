@@ -4,56 +4,79 @@ from __future__ import annotations
 
 from chalicelib import logs
 from chalicelib.clock import Clock
-from chalicelib.errors import NotFound
-from chalicelib.schemas import ClientCreate, ClientOut, ClientUpdate, Page
-from chalicelib.storage import clients as store
-from chalicelib.storage.models import ClientModel
+from chalicelib.domain.clients import Client, ClientChanges, ClientProfile, changed_fields
+from chalicelib.errors import Conflict, NotFound
+from chalicelib.ports import ClientRepository, Page, PhoneTaken, StaleClient
 
 log = logs.get_logger("clients")
 
-
-def to_out(client: ClientModel) -> ClientOut:
-    return ClientOut(
-        id=int(client.id),
-        phone=client.phone,
-        code=client.code,
-        tag=client.tag,
-        utc=client.utc,
-    )
+# A client changed by another writer between our read and write is re-read this often.
+UPDATE_ATTEMPTS = 3
 
 
 class ClientService:
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, clients: ClientRepository) -> None:
         self._clock = clock
+        self._clients = clients
 
-    def create(self, data: ClientCreate) -> ClientOut:
-        client = store.create(
-            phone=data.phone, code=data.code, tag=data.tag, utc=data.utc, now=self._clock()
-        )
+    def create(self, profile: ClientProfile) -> Client:
+        try:
+            client = self._clients.create(profile, self._clock())
+        except PhoneTaken:
+            raise _phone_taken() from None
         log.info(
             "client created",
             extra={"client_id": client.id, "phone": logs.mask_phone(client.phone)},
         )
-        return to_out(client)
+        return client
 
-    def get(self, client_id: int) -> ClientOut:
-        client = store.get(client_id)
+    def get(self, client_id: int) -> Client:
+        client = self._clients.get(client_id)
         if client is None:
-            raise NotFound(f"Client {client_id} does not exist.")
-        return to_out(client)
+            raise _not_found(client_id)
+        return client
 
-    def update(self, client_id: int, data: ClientUpdate) -> ClientOut:
-        changes = data.model_dump(exclude_unset=True)
-        client = store.update(client_id, changes, now=self._clock())
-        log.info("client updated", extra={"client_id": client_id, "changed": sorted(changes)})
-        return to_out(client)
+    def update(self, client_id: int, changes: ClientChanges) -> Client:
+        """Apply a partial update; a phone another client holds is a conflict."""
+        for _ in range(UPDATE_ATTEMPTS):
+            client = self.get(client_id)
+            profile = changes.applied_to(client)
+            if changed_fields(client, profile):
+                try:
+                    client = self._clients.update(client, profile, self._clock())
+                except StaleClient:
+                    continue  # changed meanwhile: re-read and apply the changes again
+                except PhoneTaken:
+                    raise _phone_taken() from None
+            log.info(
+                "client updated", extra={"client_id": client_id, "changed": sorted(changes.given())}
+            )
+            return client
+        raise _changed_meanwhile()
 
     def delete(self, client_id: int) -> None:
-        store.delete(client_id)
-        log.info("client deleted", extra={"client_id": client_id})
+        for _ in range(UPDATE_ATTEMPTS):
+            try:
+                self._clients.delete(self.get(client_id))
+            except StaleClient:
+                continue
+            log.info("client deleted", extra={"client_id": client_id})
+            return
+        raise _changed_meanwhile()
 
     def list(
         self, *, code: str | None, tag: str | None, limit: int, cursor: str | None
-    ) -> Page[ClientOut]:
-        page = store.list_page(code=code, tag=tag, limit=limit, cursor=cursor)
-        return Page[ClientOut](items=[to_out(c) for c in page.items], next=page.next)
+    ) -> Page[Client]:
+        return self._clients.page(code=code, tag=tag, limit=limit, cursor=cursor)
+
+
+def _not_found(client_id: int) -> NotFound:
+    return NotFound(f"Client {client_id} does not exist.")
+
+
+def _phone_taken() -> Conflict:
+    return Conflict("Another client already has this phone.")
+
+
+def _changed_meanwhile() -> Conflict:
+    return Conflict("The client was changed by another request; try again.")

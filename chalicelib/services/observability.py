@@ -12,10 +12,7 @@ from collections import Counter
 from chalicelib.clock import Clock
 from chalicelib.domain.messages import MessageStatus
 from chalicelib.domain.tasks import TaskStatus
-from chalicelib.queue import SendQueue
-from chalicelib.services.tasks import task_status
-from chalicelib.storage import messages as message_store
-from chalicelib.storage import tasks as task_store
+from chalicelib.ports import JobQueue, MessageStats, TaskCatalog
 
 PAGE = 100
 
@@ -29,9 +26,16 @@ def _gauge(name: str, help_text: str, samples: dict[str, float] | float, label: 
     return "\n".join(lines)
 
 
-class MetricsService:
-    def __init__(self, clock: Clock, queue: SendQueue) -> None:
+class ServiceGauges:
+    """The service's state as Prometheus gauges: a reading of the tables and the queue,
+    unlike the counts and latencies the handlers publish to CloudWatch (EMF)."""
+
+    def __init__(
+        self, clock: Clock, *, tasks: TaskCatalog, messages: MessageStats, queue: JobQueue
+    ) -> None:
         self._clock = clock
+        self._tasks = tasks
+        self._messages = messages
         self._queue = queue
 
     def prometheus_text(self) -> str:
@@ -41,11 +45,11 @@ class MetricsService:
         created = 0
         cursor = None
         while True:
-            page = task_store.list_page(limit=PAGE, cursor=cursor)
-            counts = message_store.counts([int(task.id) for task in page.items])
+            page = self._tasks.page(limit=PAGE, cursor=cursor)
+            counts = self._messages.counts([task.id for task in page.items])
             for task in page.items:
-                tasks[task_status(task, now).value] += 1
-                found = counts[int(task.id)]
+                tasks[task.status_at(now).value] += 1
+                found = counts[task.id]
                 created += found.total
                 messages.update(found.by_status())
             cursor = page.next

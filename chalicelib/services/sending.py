@@ -88,7 +88,7 @@ class Sender:
         self._parallel = parallel_calls
         self._max_check_age = max_check_age
         self._first_send_known: set[int] = set()
-        # Outcomes since this container started (local runner and tests read them).
+        # Outcomes since this container started (the tests read them).
         self.totals: Counter[str] = Counter()
         self._totals_lock = threading.Lock()
 

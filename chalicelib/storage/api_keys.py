@@ -7,42 +7,61 @@ from datetime import datetime
 
 from pynamodb.exceptions import PutError, UpdateError
 
-from chalicelib.errors import Conflict, NotFound
+from chalicelib.domain.api_keys import KeyInfo, StoredKey
+from chalicelib.ports import KeyTaken
 from chalicelib.storage.models import ApiKeyModel
 
-
-def save(*, key_id: str, key_hash: str, name: str, now: datetime) -> ApiKeyModel:
-    record = ApiKeyModel(key_id, key_hash=key_hash, name=name, created_at=now, revoked=False)
-    try:
-        record.save(condition=ApiKeyModel.key_id.does_not_exist())
-    except PutError as error:
-        if error.cause_response_code == "ConditionalCheckFailedException":
-            raise Conflict("This key is already registered.") from None
-        raise
-    return record
+CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
-def get(key_id: str) -> ApiKeyModel | None:
-    try:
-        return ApiKeyModel.get(key_id, consistent_read=True)
-    except ApiKeyModel.DoesNotExist:
-        return None
+def _key(record: ApiKeyModel) -> StoredKey:
+    info = KeyInfo(
+        key_id=record.key_id,
+        name=record.name,
+        created_at=record.created_at,
+        revoked=bool(record.revoked),
+    )
+    return StoredKey(info=info, key_hash=record.key_hash)
 
 
-def revoke(key_id: str, *, now: datetime) -> ApiKeyModel:
-    record = ApiKeyModel(key_id)
-    try:
-        record.update(
-            actions=[ApiKeyModel.revoked.set(True), ApiKeyModel.revoked_at.set(now)],
-            condition=ApiKeyModel.key_id.exists(),
+class DynamoApiKeys:
+    """The api_keys table behind ``ApiKeyRepository`` (``chalicelib/ports.py``)."""
+
+    def add(self, key: StoredKey) -> None:
+        info = key.info
+        record = ApiKeyModel(
+            info.key_id,
+            key_hash=key.key_hash,
+            name=info.name,
+            created_at=info.created_at,
+            revoked=info.revoked,
         )
-    except UpdateError as error:
-        if error.cause_response_code == "ConditionalCheckFailedException":
-            raise NotFound(f"API key {key_id} does not exist.") from None
-        raise
-    return record
+        try:
+            record.save(condition=ApiKeyModel.key_id.does_not_exist())
+        except PutError as error:
+            if error.cause_response_code == CONDITION_FAILED:
+                raise KeyTaken from None
+            raise
 
+    def get(self, key_id: str) -> StoredKey | None:
+        try:
+            return _key(ApiKeyModel.get(key_id, consistent_read=True))
+        except ApiKeyModel.DoesNotExist:
+            return None
 
-def all_keys() -> Iterator[ApiKeyModel]:
-    # An operator's listing of every key: a scan is the point here.
-    return ApiKeyModel.scan()
+    def revoke(self, key_id: str, now: datetime) -> StoredKey | None:
+        record = ApiKeyModel(key_id)
+        try:
+            record.update(
+                actions=[ApiKeyModel.revoked.set(True), ApiKeyModel.revoked_at.set(now)],
+                condition=ApiKeyModel.key_id.exists(),
+            )
+        except UpdateError as error:
+            if error.cause_response_code == CONDITION_FAILED:
+                return None
+            raise
+        return _key(record)
+
+    def all(self) -> Iterator[StoredKey]:
+        # An operator's listing of every key: a scan is the point here.
+        return (_key(record) for record in ApiKeyModel.scan())

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import asdict, replace
 from datetime import datetime
-from typing import Any
 
 from pynamodb.exceptions import TransactWriteError
-from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.errors import Conflict, NotFound
+from chalicelib.domain.clients import Client, ClientProfile
+from chalicelib.ports import Page, PhoneTaken, StaleClient
 from chalicelib.storage.ids import next_id
 from chalicelib.storage.models import (
     ClientModel,
@@ -22,18 +22,10 @@ from chalicelib.storage.models import (
 from chalicelib.storage.pagination import KeySchema, decode_cursor, key_from, take_page
 
 CONDITIONAL_CHECK_FAILED = "ConditionalCheckFailed"
-# How often an update is re-applied when another writer changed the client meanwhile.
-UPDATE_ATTEMPTS = 3
 
 TABLE_KEY: KeySchema = {"id": "N"}
 CODE_KEY: KeySchema = {"id": "N", "code": "S"}
 TAG_KEY: KeySchema = {"id": "N", "tag_key": "S"}
-
-
-@dataclass(frozen=True)
-class ClientPage:
-    items: list[ClientModel]
-    next: str | None
 
 
 def _failed_items(error: TransactWriteError) -> list[bool]:
@@ -43,136 +35,129 @@ def _failed_items(error: TransactWriteError) -> list[bool]:
     ]
 
 
-def get(client_id: int) -> ClientModel | None:
-    try:
-        return ClientModel.get(client_id, consistent_read=True)
-    except ClientModel.DoesNotExist:
-        return None
-
-
-def create(*, phone: str, code: str, tag: str, utc: str, now: datetime) -> ClientModel:
-    client = ClientModel(
-        id=next_id("clients"),
-        phone=phone,
-        code=code,
-        tag=tag,
-        tag_key=tag_key(tag),
-        utc=utc,
-        created_at=now,
-        updated_at=now,
+def _client(item: ClientModel) -> Client:
+    return Client(
+        id=int(item.id),
+        phone=item.phone,
+        code=item.code,
+        tag=item.tag,
+        utc=item.utc,
+        created_at=item.created_at,
+        updated_at=item.updated_at,
+        version=item.version,
     )
-    try:
-        with TransactWrite(connection=transaction_connection()) as tx:
-            tx.save(client, condition=ClientModel.id.does_not_exist())
-            tx.save(
-                PhoneModel(phone, client_id=client.id),
-                condition=PhoneModel.phone.does_not_exist(),
-            )
-    except TransactWriteError as error:
-        if any(_failed_items(error)):
-            raise _phone_taken() from None
-        raise
-    return client
 
 
-def update(client_id: int, changes: Mapping[str, Any], *, now: datetime) -> ClientModel:
-    """Apply a partial update; a phone change moves the phone claim in the same transaction."""
-    for _ in range(UPDATE_ATTEMPTS):
-        current = get(client_id)
-        if current is None:
-            raise _not_found(client_id)
-        wanted = {k: v for k, v in changes.items() if getattr(current, k) != v}
-        if not wanted:
-            return current
-        if _try_update(current, wanted, now):
-            return current
-    raise Conflict("The client was changed by another request; try again.")
+def _item(client: Client) -> ClientModel:
+    """A key-only item at the version ``client`` was read at: PynamoDB writes it only if
+    the stored one is still that (see ``models``)."""
+    item = ClientModel(client.id)
+    if client.version is not None:
+        item.version = client.version
+    return item
 
 
-def _try_update(current: ClientModel, wanted: Mapping[str, Any], now: datetime) -> bool:
-    """One optimistic attempt; False when the client changed under us."""
-    old_phone = current.phone
-    actions = [getattr(ClientModel, k).set(v) for k, v in wanted.items()]
-    if "tag" in wanted:
-        actions.append(ClientModel.tag_key.set(tag_key(wanted["tag"])))
-    actions.append(ClientModel.updated_at.set(now))
-    # The client must still hold the values we read: otherwise re-read and retry.
-    unchanged: Condition = (ClientModel.id.exists()) & (
-        ClientModel.updated_at == current.updated_at
-    )
-    new_phone = wanted.get("phone")
-    try:
-        with TransactWrite(connection=transaction_connection()) as tx:
-            if new_phone is not None:
-                tx.delete(
-                    PhoneModel(old_phone, client_id=current.id),
-                    condition=PhoneModel.client_id == current.id,
-                )
+class DynamoClients:
+    """The clients and phones tables behind ``ClientRepository`` (``chalicelib/ports.py``)."""
+
+    def get(self, client_id: int) -> Client | None:
+        try:
+            return _client(ClientModel.get(client_id, consistent_read=True))
+        except ClientModel.DoesNotExist:
+            return None
+
+    def create(self, profile: ClientProfile, now: datetime) -> Client:
+        item = ClientModel(
+            id=next_id("clients"),
+            phone=profile.phone,
+            code=profile.code,
+            tag=profile.tag,
+            tag_key=tag_key(profile.tag),
+            utc=profile.utc,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            with TransactWrite(connection=transaction_connection()) as tx:
+                tx.save(item, condition=ClientModel.id.does_not_exist())
                 tx.save(
-                    PhoneModel(new_phone, client_id=current.id),
+                    PhoneModel(item.phone, client_id=item.id),
                     condition=PhoneModel.phone.does_not_exist(),
                 )
-            tx.update(current, actions=actions, condition=unchanged)
-    except TransactWriteError as error:
-        failed = _failed_items(error)
-        if new_phone is not None and len(failed) == 3 and failed[1] and not failed[2]:
-            raise _phone_taken() from None
-        if any(failed):
-            return False
-        raise
-    for key, value in wanted.items():
-        setattr(current, key, value)
-    current.updated_at = now
-    return True
+        except TransactWriteError as error:
+            if any(_failed_items(error)):
+                raise PhoneTaken from None
+            raise
+        return _client(item)
 
+    def update(self, client: Client, profile: ClientProfile, now: datetime) -> Client:
+        """One optimistic attempt; a phone change moves the phone's claim in the same
+        transaction."""
+        actions: list[Action] = [
+            ClientModel.phone.set(profile.phone),
+            ClientModel.code.set(profile.code),
+            ClientModel.tag.set(profile.tag),
+            ClientModel.tag_key.set(tag_key(profile.tag)),
+            ClientModel.utc.set(profile.utc),
+            ClientModel.updated_at.set(now),
+        ]
+        new_phone = profile.phone != client.phone
+        try:
+            with TransactWrite(connection=transaction_connection()) as tx:
+                if new_phone:
+                    tx.delete(
+                        PhoneModel(client.phone, client_id=client.id),
+                        condition=PhoneModel.client_id == client.id,
+                    )
+                    tx.save(
+                        PhoneModel(profile.phone, client_id=client.id),
+                        condition=PhoneModel.phone.does_not_exist(),
+                    )
+                tx.update(_item(client), actions=actions, condition=ClientModel.id.exists())
+        except TransactWriteError as error:
+            failed = _failed_items(error)
+            if new_phone and len(failed) == 3 and failed[1] and not failed[2]:
+                raise PhoneTaken from None
+            if any(failed):
+                raise StaleClient from None
+            raise
+        version = (client.version or 0) + 1
+        return replace(client, **asdict(profile), updated_at=now, version=version)
 
-def delete(client_id: int) -> None:
-    for _ in range(UPDATE_ATTEMPTS):
-        current = get(client_id)
-        if current is None:
-            raise _not_found(client_id)
+    def delete(self, client: Client) -> None:
         try:
             with TransactWrite(connection=transaction_connection()) as tx:
                 tx.delete(
-                    PhoneModel(current.phone, client_id=current.id),
-                    condition=PhoneModel.client_id == current.id,
+                    PhoneModel(client.phone, client_id=client.id),
+                    condition=PhoneModel.client_id == client.id,
                 )
-                tx.delete(current, condition=ClientModel.phone == current.phone)
+                tx.delete(_item(client), condition=ClientModel.id.exists())
         except TransactWriteError as error:
             if any(_failed_items(error)):
-                continue
+                raise StaleClient from None
             raise
-        return
-    raise Conflict("The client was changed by another request; try again.")
 
-
-def list_page(*, code: str | None, tag: str | None, limit: int, cursor: str | None) -> ClientPage:
-    """One page of clients, served by the index that matches the filters."""
-    results: Iterable[ClientModel]
-    fetch = limit + 1  # one extra tells whether another page exists
-    if code is not None:
-        start = decode_cursor(cursor, CODE_KEY, {"code": code})
-        condition = ClientModel.tag_key == tag_key(tag) if tag is not None else None
-        results = ClientModel.by_code.query(
-            code, filter_condition=condition, last_evaluated_key=start, limit=fetch
-        )
-        schema = CODE_KEY
-    elif tag is not None:
-        start = decode_cursor(cursor, TAG_KEY, {"tag_key": tag_key(tag)})
-        results = ClientModel.by_tag.query(tag_key(tag), last_evaluated_key=start, limit=fetch)
-        schema = TAG_KEY
-    else:
-        # Listing everything is the point here, so a paged scan is the right tool.
-        start = decode_cursor(cursor, TABLE_KEY)
-        results = ClientModel.scan(last_evaluated_key=start, limit=fetch)
-        schema = TABLE_KEY
-    items, next_cursor = take_page(results, limit, lambda c: key_from(c, schema))
-    return ClientPage(items=items, next=next_cursor)
-
-
-def _not_found(client_id: int) -> NotFound:
-    return NotFound(f"Client {client_id} does not exist.")
-
-
-def _phone_taken() -> Conflict:
-    return Conflict("Another client already has this phone.")
+    def page(
+        self, *, code: str | None, tag: str | None, limit: int, cursor: str | None
+    ) -> Page[Client]:
+        """Served by the index that matches the filters."""
+        results: Iterable[ClientModel]
+        fetch = limit + 1  # one extra tells whether another page exists
+        if code is not None:
+            start = decode_cursor(cursor, CODE_KEY, {"code": code})
+            condition = ClientModel.tag_key == tag_key(tag) if tag is not None else None
+            results = ClientModel.by_code.query(
+                code, filter_condition=condition, last_evaluated_key=start, limit=fetch
+            )
+            schema = CODE_KEY
+        elif tag is not None:
+            start = decode_cursor(cursor, TAG_KEY, {"tag_key": tag_key(tag)})
+            results = ClientModel.by_tag.query(tag_key(tag), last_evaluated_key=start, limit=fetch)
+            schema = TAG_KEY
+        else:
+            # Listing everything is the point here, so a paged scan is the right tool.
+            start = decode_cursor(cursor, TABLE_KEY)
+            results = ClientModel.scan(last_evaluated_key=start, limit=fetch)
+            schema = TABLE_KEY
+        items, next_cursor = take_page(results, limit, lambda c: key_from(c, schema))
+        return Page([_client(item) for item in items], next_cursor)

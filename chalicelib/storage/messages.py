@@ -19,7 +19,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -29,8 +28,16 @@ from pynamodb.transactions import TransactWrite
 
 from chalicelib import logs
 from chalicelib.domain.lifecycle import Change, MessageState, Phase
-from chalicelib.domain.messages import MessageStatus, message_id
-from chalicelib.ports import Counts, Created, PartialWrite, Recipient, TaskGone, WaitingMessage
+from chalicelib.domain.messages import Message, MessageStatus, message_id
+from chalicelib.ports import (
+    Counts,
+    Created,
+    Page,
+    PartialWrite,
+    Recipient,
+    TaskGone,
+    WaitingMessage,
+)
 from chalicelib.storage.models import (
     CounterModel,
     MessageModel,
@@ -40,7 +47,7 @@ from chalicelib.storage.models import (
 )
 from chalicelib.storage.pagination import KeySchema, decode_cursor, key_from, take_page
 
-__all__ = ["Counts", "DynamoMessages", "TaskGone", "counts", "create_messages", "page"]
+__all__ = ["DynamoMessages", "counts", "create_messages"]
 
 log = logs.get_logger("storage.messages")
 
@@ -313,6 +320,26 @@ class DynamoMessages:
     def counts(self, task_ids: Sequence[int]) -> dict[int, Counts]:
         return counts(task_ids)
 
+    def page(
+        self, task_id: int, *, status: MessageStatus | None, limit: int, cursor: str | None
+    ) -> Page[Message]:
+        """An index key condition, never a filter: the cost is the page's, at any size."""
+        if status is None:
+            start = decode_cursor(cursor, TABLE_KEY, {"task_id": str(task_id)})
+            results = MessageModel.query(task_id, last_evaluated_key=start, limit=limit + 1)
+            schema = TABLE_KEY
+        else:
+            fixed = {"task_id": str(task_id), "status": status.value}
+            results = MessageModel.by_task_status.query(
+                task_id,
+                MessageModel.status == status.value,
+                last_evaluated_key=decode_cursor(cursor, STATUS_KEY, fixed),
+                limit=limit + 1,
+            )
+            schema = STATUS_KEY
+        items, next_cursor = take_page(results, limit, lambda m: key_from(m, schema))
+        return Page([_message(item) for item in items], next_cursor)
+
 
 @functools.cache
 def _updates() -> ThreadPoolExecutor:
@@ -365,23 +392,13 @@ def counts(task_ids: Sequence[int]) -> dict[int, Counts]:
     return {task_id: Counts(**values) for task_id, values in sums.items()}
 
 
-@dataclass(frozen=True)
-class MessagePage:
-    items: list[MessageModel]
-    next: str | None
-
-
-def page(task_id: int, *, status: str | None, limit: int, cursor: str | None) -> MessagePage:
-    """A task's messages, all or with one status (an index key condition, never a filter)."""
-    if status is None:
-        start = decode_cursor(cursor, TABLE_KEY, {"task_id": str(task_id)})
-        results = MessageModel.query(task_id, last_evaluated_key=start, limit=limit + 1)
-        schema = TABLE_KEY
-    else:
-        start = decode_cursor(cursor, STATUS_KEY, {"task_id": str(task_id), "status": status})
-        results = MessageModel.by_task_status.query(
-            task_id, MessageModel.status == status, last_evaluated_key=start, limit=limit + 1
-        )
-        schema = STATUS_KEY
-    items, next_cursor = take_page(results, limit, lambda m: key_from(m, schema))
-    return MessagePage(items=items, next=next_cursor)
+def _message(item: MessageModel) -> Message:
+    return Message(
+        id=int(item.id),
+        client_id=int(item.client_id),
+        status=MessageStatus(item.status),
+        created_at=item.created_at,
+        sent_at=item.sent_at,
+        attempts=int(item.attempts or 0),
+        last_error=item.last_error,
+    )

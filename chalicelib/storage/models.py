@@ -10,11 +10,18 @@ Access patterns:
 - new ids: ``counters`` table, one atomic counter per entity;
 - API keys by the digest of their value: ``api_keys`` table;
 - a task by id: ``tasks``; the due tasks: ``open_by_start``, a sparse index of the
-  unfinished tasks sorted by start time; message counts live on the task item;
+  unfinished tasks sorted by start time;
+- a task's message counts by status: ``counters``, a few shard items a task
+  (``task#<id>#<shard>``) that every status change updates in its transaction;
 - a message by (task, client): ``messages``; a task's messages with a status:
   ``by_task_status``; its messages the dispatcher must look at, by the time it must
   (waiting for a window or a retry, or claimed by a sender that may die):
   ``parked_by_wake`` (sparse: only messages with a ``wake_ms``).
+
+Clients and tasks carry a ``version``, PynamoDB's optimistic lock (``VersionAttribute``):
+every save or update of the model is conditional on the stored version being the one
+read (absent, when the value read has none) and moves it on. Items stored before it
+existed read as None and count as version 0 until their next change, which sets 1.
 
 Table names, region and endpoint are bound at run time by :func:`configure`.
 """
@@ -30,6 +37,7 @@ from pynamodb.attributes import (
     NumberAttribute,
     UnicodeAttribute,
     UTCDateTimeAttribute,
+    VersionAttribute,
 )
 from pynamodb.connection import Connection
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
@@ -84,6 +92,8 @@ class ClientModel(Model):
     utc = UnicodeAttribute()
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
+    # Optimistic lock (see the module's doc).
+    version = VersionAttribute()
 
     by_code = ClientsByCode()
     by_tag = ClientsByTag()
@@ -136,9 +146,8 @@ class OpenTasksByStart(GlobalSecondaryIndex["TaskModel"]):  # type: ignore[no-un
 OPEN_SHARD = "open"
 
 
-class TaskModel(Model):
-    class Meta(BaseMeta):
-        logical_name = "tasks"
+class _TaskItem(Model):
+    """The attributes of a task item, shared by the two models of the tasks table."""
 
     id = NumberAttribute(hash_key=True)
     start_time = UTCDateTimeAttribute()
@@ -150,7 +159,6 @@ class TaskModel(Model):
     window_from = UnicodeAttribute(null=True)
     window_to = UnicodeAttribute(null=True)
     status = UnicodeAttribute()
-    end_ms = NumberAttribute()
     # Present while the task is not finished (see OpenTasksByStart).
     open_shard = UnicodeAttribute(null=True)
     created_at = UTCDateTimeAttribute()
@@ -168,7 +176,29 @@ class TaskModel(Model):
     # When a fan-out page of it was last queued (epoch ms): due tasks take turns by it.
     fanout_at_ms = NumberAttribute(null=True)
 
+
+class TaskModel(_TaskItem):
+    class Meta(BaseMeta):
+        logical_name = "tasks"
+
+    # Optimistic lock (see the module's doc): moved by every change of the task itself (the
+    # API's edits, a new status), not by the engine's bookkeeping (``TaskProgressModel``).
+    version = VersionAttribute()
+
     open_by_start = OpenTasksByStart()
+
+
+class TaskProgressModel(_TaskItem):
+    """The tasks table without the optimistic lock, for the writes that must not check or
+    move the version as PynamoDB does on every update of ``TaskModel``: the engine's
+    bookkeeping (the fan-out checkpoint, the first send, the end of a re-judging), which
+    an edit of a running task must never collide with, and the tombstone, which moves
+    the version whatever it is."""
+
+    class Meta(BaseMeta):
+        logical_name = "tasks"
+
+    version = NumberAttribute(null=True)
 
 
 def live_task_condition() -> Any:
@@ -259,6 +289,8 @@ MODELS: tuple[type[Model], ...] = (
     TaskModel,
     MessageModel,
 )
+# Other models of the tables above: bound with them, never created.
+VIEWS: tuple[type[Model], ...] = (TaskProgressModel,)
 
 _TABLE_SETTING: dict[str, str] = {
     "clients": "clients_table",
@@ -297,7 +329,7 @@ def configure(settings: Settings) -> None:
     if settings == _bound:
         return  # keep the cached clients: each costs ~100 ms to build
     _transactions = None
-    for model in MODELS:
+    for model in MODELS + VIEWS:
         meta: Any = model.Meta
         meta.table_name = getattr(settings, _TABLE_SETTING[meta.logical_name])
         meta.region = settings.aws_region

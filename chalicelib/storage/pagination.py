@@ -2,8 +2,9 @@
 
 A cursor is only ever decoded into the exact key shape the query expects, with values
 DynamoDB accepts and, where the query fixes a key attribute (the task of a message
-list, the code of a code-filtered list), that very value: a forged or damaged cursor is
-a 400, never a DynamoDB ``ValidationException`` (moto does not check all of these).
+list, the code of a code-filtered list), that very value: a forged or damaged cursor
+raises ``InvalidCursor`` (a 400 at the edge), never a DynamoDB ``ValidationException``
+(moto does not check all of these).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from itertools import islice
 from typing import Any, TypeVar
 
 from chalicelib import safejson
-from chalicelib.errors import ValidationFailed
+from chalicelib.errors import InvalidCursor
 
 KeySchema = Mapping[str, str]  # attribute name -> DynamoDB type ("N" or "S")
 DynamoKey = dict[str, dict[str, str]]
@@ -50,17 +51,17 @@ def decode_cursor(
     if cursor is None or cursor == "":
         return None
     if len(cursor) > MAX_CURSOR_CHARS:
-        raise _invalid()
+        raise InvalidCursor
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         key = safejson.loads(base64.urlsafe_b64decode(padded.encode("ascii")), max_depth=_KEY_DEPTH)
     except (ValueError, binascii.Error):  # UnicodeError is a ValueError
-        raise _invalid() from None
+        raise InvalidCursor from None
     if not _matches(key, schema):
-        raise _invalid()
+        raise InvalidCursor
     for name, value in (fixed or {}).items():
         if key[name][schema[name]] != value:
-            raise _invalid()
+            raise InvalidCursor
     return dict(key)
 
 
@@ -108,7 +109,3 @@ def _valid(kind: str, text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return 0 < size <= MAX_STRING_BYTES
-
-
-def _invalid() -> ValidationFailed:
-    return ValidationFailed("The cursor is not valid.", {"cursor": "not a cursor from this list"})

@@ -101,7 +101,7 @@ def test_docs_page_lists_every_operation_and_calls_the_api(
 
     assert "Notification service API" in browser.find_element(By.CSS_SELECTOR, ".title").text
     assert listed_operations(browser) == expected
-    # Every route SPEC.md lists, as a person reads them on the page.
+    # Every route docs/SPEC.md lists, as a person reads them on the page.
     spec_routes = {
         ("POST", "/api/clients"),
         ("POST", "/api/clients/{client_id}"),

@@ -25,7 +25,7 @@ import app as app_module
 from chalicelib.bootstrap import Services, bootstrap
 from chalicelib.services.api_keys import ApiKeyService
 from chalicelib.settings import reset_settings
-from chalicelib.storage import tasks as task_store
+from chalicelib.storage.tasks import DynamoTasks
 from local.fake_provider import FakeProviderState
 from tests.conftest import SENDER_TOKEN, Api, FrozenClock, stage_environment
 from tests.infra.conftest import Packaged
@@ -197,7 +197,7 @@ def containers(
 
 def _fail_next_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
     """The next fan-out checkpoint write fails: the run dies after writing its page."""
-    real = task_store.advance_fanout
+    real = DynamoTasks.advance_fanout
     state = {"failed": False}
 
     def advance(*args: Any, **kwargs: Any) -> Any:
@@ -206,7 +206,7 @@ def _fail_next_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
             raise RuntimeError("killed before the checkpoint")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(task_store, "advance_fanout", advance)
+    monkeypatch.setattr(DynamoTasks, "advance_fanout", advance)
 
 
 def _client(api: Api, n: int, code: str, tag: str) -> int:

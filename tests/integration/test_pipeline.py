@@ -17,8 +17,8 @@ from chalicelib.domain import lifecycle
 from chalicelib.domain.messages import message_id
 from chalicelib.ports import Recipient
 from chalicelib.storage import messages as message_store
-from chalicelib.storage import tasks as task_store
 from chalicelib.storage.models import ClientModel
+from chalicelib.storage.tasks import DynamoTasks
 from local.fake_provider import FakeProviderState
 from tests.conftest import SENDER_TOKEN, Api, FrozenClock
 from tests.integration.pipeline import Pipeline, messages_of
@@ -251,7 +251,9 @@ def test_nothing_is_sent_at_or_after_the_end_and_pending_messages_expire(
     assert {m.status for m in messages_of(task["id"]).values()} == {"expired"}
     assert counts(task["id"]) == {"total": 3, "pending": 0, "sent": 0, "failed": 0, "expired": 3}
     assert api.get(f"/api/tasks/{task['id']}").json_body["status"] == "finished"
-    assert task_store.require(task["id"]).status == "finished"
+    stored = pipeline.services.task_repository.get(task["id"])
+    assert stored is not None
+    assert stored.status == "finished"
     assert len(clients) == 3
 
 
@@ -325,7 +327,7 @@ def test_interrupted_fan_out_resumes_at_the_next_page_with_no_duplicate_and_no_g
     api: Api, pipeline: Pipeline, provider: FakeProviderState, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clients = [add_client(api, n) for n in range(17)]
-    real_advance = task_store.advance_fanout
+    real_advance = DynamoTasks.advance_fanout
     calls = {"n": 0}
 
     def crash_on_third_checkpoint(*args: Any, **kwargs: Any) -> Any:
@@ -334,7 +336,7 @@ def test_interrupted_fan_out_resumes_at_the_next_page_with_no_duplicate_and_no_g
             raise RuntimeError("the dispatcher died after writing page 3")
         return real_advance(*args, **kwargs)
 
-    monkeypatch.setattr(task_store, "advance_fanout", crash_on_third_checkpoint)
+    monkeypatch.setattr(DynamoTasks, "advance_fanout", crash_on_third_checkpoint)
     response = api.post(
         "/api/tasks/", {"start_time": "2026-11-28T13:00:00Z", "end_time": END, "text": "Hi"}
     )

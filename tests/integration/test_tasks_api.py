@@ -250,8 +250,8 @@ def test_finished_task_refuses_every_change(api: Api, clock: FrozenClock) -> Non
 
 def test_stored_finished_status_wins_over_the_clock(api: Api, services: Any) -> None:
     task = create(api, DUE)
-    record = task_store.require(task["id"])
-    task_store.set_status(record, TaskStatus.FINISHED, now=services.clock())
+    tasks = services.task_repository
+    tasks.set_status(tasks.get(task["id"]), TaskStatus.FINISHED, services.clock())
     assert api.get(f"/api/tasks/{task['id']}").json_body["status"] == "finished"
     assert (
         api.patch(f"/api/tasks/{task['id']}", {"end_time": "2026-11-30T00:00:00Z"}).status_code
@@ -269,8 +269,9 @@ def test_due_tasks_come_from_the_sparse_index_without_a_scan(
     client = {"phone": "79001234567", "code": "900", "tag": "vip", "utc": "UTC"}
     assert api.post("/api/clients/", client).status_code == 201
     finished = [create(api, DUE)["id"] for _ in range(30)]
+    tasks = services.task_repository
     for task_id in finished:
-        task_store.set_status(task_store.require(task_id), TaskStatus.FINISHED, now=clock())
+        tasks.set_status(tasks.get(task_id), TaskStatus.FINISHED, clock())
     due = [create(api, DUE)["id"] for _ in range(3)]
     future = create(api, FUTURE)["id"]
 

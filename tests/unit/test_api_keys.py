@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.services.api_keys import bearer_key, digest, key_id_of
+from chalicelib.domain.api_keys import bearer_key, digest, key_id_of
 
 KEY = "nk_abcdefghijklmnopqrstuvwxyz012345"
 

@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 
 from chalicelib import http
-from chalicelib.errors import BadRequest, NotFound, PayloadTooLarge, ValidationFailed
+from chalicelib.errors import (
+    BadRequest,
+    InvalidCursor,
+    NotFound,
+    PayloadTooLarge,
+    ValidationFailed,
+)
 from chalicelib.storage.pagination import decode_cursor, encode_cursor
 
 SCHEMA = {"id": "N", "code": "S"}
@@ -93,10 +99,23 @@ def _forge(value: Any) -> str:
         base64.urlsafe_b64encode(b"\xff\x00").decode(),
     ],
 )
-def test_forged_cursors_are_a_validation_error(cursor: str) -> None:
-    with pytest.raises(ValidationFailed) as caught:
+def test_forged_cursors_are_refused(cursor: str) -> None:
+    with pytest.raises(InvalidCursor):
         decode_cursor(cursor, SCHEMA)
-    assert caught.value.fields == {"cursor": "not a cursor from this list"}
+
+
+def test_the_edge_answers_a_refused_cursor_as_a_validation_error_on_cursor() -> None:
+    @http.endpoint
+    def view() -> Any:
+        decode_cursor("not base64 !", SCHEMA)
+
+    response = view()
+    assert response.status_code == 400
+    assert response.body == {
+        "error": "validation_error",
+        "message": "The cursor is not valid.",
+        "fields": {"cursor": "not a cursor from this list"},
+    }
 
 
 def test_cors_only_when_an_origin_is_configured() -> None:

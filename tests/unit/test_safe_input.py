@@ -10,7 +10,7 @@ import pytest
 from chalicelib import safejson
 from chalicelib.domain.clients import parse_utc
 from chalicelib.domain.tasks import parse_instant
-from chalicelib.errors import ValidationFailed
+from chalicelib.errors import InvalidCursor
 from chalicelib.storage.pagination import decode_cursor, encode_cursor
 
 
@@ -44,7 +44,7 @@ def test_cursor_round_trip_and_pinned_values() -> None:
     text = encode_cursor(key)
     assert decode_cursor(text, schema, {"task_id": "7", "status": "pending"}) == key
     for fixed in ({"task_id": "8"}, {"status": "sent"}):
-        with pytest.raises(ValidationFailed):
+        with pytest.raises(InvalidCursor):
             decode_cursor(text, schema, fixed)
 
 
@@ -60,20 +60,20 @@ def test_cursor_round_trip_and_pinned_values() -> None:
     ],
 )
 def test_cursor_refuses_keys_dynamodb_would_refuse(key: object) -> None:
-    with pytest.raises(ValidationFailed):
+    with pytest.raises(InvalidCursor):
         decode_cursor(cursor(key), {"id": "N"})
 
 
 @pytest.mark.parametrize("value", ["", "\ud800", "é" * 513])
 def test_cursor_refuses_strings_dynamodb_would_refuse(value: str) -> None:
-    with pytest.raises(ValidationFailed):
+    with pytest.raises(InvalidCursor):
         decode_cursor(cursor({"id": {"N": "1"}, "code": {"S": value}}), {"id": "N", "code": "S"})
 
 
 def test_cursor_refuses_deep_and_long_text() -> None:
-    with pytest.raises(ValidationFailed):
+    with pytest.raises(InvalidCursor):
         decode_cursor(cursor("[" * 3000), {"id": "N"})
-    with pytest.raises(ValidationFailed):
+    with pytest.raises(InvalidCursor):
         decode_cursor("A" * 5000, {"id": "N"})
 
 

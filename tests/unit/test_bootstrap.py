@@ -1,0 +1,73 @@
+"""The composition root binds storage with explicit calls, so ``python -O`` (which drops
+``assert`` statements) still points every table at the stage's names."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from functools import cached_property
+from pathlib import Path
+
+from chalicelib.bootstrap import Services
+
+ROOT = Path(__file__).resolve().parents[2]
+# Every service and repository reads or writes a table, but the queue.
+NO_STORAGE = {"queue"}
+
+# Builds each part in a fresh composition with the models unbound, and prints the table
+# each model is bound to afterwards. Nothing here opens a connection.
+_SNIPPET = """
+import json, sys
+from chalicelib.bootstrap import bootstrap
+from chalicelib.settings import Settings
+from chalicelib.storage import models
+
+settings = Settings.from_env({"STAGE": "opt", "AWS_REGION": "eu-west-1", "LOG_LEVEL": "ERROR"})
+bound = {}
+for name in sys.argv[1:]:
+    for model in models.MODELS + models.VIEWS:
+        model.Meta.table_name = ""
+    models._bound = None
+    getattr(bootstrap(settings), name)
+    bound[name] = sorted({model.Meta.table_name for model in models.MODELS + models.VIEWS})
+print(json.dumps({"optimize": sys.flags.optimize, "bound": bound}))
+"""
+
+ENTITIES = ("clients", "phones", "counters", "api-keys", "tasks", "messages")
+TABLES = sorted(f"notify-opt-{name}" for name in ENTITIES)
+
+
+def _storage_parts() -> list[str]:
+    parts = [name for name, value in vars(Services).items() if isinstance(value, cached_property)]
+    return [name for name in parts if name not in NO_STORAGE]
+
+
+def test_every_part_binds_storage_under_python_optimize() -> None:
+    parts = _storage_parts()
+    assert {"clients", "tasks", "api_keys", "dispatcher", "sender"} <= set(parts)
+    output = subprocess.run(
+        [sys.executable, "-O", "-c", _SNIPPET, *parts],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    result = json.loads(output.strip().splitlines()[-1])
+    assert result["optimize"] == 1  # asserts really were dropped
+    assert result["bound"] == dict.fromkeys(parts, TABLES)
+
+
+def test_importing_the_app_loads_no_aws_library() -> None:
+    """Every function's cold start imports ``app.py``: boto3 and PynamoDB come with the
+    first service a handler builds, not with the routes (the edge's type imports too)."""
+    snippet = "import sys, app; print(sorted({'boto3', 'botocore', 'pynamodb'} & set(sys.modules)))"
+    output = subprocess.run(
+        [sys.executable, "-c", snippet],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"AWS_DEFAULT_REGION": "us-east-1", "PATH": "/usr/bin:/bin"},
+    ).stdout
+    assert output.strip().splitlines()[-1] == "[]"
