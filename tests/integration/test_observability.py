@@ -118,7 +118,7 @@ def test_handlers_publish_embedded_metrics(
     assert definition["Dimensions"] == [["Service", "Stage"]]
     names = {metric["Name"]: metric["Unit"] for metric in definition["Metrics"]}
     assert names["ProviderLatency"] == "Milliseconds"
-    assert doc["MessagesSent"] == 1
+    assert doc["MessagesSent"] == [1.0]  # Powertools writes every metric as a list of values
     assert doc["Stage"] == "local"
     assert isinstance(doc["ProviderLatency"], list)
     lag = [d for d in documents if "DispatchLag" in d]
