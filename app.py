@@ -214,14 +214,16 @@ def delete_task(task_id: str) -> Response:
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def dispatch(event: CloudWatchEvent) -> None:
     """Every minute: start due tasks, continue their fan-out, expire and finish them."""
-    wired = services()
-    wired.dispatcher.dispatch_due(wired.settings.dispatch_budget_seconds)
+    with logs.invocation(event.context):
+        wired = services()
+        wired.dispatcher.dispatch_due(wired.settings.dispatch_budget_seconds)
 
 
 @app.on_sqs_message(queue=SEND_QUEUE, batch_size=SEND_BATCH_SIZE)
 def send(event: SQSEvent) -> dict[str, Any]:
     """Send jobs; a job that fails is reported alone (partial batch response)."""
-    result = services().sender.handle_event(record.to_dict() for record in event)
+    with logs.invocation(event.context):
+        result = services().sender.handle_event(record.to_dict() for record in event)
     return {"batchItemFailures": [{"itemIdentifier": rid} for rid in result.failed_record_ids]}
 
 

@@ -211,6 +211,15 @@ def bind(**fields: Any) -> Iterator[None]:
             root.thread_safe_append_keys(**before)
 
 
+def invocation(context: Any) -> contextlib.AbstractContextManager[None]:
+    """Bind the Lambda invocation's id to every line of the block, named as Powertools'
+    ``inject_lambda_context`` names it: ``function_request_id`` is the id on Lambda's own
+    START, END and REPORT lines (duration, memory, "Task timed out"), so a timeout or a
+    slow batch leads to the jobs it held. Chalice hands its handlers the event alone, so
+    that decorator, which wants ``(event, context)``, cannot wrap them."""
+    return bind(function_request_id=getattr(context, "aws_request_id", None))
+
+
 class Stopwatch:
     def __init__(self) -> None:
         self._start = time.perf_counter()
