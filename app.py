@@ -221,7 +221,8 @@ def dispatch(event: CloudWatchEvent) -> None:
 
 @app.on_sqs_message(queue=SEND_QUEUE, batch_size=SEND_BATCH_SIZE)
 def send(event: SQSEvent) -> dict[str, Any]:
-    """Send jobs; a job that fails is reported alone (partial batch response)."""
+    """Send jobs; a job that fails is reported alone (partial batch response, built here
+    rather than by Powertools' BatchProcessor: why in ``chalicelib/services/send_batch.py``)."""
     with logs.invocation(event.context):
         result = services().sender.handle_event(record.to_dict() for record in event)
     return {"batchItemFailures": [{"itemIdentifier": rid} for rid in result.failed_record_ids]}
