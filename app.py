@@ -32,13 +32,15 @@ from chalicelib.schemas import (
 )
 from chalicelib.settings import read_settings_now
 
-app = Chalice(app_name="notify")
-logs.configure()  # JSON from the first line; bootstrap() applies the configured level
+# Chalice's own log handler would print every line of the service's logger (also named
+# "notify") a second time, as text: Powertools' handler is the only one (chalicelib/logs.py).
+app = Chalice(app_name="notify", configure_logs=False)
 http.install(app)
 
 # Fixed when the app loads (`chalice package` loads it with the stage's environment):
-# route CORS and the queue the sender consumes.
+# the log level and style from the first line, route CORS and the queue the sender consumes.
 _LOAD_SETTINGS = read_settings_now()
+logs.configure(_LOAD_SETTINGS.log_level, _LOAD_SETTINGS.log_style)
 CORS = http.cors_config(_LOAD_SETTINGS.cors_allow_origin)
 SEND_QUEUE = _LOAD_SETTINGS.send_queue
 SEND_BATCH_SIZE = 10

@@ -98,9 +98,11 @@ class JsonFormatter(LambdaPowertoolsFormatter):
 
 
 # Shown by the pretty formatter only when something went wrong (the exception) or not at
-# all: Powertools' bookkeeping a person at a terminal does not need.
+# all: Powertools' bookkeeping, and the stand-in invocation ids of the local stack, that a
+# person at a terminal does not need.
 _NOT_SHOWN = frozenset(
     {
+        "function_request_id",
         "timestamp",
         "level",
         "logger",

@@ -172,3 +172,15 @@ def test_pretty_lines_are_readable_and_masked_the_same_way() -> None:
     fields = r"task_id=5 client_id=3 phone=7900\*\*\*4567"
     assert re.fullmatch(rf"{clock} INFO  clients    client created  {fields}", created)
     assert re.fullmatch(rf"{clock} INFO  metrics    metrics  MessagesSent=\[2\.0\]", published)
+
+
+def test_the_app_writes_each_line_once_through_the_powertools_handler() -> None:
+    # Chalice names its logger after the app ("notify"), the service's logger's name: its
+    # own handler would print every line again, as text.
+    import app  # noqa: PLC0415, F401 - what Lambda loads
+
+    service = logging.getLogger(logs.LOGGER_NAME)
+    # pytest adds its capture handlers to a logger that does not propagate.
+    (handler,) = [h for h in service.handlers if not type(h).__module__.startswith("_pytest")]
+    assert isinstance(handler.formatter, logs.JsonFormatter)
+    assert not service.propagate
