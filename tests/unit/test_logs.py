@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import re
-import sys
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -66,23 +66,24 @@ def test_reserved_field_names_are_renamed_not_fatal(capsys: object) -> None:
     assert fields["name_"] == "x"
 
 
-def through_the_service_handler(style: str = "json") -> tuple[logging.Handler, io.StringIO]:
+@contextlib.contextmanager
+def through_the_service_handler(style: str = "json") -> Iterator[io.StringIO]:
     """The Powertools handler the service writes through, pointed at a buffer."""
-    root = logs.configure(style=style)
-    stream = io.StringIO()
-    handler = root.registered_handler
+    handler = logs.configure(style=style).registered_handler
     assert isinstance(handler, logging.StreamHandler)
-    handler.setStream(stream)
-    return handler, stream
+    stream = io.StringIO()
+    before = handler.setStream(stream)
+    try:
+        yield stream
+    finally:
+        handler.setStream(before)
+        logs.configure()
 
 
 @pytest.fixture
 def service_lines() -> Iterator[io.StringIO]:
-    handler, stream = through_the_service_handler()
-    yield stream
-    assert isinstance(handler, logging.StreamHandler)
-    handler.setStream(sys.stdout)
-    logs.configure()
+    with through_the_service_handler() as stream:
+        yield stream
 
 
 def test_a_sender_line_through_powertools_masks_the_phone_and_carries_the_ids(
@@ -154,8 +155,7 @@ def test_bound_ids_end_with_their_block_and_stay_in_their_thread(
 
 
 def test_pretty_lines_are_readable_and_masked_the_same_way() -> None:
-    handler, stream = through_the_service_handler(style="pretty")
-    try:
+    with through_the_service_handler(style="pretty") as stream:
         with logs.bind(task_id=5):
             logs.get_logger("clients").info(
                 "client created", extra={"client_id": 3, "phone": "79001234567"}
@@ -163,10 +163,6 @@ def test_pretty_lines_are_readable_and_masked_the_same_way() -> None:
         logs.get_logger("metrics").info(
             "metrics", extra={"emf": metrics.emf_document({"MessagesSent": 2}, {}, "local")}
         )
-    finally:
-        assert isinstance(handler, logging.StreamHandler)
-        handler.setStream(sys.stdout)
-        logs.configure()
     created, published = stream.getvalue().splitlines()
     clock = r"\d\d:\d\d:\d\d"
     fields = r"task_id=5 client_id=3 phone=7900\*\*\*4567"
