@@ -35,13 +35,15 @@ from chalicelib.schemas import (
 )
 from chalicelib.settings import read_settings_now
 
-app = Chalice(app_name="notify")
-logs.configure()  # JSON from the first line; bootstrap() applies the configured level
+# Chalice's own log handler would print every line of the service's logger (also named
+# "notify") a second time, as text: Powertools' handler is the only one (chalicelib/logs.py).
+app = Chalice(app_name="notify", configure_logs=False)
 http.install(app)
 
 # Fixed when the app loads (`chalice package` loads it with the stage's environment):
-# route CORS and the queue the sender consumes.
+# the log level and style from the first line, route CORS and the queue the sender consumes.
 _LOAD_SETTINGS = read_settings_now()
+logs.configure(_LOAD_SETTINGS.log_level, _LOAD_SETTINGS.log_style)
 CORS = http.cors_config(_LOAD_SETTINGS.cors_allow_origin)
 SEND_QUEUE = _LOAD_SETTINGS.send_queue
 SEND_BATCH_SIZE = 10
@@ -224,14 +226,17 @@ def delete_task(task_id: str) -> Response:
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def dispatch(event: CloudWatchEvent) -> None:
     """Every minute: start due tasks, continue their fan-out, expire and finish them."""
-    wired = services()
-    wired.dispatcher.dispatch_due(wired.settings.dispatch_budget_seconds)
+    with logs.invocation(event.context):
+        wired = services()
+        wired.dispatcher.dispatch_due(wired.settings.dispatch_budget_seconds)
 
 
 @app.on_sqs_message(queue=SEND_QUEUE, batch_size=SEND_BATCH_SIZE)
 def send(event: SQSEvent) -> dict[str, Any]:
-    """Send jobs; a job that fails is reported alone (partial batch response)."""
-    result = services().sender.handle_event(record.to_dict() for record in event)
+    """Send jobs; a job that fails is reported alone (partial batch response, built here
+    rather than by Powertools' BatchProcessor: why in ``chalicelib/services/send_batch.py``)."""
+    with logs.invocation(event.context):
+        result = services().sender.handle_event(record.to_dict() for record in event)
     return {"batchItemFailures": [{"itemIdentifier": rid} for rid in result.failed_record_ids]}
 
 

@@ -224,7 +224,7 @@ def install(app: Chalice) -> None:
     @app.middleware("http")
     def request_log(event: Request, get_response: Callable[[Request], Response]) -> Response:
         request_id = _request_id(event)
-        with logs.bind(request_id=request_id):
+        with logs.bind(request_id=request_id), logs.invocation(event.lambda_context):
             watch = logs.Stopwatch()
             if _body_size(event) > MAX_BODY_BYTES:
                 response = error_response(

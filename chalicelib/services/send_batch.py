@@ -1,6 +1,20 @@
 """One sender batch's pieces: its records and result, the jobs it holds, the tasks it
 read (and reads again before a call), the window a job waits for, and the one log line
-each job that is not sent gets. The flow that uses them is ``sending.py``."""
+each job that is not sent gets. The flow that uses them is ``sending.py``.
+
+Why not Powertools' batch utilities (``BatchProcessor``, ``process_partial_response``),
+measured for issue 16: they call a handler per record and report the records whose call
+raised. The sender judges a batch as a whole: the copies of one message in a batch are
+compared (the newest generation goes on, the others stop), the batch's tasks and
+messages are read together, decisions and outcomes are written per task in one request,
+and the provider calls run in parallel; a record fails when its own job is unreadable
+or when the read or write it shared fails. Record by record, every job would pay its own
+reads and writes (1.81 AWS requests per message today) and run its call alone; fed the
+sender's result afterwards, the processor would only rebuild ``{"batchItemFailures":
+[...]}``, one line in ``app.py``, for 185 M more instructions under callgrind (+11.5 % of
+what the sender imports for its first event): it imports asyncio and the event classes
+of every source it supports.
+"""
 
 from __future__ import annotations
 

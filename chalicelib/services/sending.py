@@ -20,6 +20,7 @@ What it guarantees (SPEC rules 4-8):
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import random
 import threading
@@ -272,8 +273,11 @@ class Sender:
         if self._parallel <= 1 or len(claimed) <= 1:
             answers = [call(item) for item in claimed]
         else:
+            # Each call runs in a copy of this thread's context: its log lines carry the
+            # invocation's bound fields (function_request_id) as well as its own.
+            context = contextvars.copy_context()
             with ThreadPoolExecutor(max_workers=min(self._parallel, len(claimed))) as pool:
-                answers = list(pool.map(call, claimed))
+                answers = list(pool.map(lambda claim: context.copy().run(call, claim), claimed))
         answered = []
         for claim, answer in zip(claimed, answers, strict=True):
             if answer is None:

@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+import app as app_module
 from chalicelib import logs
 from local.fake_provider import FakeProviderState
+from local.lambda_runner import LambdaContext, sqs_event
 from tests.conftest import SENDER_TOKEN, Api, FrozenClock
 from tests.integration.pipeline import Pipeline
 from tests.integration.test_pipeline import add_client, add_task
@@ -103,6 +105,33 @@ def test_log_lines_carry_the_ids_of_what_they_are_about(
     assert "7900***0001" in everything  # masked where a phone is worth showing
 
 
+def test_sender_lines_carry_the_lambda_invocation_id(
+    api: Api, pipeline: Pipeline, provider: FakeProviderState, lines: Lines
+) -> None:
+    add_client(api, 1)
+    add_client(api, 2)
+    task = add_task(api)
+    jobs = pipeline.receive()
+    assert len(jobs) == 2  # two calls: they run on the sender's thread pool
+    event = sqs_event(jobs, pipeline.arn, "us-east-1")
+    app_module.send(event, LambdaContext("send", timeout_seconds=30, aws_request_id="invoc-1"))
+    calls = lines.find("provider call")
+    sent = lines.find("message sent")
+    assert len(calls) == len(sent) == 2
+    for line in [*calls, *sent]:
+        assert (line["function_request_id"], line["task_id"]) == ("invoc-1", task["id"])
+    (batch,) = lines.find("send batch")
+    assert batch["function_request_id"] == "invoc-1"
+    logs.get_logger("test").info("after the invocation")
+    (after,) = lines.find("after the invocation")
+    assert "function_request_id" not in after
+    # An API request's lines carry API Gateway's id and the invocation's.
+    (request,) = [r for r in lines.find("request") if r["route"] == "/api/tasks"]
+    (created,) = lines.find("task created")
+    assert created["request_id"] == request["request_id"]
+    assert created["function_request_id"] == request["function_request_id"]
+
+
 def test_handlers_publish_embedded_metrics(
     api: Api, pipeline: Pipeline, provider: FakeProviderState, lines: Lines
 ) -> None:
@@ -118,7 +147,7 @@ def test_handlers_publish_embedded_metrics(
     assert definition["Dimensions"] == [["Service", "Stage"]]
     names = {metric["Name"]: metric["Unit"] for metric in definition["Metrics"]}
     assert names["ProviderLatency"] == "Milliseconds"
-    assert doc["MessagesSent"] == 1
+    assert doc["MessagesSent"] == [1.0]  # Powertools writes every metric as a list of values
     assert doc["Stage"] == "local"
     assert isinstance(doc["ProviderLatency"], list)
     lag = [d for d in documents if "DispatchLag" in d]
