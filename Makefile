@@ -49,11 +49,13 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 ## Write the deployable template for $(STAGE) to $(OUT)/sam.yaml (+ deployment.zip), checked.
+## The zip leaves out the AWS SDK the Lambda runtime has (BUNDLE_AWS_SDK=1 keeps it).
 # Offline except for PyPI (chalice fetches Lambda wheels once, cached in .chalice/deployments).
 package: $(STAMP)
 	rm -rf $(OUT)
 	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-$${AWS_REGION:-us-east-1}} \
 	  $(BIN)/chalice package --stage $(STAGE) --merge-template infra/template.yaml $(OUT)
+	$(if $(BUNDLE_AWS_SDK),,$(BIN)/python -m infra.trim_package $(OUT)/deployment.zip)
 	$(BIN)/python -m infra.pin_stage $(OUT)/sam.yaml $(STAGE)
 	$(BIN)/cfn-lint -t $(OUT)/sam.yaml
 

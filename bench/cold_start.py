@@ -19,6 +19,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra.trim_package import trim
+
 ROOT = Path(__file__).resolve().parent.parent
 _TIMER = "import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
 
@@ -52,7 +54,8 @@ def import_time(module: str, repeat: int) -> float:
 
 
 def package_size(stage: str = "dev") -> tuple[int, int]:
-    """Bytes and files of the zip that ``chalice package`` would deploy."""
+    """Bytes and files of the zip ``make package`` deploys: ``chalice package``'s, without
+    the AWS SDK the Lambda runtime has (``infra/trim_package.py``)."""
     chalice = Path(sys.executable).parent / "chalice"
     with tempfile.TemporaryDirectory() as out:
         subprocess.run(
@@ -63,6 +66,7 @@ def package_size(stage: str = "dev") -> tuple[int, int]:
             capture_output=True,
         )
         archive = Path(out) / "deployment.zip"
+        trim(archive)
         with zipfile.ZipFile(archive) as zipped:
             files = len(zipped.namelist())
         return archive.stat().st_size, files
