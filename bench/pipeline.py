@@ -21,7 +21,7 @@ from bench.harness import CALLS, install_counter, local_stack, seed_clients, wai
 
 # Published on-demand prices, us-east-1, USD (AWS price pages, 2025; free tiers ignored).
 PRICE_LAMBDA_REQUEST = 0.20 / 1e6
-PRICE_LAMBDA_GB_SECOND = 0.0000166667
+PRICE_LAMBDA_GB_SECOND = 0.0000133334  # arm64 (.chalice/config.json); x86_64 is 0.0000166667
 PRICE_SQS_REQUEST = 0.40 / 1e6  # standard queue, per 64 KB request
 PRICE_DYNAMODB_WRITE_UNIT = 0.625 / 1e6  # on-demand write request unit
 PRICE_DYNAMODB_READ_UNIT = 0.125 / 1e6  # on-demand read request unit
