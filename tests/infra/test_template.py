@@ -151,8 +151,10 @@ def test_dispatcher_runs_every_minute_with_room_for_its_budget(stack: Stack) -> 
 
 def test_function_timeouts_and_names(stack: Stack) -> None:
     props = {name: stack.properties(logical) for name, logical in FUNCTIONS.items()}
+    # The API's under API Gateway's 29-second integration limit: a slow request ends in
+    # the function's own error answer, never in the gateway cutting it off (issue 17).
     assert {name: p["Timeout"] for name, p in props.items()} == {
-        "api_handler": 30,
+        "api_handler": 25,
         "bearer_key": 10,
         "dispatch": 300,
         "send": 30,
