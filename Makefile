@@ -60,6 +60,7 @@ package: $(STAMP)
 	$(BIN)/cfn-lint -t $(OUT)/sam.yaml
 
 ## Deploy $(STAGE) with the AWS CLI: make deploy STAGE=dev S3_BUCKET=<bucket for the code>
+## The template goes through the bucket too: inline, CloudFormation takes 51,200 bytes at most.
 deploy: package
 	@test -n "$(S3_BUCKET)" || { echo "usage: make deploy STAGE=$(STAGE) S3_BUCKET=<bucket>"; exit 1; }
 	@command -v $(AWS) >/dev/null || { echo "deploying needs the AWS CLI ($(AWS))"; exit 1; }
@@ -69,6 +70,7 @@ deploy: package
 	$(AWS) cloudformation package --template-file $(OUT)/sam.yaml --s3-bucket $(S3_BUCKET) \
 	  --s3-prefix $(STACK) --output-template-file $(OUT)/packaged.yaml
 	$(AWS) cloudformation deploy --template-file $(OUT)/packaged.yaml --stack-name $(STACK) \
+	  --s3-bucket $(S3_BUCKET) --s3-prefix $(STACK) \
 	  --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND --no-fail-on-empty-changeset \
 	  $(if $(ALARM_TOPIC_ARN),--parameter-overrides AlarmTopicArn=$(ALARM_TOPIC_ARN))
 	$(AWS) cloudformation describe-stacks --stack-name $(STACK) --query 'Stacks[0].Outputs' --output table
