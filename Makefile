@@ -14,6 +14,13 @@ OUT       ?= build/$(STAGE)
 STACK     ?= notify-$(STAGE)
 S3_BUCKET ?=
 ALARM_TOPIC_ARN ?=
+TRACING         ?=
+API_RATE_LIMIT  ?=
+API_BURST_LIMIT ?=
+# The template's parameters `make deploy` sets (infra/template.yaml says what each does).
+OVERRIDES = $(strip $(if $(ALARM_TOPIC_ARN),AlarmTopicArn=$(ALARM_TOPIC_ARN)) \
+  $(if $(TRACING),Tracing=$(TRACING)) $(if $(API_RATE_LIMIT),ApiRateLimit=$(API_RATE_LIMIT)) \
+  $(if $(API_BURST_LIMIT),ApiBurstLimit=$(API_BURST_LIMIT)))
 AWS       ?= aws
 
 .PHONY: run emulator test lint typecheck bench clean package deploy openapi browser swagger-ui
@@ -72,7 +79,7 @@ deploy: package
 	$(AWS) cloudformation deploy --template-file $(OUT)/packaged.yaml --stack-name $(STACK) \
 	  --s3-bucket $(S3_BUCKET) --s3-prefix $(STACK) \
 	  --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND --no-fail-on-empty-changeset \
-	  $(if $(ALARM_TOPIC_ARN),--parameter-overrides AlarmTopicArn=$(ALARM_TOPIC_ARN))
+	  $(if $(OVERRIDES),--parameter-overrides $(OVERRIDES))
 	$(AWS) cloudformation describe-stacks --stack-name $(STACK) --query 'Stacks[0].Outputs' --output table
 
 ## Write openapi.json (and the copy Lambda serves) from the routes and the schemas.

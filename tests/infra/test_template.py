@@ -21,7 +21,7 @@ from infra.gateway_responses import GATEWAY_RESPONSES
 from local import resources as local_resources
 from tests.conftest import stage_environment
 from tests.infra.conftest import ROOT, Packaged
-from tests.infra.iam import FUNCTIONS
+from tests.infra.iam import FUNCTIONS, role_of
 from tests.infra.stack import REGION, REST_API_ID, Stack
 
 
@@ -385,3 +385,26 @@ def test_deploy_uploads_and_deploys_what_package_wrote() -> None:
     assert "--stack-name notify-dev" in commands
     assert "--capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND" in commands
     assert "/notify/" not in commands  # the token parameter's name comes from config.json
+
+
+def test_the_api_stage_is_throttled(stack: Stack) -> None:
+    """A runaway integrator gets 429s in the error format (the THROTTLED gateway response)
+    before it can run up the account's Lambda concurrency (issue 17)."""
+    (settings,) = stack.properties("RestAPI")["MethodSettings"]
+    assert settings["ResourcePath"] == "/*" and settings["HttpMethod"] == "*"
+    assert (settings["ThrottlingRateLimit"], settings["ThrottlingBurstLimit"]) == (100, 200)
+
+
+@pytest.mark.parametrize("tracing", ["PassThrough", "Active"])
+def test_tracing_is_optional_and_granted_only_when_on(stack: Stack, tracing: str) -> None:
+    stack.parameters["Tracing"] = tracing
+    active = tracing == "Active"
+    for logical in FUNCTIONS.values():
+        assert stack.properties(logical)["Tracing"] == tracing
+    assert stack.properties("RestAPI")["TracingEnabled"] is active
+    policy = stack.resources["TracingPolicy"]
+    assert stack.condition(policy["Condition"]) is active
+    roles = {role["Ref"] for role in policy["Properties"]["Roles"]}
+    assert roles == {role_of(stack, function) for function in FUNCTIONS}
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Action"] == ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
