@@ -212,6 +212,48 @@ def test_alarms_watch_the_dead_letter_queue_and_the_functions_errors(stack: Stac
     assert all("AlarmActions" not in props for props in alarms.values())
 
 
+def test_alarms_watch_the_api_throttles_and_the_queues_oldest_job(stack: Stack) -> None:
+    """Issue 17: API 5XX and latency, throttles, and the age of the oldest send job."""
+    alarms = {
+        props["AlarmName"]: props
+        for props in map(stack.properties, stack.of_type("AWS::CloudWatch::Alarm"))
+    }
+    prefix = f"notify-{stack.stage}"
+    # A REST API's metrics are named by the API's name: the definition's title.
+    title = stack.properties("RestAPI")["DefinitionBody"]["info"]["title"]
+    assert title == prefix
+    api = [{"Name": "ApiName", "Value": prefix}, {"Name": "Stage", "Value": "v1"}]
+    errors, latency = alarms[f"{prefix}-api-5xx"], alarms[f"{prefix}-api-latency"]
+    assert (errors["Namespace"], errors["MetricName"], errors["Dimensions"]) == (
+        "AWS/ApiGateway",
+        "5XXError",
+        api,
+    )
+    assert (latency["MetricName"], latency["ExtendedStatistic"], latency["Dimensions"]) == (
+        "Latency",
+        "p95",
+        api,
+    )
+    throttles = alarms[f"{prefix}-throttles"]["Metrics"]
+    watched = {
+        metric["MetricStat"]["Metric"]["Dimensions"][0]["Value"]
+        for metric in throttles
+        if "MetricStat" in metric
+    }
+    assert watched == {stack.properties(logical)["FunctionName"] for logical in FUNCTIONS.values()}
+    assert {m["MetricStat"]["Metric"]["MetricName"] for m in throttles if "MetricStat" in m} == {
+        "Throttles"
+    }
+    age = alarms[f"{prefix}-send-queue-age"]
+    assert (age["MetricName"], age["Dimensions"]) == (
+        "ApproximateAgeOfOldestMessage",
+        [{"Name": "QueueName", "Value": f"{prefix}-send"}],
+    )
+    # Longer than the longest wait the engine asks of a job (the queue's maximum delay).
+    settings = Settings.from_env(stage_environment(stack.stage))
+    assert age["Threshold"] > settings.queue_max_delay_seconds
+
+
 # --- API Gateway ------------------------------------------------------------------------
 
 
