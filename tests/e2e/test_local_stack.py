@@ -160,3 +160,28 @@ def test_client_directory_over_http_then_clean_stop(stack: Stack) -> None:
     assert not [pid for pid in children if running(pid)], stack.log.read_text()
     assert all(port_free(port) for port in stack.ports)
     assert "stopping aws emulator" in stack.log.read_text()
+
+
+def smoke(stack: Stack, key: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tools.smoke", stack.url],
+        cwd=ROOT,
+        env={**os.environ, "NOTIFY_KEY": key},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_smoke_test_of_the_deploy_guide_passes_and_leaves_nothing(stack: Stack) -> None:
+    passed = smoke(stack, DEV_KEY)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert [line.split()[0] for line in passed.stdout.splitlines()] == ["ok"] * 5
+    dev = {"Authorization": f"Bearer {DEV_KEY}"}
+    for listing in ("clients", "tasks"):
+        answer = requests.get(f"{stack.url}/api/{listing}/", headers=dev, timeout=10)
+        assert answer.json()["items"] == [], f"the smoke test left {listing} behind"
+    refused = smoke(stack, "nk_not-a-key")
+    assert refused.returncode == 1
+    assert "FAIL create and read a client" in refused.stdout, refused.stdout
