@@ -1,10 +1,11 @@
 """Build the OpenAPI document from the app's route table, the description each blueprint
 attaches to its views, and the pydantic schemas.
 
-``make openapi`` (``python -m tools.openapi``) writes it twice, byte for byte the same:
-``openapi.json`` at the top level (the contract people read) and
-``chalicelib/apidocs/openapi.json`` (the copy Lambda packages and ``GET /openapi.json``
-serves). ``--check`` writes nothing and exits 1 when either file is out of date.
+``make openapi`` (``python -m tools.openapi``) writes it once, to
+``chalicelib/apidocs/openapi.json`` (packaged with Lambda and served at
+``GET /openapi.json``); ``openapi.json`` at the top level, the contract people read, is a
+symbolic link to it, so the two cannot differ. ``--check`` writes nothing and exits 1 when
+the document is out of date or the link is not one.
 
 This module is never deployed, and knows no route: what a route answers is written beside
 it, as an :class:`~chalicelib.api.operation.Operation` on its view, and a route without
@@ -35,8 +36,7 @@ from chalicelib.domain.messages import MessageStatus
 from chalicelib.schemas import ClientFilter, ErrorOut
 
 ROOT = Path(__file__).resolve().parent.parent
-TOP_LEVEL = ROOT / "openapi.json"
-OUTPUTS = (TOP_LEVEL, apidocs.DOCUMENT)
+TOP_LEVEL = ROOT / "openapi.json"  # a link to apidocs.DOCUMENT
 OPENAPI_VERSION = "3.1.0"
 JSON = "application/json"
 
@@ -432,15 +432,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only report stale files")
     args = parser.parse_args(argv)
+    if TOP_LEVEL.resolve() != apidocs.DOCUMENT:
+        target = apidocs.DOCUMENT.relative_to(ROOT)
+        print(f"{TOP_LEVEL.name} must be a link: ln -sf {target} {TOP_LEVEL.name}", file=sys.stderr)
+        return 1
     text = render()
-    stale = [path for path in OUTPUTS if not path.exists() or path.read_text() != text]
+    name = apidocs.DOCUMENT.relative_to(ROOT)
+    if apidocs.DOCUMENT.exists() and apidocs.DOCUMENT.read_text() == text:
+        return 0
     if args.check:
-        for path in stale:
-            print(f"{path.relative_to(ROOT)} is out of date: run make openapi", file=sys.stderr)
-        return 1 if stale else 0
-    for path in stale:
-        path.write_text(text)
-        print(f"wrote {path.relative_to(ROOT)}")
+        print(f"{name} is out of date: run make openapi", file=sys.stderr)
+        return 1
+    apidocs.DOCUMENT.write_text(text)
+    print(f"wrote {name}")
     return 0
 
 
