@@ -82,7 +82,8 @@ deploy: package
 	  $(if $(OVERRIDES),--parameter-overrides $(OVERRIDES))
 	$(AWS) cloudformation describe-stacks --stack-name $(STACK) --query 'Stacks[0].Outputs' --output table
 
-## Write openapi.json (and the copy Lambda serves) from the routes and the schemas.
+## Write openapi.json (the file Lambda serves; the top-level one links to it) from the
+## routes, the descriptions beside them in chalicelib/api/ and the schemas.
 openapi: $(STAMP)
 	$(BIN)/python -m tools.openapi
 

@@ -2,9 +2,10 @@
 
 The deployed handlers, the tests and the local runner all get their services here;
 tests pass a frozen clock (and a provider, if they like) instead of patching module
-globals. Each service is built, and its modules imported, on first use: the four Lambda
-functions share ``app.py``, and the authorizer should not pay at cold start for the
-HTTP client the sender needs, nor the sender for the API's schemas.
+globals. Each service is built, and its modules imported, on first use: three Lambda
+functions share ``app.py`` (the authorizer imports ``chalicelib/api/auth.py`` alone),
+and none should pay at cold start for what another needs (the sender's HTTP client, the
+API's schemas).
 """
 
 from __future__ import annotations
@@ -198,3 +199,24 @@ def bootstrap(
     settings = settings or get_settings()
     logs.configure(settings.log_level, settings.log_style)
     return Services(settings, clock, provider=provider, sleep=sleep)
+
+
+_services: Services | None = None
+
+
+def services() -> Services:
+    """The wired services of this container, built on first use (settings are read lazily).
+
+    Every handler asks here: the routes of each blueprint, the authorizer and the event
+    handlers in ``app.py`` (which re-exports this and :func:`use_services`).
+    """
+    global _services  # noqa: PLW0603 - one composition per Lambda container
+    if _services is None:
+        _services = bootstrap()
+    return _services
+
+
+def use_services(replacement: Services | None) -> None:
+    """Swap the wiring (tests pass a frozen clock; None rebuilds from the environment)."""
+    global _services  # noqa: PLW0603
+    _services = replacement

@@ -12,7 +12,7 @@ import functools
 import json
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from chalice.app import Chalice, CORSConfig, Request, Response
@@ -191,9 +191,9 @@ def path_id(value: str, entity: str) -> int:
     return int(value)
 
 
-def query(request: Request, allowed: set[str]) -> dict[str, str]:
+def query(request: Request, allowed: Collection[str]) -> dict[str, str]:
     params: dict[str, str] = dict(request.query_params or {})
-    unknown = sorted(set(params) - allowed)
+    unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise ValidationFailed(
             "Unknown query parameters.", dict.fromkeys(unknown, "unknown query parameter")

@@ -1,364 +1,98 @@
-"""Build the OpenAPI document from the route table and the pydantic schemas.
+"""Build the OpenAPI document from the app's route table, the description each blueprint
+attaches to its views, and the pydantic schemas.
 
-``make openapi`` (``python -m tools.openapi``) writes it twice, byte for byte the same:
-``openapi.json`` at the top level (the contract people read) and
-``chalicelib/apidocs/openapi.json`` (the copy Lambda packages and ``GET /openapi.json``
-serves). ``--check`` writes nothing and exits 1 when either file is out of date.
+``make openapi`` (``python -m tools.openapi``) writes it once, to
+``chalicelib/apidocs/openapi.json`` (packaged with Lambda and served at
+``GET /openapi.json``); ``openapi.json`` at the top level, the contract people read, is a
+symbolic link to it, so the two cannot differ. ``--check`` writes nothing and exits 1 when
+the document is out of date or the link is not one.
 
-This module is never deployed. What a route answers lives here, in :data:`OPERATIONS`,
-keyed by the route table's ``(path, method)``: a route missing from it (or an entry
-without a route) stops the build, so the document cannot silently fall behind app.py.
-Shapes come from ``chalicelib/schemas.py``; nothing here repeats a field.
+This module is never deployed, and knows no route: what a route answers is written beside
+it, as an :class:`~chalicelib.api.operation.Operation` on its view, and a route without
+one stops the build. What is built here is what every route shares: the schemas (from
+``chalicelib/schemas.py``), the parameters, the error answers and the document's frame.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+from chalice.app import RouteEntry
 from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json_schema
 
 import app as app_module
 from chalicelib import apidocs, http
+from chalicelib.api.operation import Operation, operation_of
 from chalicelib.domain.messages import MessageStatus
-from chalicelib.schemas import (
-    ClientCreate,
-    ClientFilter,
-    ClientOut,
-    ClientUpdate,
-    ErrorOut,
-    HealthOut,
-    Page,
-    ProcessReport,
-    TaskCreate,
-    TaskOut,
-    TaskStatsDetail,
-    TaskStatsItem,
-    TaskUpdate,
-)
+from chalicelib.schemas import ClientFilter, ErrorOut
 
 ROOT = Path(__file__).resolve().parent.parent
-TOP_LEVEL = ROOT / "openapi.json"
-OUTPUTS = (TOP_LEVEL, apidocs.DOCUMENT)
+TOP_LEVEL = ROOT / "openapi.json"  # a link to apidocs.DOCUMENT
 OPENAPI_VERSION = "3.1.0"
 JSON = "application/json"
 
 Json = dict[str, Any]
 
 
-@dataclass(frozen=True)
-class Operation:
-    """What one route takes and answers, beyond what the route table says."""
+@dataclasses.dataclass(frozen=True)
+class Documented:
+    """One operation of the document: a route of the table and its view's description."""
 
+    path: str
+    method: str
     operation_id: str
-    summary: str
-    tag: str
-    description: str = ""
-    query: tuple[str, ...] = ()  # names in PARAMETERS
-    body: type[BaseModel] | None = None
-    body_examples: Mapping[str, Any] = field(default_factory=dict)
-    status: int = 200
-    answer: type[BaseModel] | None = None  # JSON answer; None: no body (204) or `content`
-    answer_example: Any = None
-    answer_description: str = ""
-    content: Mapping[str, Json] | None = None  # a non-JSON answer: media type -> schema
-    conflict: str | None = None  # when it may answer 409, and why
-    conflict_example: str = ""
-    public: bool = False
+    op: Operation
+    public: bool  # the route has no authorizer
 
 
-# Examples ------------------------------------------------------------------------------
+def operations() -> list[Documented]:
+    """Every ``(path, method)`` of the route table, in the order the blueprints register
+    them, with its view's description; an undescribed route stops the build."""
+    found: list[Documented] = []
+    missing: list[tuple[str, str]] = []
+    for path, entries in app_module.app.routes.items():
+        for method, entry in entries.items():
+            op = operation_of(entry.view_function)
+            if op is None:
+                missing.append((path, method))
+            else:
+                found.append(_documented(path, method, entry, op, entries))
+    if missing:
+        raise SystemExit(
+            "Routes without an Operation on their view (see chalicelib/api/operation.py):\n"
+            f"  undocumented routes: {missing}"
+        )
+    return found
 
-CLIENT_IN = {"phone": "79001234567", "code": "900", "tag": "vip", "utc": "Europe/Moscow"}
-CLIENT = {"id": 1, **CLIENT_IN}
-TASK_IN = {
-    "start_time": "2027-03-01T09:00:00+03:00",
-    "end_time": "2027-03-01T21:00:00+03:00",
-    "text": "Spring sale: 20% off until Sunday",
-    "filter": {"codes": ["900"], "tags": ["vip"]},
-    "send_window": {"from": "09:00", "to": "21:00"},
-}
-TASK = {
-    "id": 1,
-    "start_time": "2027-03-01T06:00:00Z",
-    "end_time": "2027-03-01T18:00:00Z",
-    "text": TASK_IN["text"],
-    "filter": TASK_IN["filter"],
-    "send_window": TASK_IN["send_window"],
-    "status": "scheduled",
-    "created_at": "2026-11-28T12:00:00Z",
-    "updated_at": "2026-11-28T12:00:00Z",
-}
-COUNTS = {"pending": 1, "sent": 2, "failed": 0, "expired": 0}
-NEXT = "eyJpZCI6eyJOIjoiMSJ9fQ"
-MESSAGE = {
-    "id": 10000000001,
-    "client_id": 1,
-    "status": "sent",
-    "created_at": "2027-03-01T06:00:00Z",
-    "sent_at": "2027-03-01T06:00:01Z",
-    "attempts": 1,
-    "last_error": None,
-}
 
-# Operations ----------------------------------------------------------------------------
+def _documented(
+    path: str, method: str, entry: RouteEntry, op: Operation, entries: Mapping[str, RouteEntry]
+) -> Documented:
+    """The main method says everything; the alias points to it (see ``Operation``)."""
+    methods = [m for m, e in entries.items() if e.view_function is entry.view_function]
+    if (len(methods) > 1) != (op.alias in methods):
+        raise SystemExit(f"{path} {methods}: an Operation names its alias, if any, as `alias`")
+    public = entry.authorizer is None
+    if method != op.alias:
+        description = " ".join(part for part in (op.description, op.main_note) if part)
+        main = dataclasses.replace(op, description=description)
+        return Documented(path, method, entry.view_name, main, public)
+    (target,) = [m for m in methods if m != method]
+    first_example = dict(list(op.body_examples.items())[:1])
+    alias = dataclasses.replace(
+        op, summary=f"{op.summary} (same as {target})", body_examples=first_example
+    )
+    return Documented(path, method, f"{entry.view_name}_by_{method.lower()}", alias, public)
 
-PAGED = ("limit", "cursor")
-CLIENT_PHONE_TAKEN = "Another client already has this phone."
-CHANGED_MEANWHILE = "changed by another request at the same moment: try again"
-TASK_CONFLICT = (
-    "The task is running and the change touches more than `end_time` and `send_window`, "
-    f"or it has finished; or it was {CHANGED_MEANWHILE}."
-)
-TASK_CONFLICT_EXAMPLE = (
-    "The task is running: only end_time and send_window may change (refused: text)."
-)
-
-OPERATIONS: dict[tuple[str, str], Operation] = {
-    ("/api/health", "GET"): Operation(
-        "health",
-        "Is the service up?",
-        "service",
-        "Needs no key.",
-        answer=HealthOut,
-        answer_example={"status": "ok"},
-        public=True,
-    ),
-    ("/api/clients", "POST"): Operation(
-        "create_client",
-        "Add a client",
-        "clients",
-        "All four fields are required. The service assigns the id.",
-        body=ClientCreate,
-        body_examples={
-            "phone as a string": CLIENT_IN,
-            "phone as an integer": {**CLIENT_IN, "phone": 79001234568, "utc": "+03:00"},
-        },
-        status=201,
-        answer=ClientOut,
-        answer_example=CLIENT,
-        conflict=CLIENT_PHONE_TAKEN,
-        conflict_example=CLIENT_PHONE_TAKEN,
-    ),
-    ("/api/clients", "GET"): Operation(
-        "list_clients",
-        "List clients",
-        "clients",
-        "Optionally only those with an operator code and/or a tag, a page at a time.",
-        query=("code", "tag", *PAGED),
-        answer=Page[ClientOut],
-        answer_example={"items": [CLIENT], "next": None},
-    ),
-    ("/api/clients/{client_id}", "GET"): Operation(
-        "get_client", "Read a client", "clients", answer=ClientOut, answer_example=CLIENT
-    ),
-    ("/api/clients/{client_id}", "POST"): Operation(
-        "update_client_by_post",
-        "Change a client (same as PATCH)",
-        "clients",
-        "Partial update: only the fields given change; `null` is refused.",
-        body=ClientUpdate,
-        body_examples={"new tag": {"tag": "gold"}},
-        answer=ClientOut,
-        answer_example={**CLIENT, "tag": "gold"},
-        conflict=f"{CLIENT_PHONE_TAKEN} Or the client was {CHANGED_MEANWHILE}.",
-        conflict_example=CLIENT_PHONE_TAKEN,
-    ),
-    ("/api/clients/{client_id}", "PATCH"): Operation(
-        "update_client",
-        "Change a client",
-        "clients",
-        "Partial update: only the fields given change; `null` is refused.",
-        body=ClientUpdate,
-        body_examples={"new tag": {"tag": "gold"}, "new zone": {"utc": "Asia/Yekaterinburg"}},
-        answer=ClientOut,
-        answer_example={**CLIENT, "tag": "gold"},
-        conflict=f"{CLIENT_PHONE_TAKEN} Or the client was {CHANGED_MEANWHILE}.",
-        conflict_example=CLIENT_PHONE_TAKEN,
-    ),
-    ("/api/clients/{client_id}", "DELETE"): Operation(
-        "delete_client",
-        "Delete a client",
-        "clients",
-        "Frees the phone for another client.",
-        status=204,
-        answer_description="Deleted; the answer has no body.",
-        conflict=f"The client was {CHANGED_MEANWHILE}.",
-        conflict_example="The client was changed by another request; try again.",
-    ),
-    ("/api/tasks", "POST"): Operation(
-        "create_task",
-        "Create a mailing task",
-        "tasks",
-        "A task whose start has come starts sending at once (status `running`); one in "
-        "the future starts by itself at its start time. `end_time` must be after "
-        "`start_time` and in the future. Times need an offset or `Z` and are answered "
-        "in UTC.",
-        body=TaskCreate,
-        body_examples={
-            "everything": TASK_IN,
-            "every client, no window": {
-                "start_time": "2027-03-08T10:00:00Z",
-                "end_time": "2027-03-08T20:00:00Z",
-                "text": "Happy holidays!",
-            },
-        },
-        status=201,
-        answer=TaskOut,
-        answer_example=TASK,
-    ),
-    ("/api/tasks", "GET"): Operation(
-        "list_tasks",
-        "List mailing tasks",
-        "tasks",
-        "Every task that was not deleted, a page at a time.",
-        query=PAGED,
-        answer=Page[TaskOut],
-        answer_example={"items": [TASK], "next": NEXT},
-    ),
-    ("/api/tasks/{task_id}", "GET"): Operation(
-        "get_task", "Read a mailing task", "tasks", answer=TaskOut, answer_example=TASK
-    ),
-    ("/api/tasks/{task_id}", "POST"): Operation(
-        "update_task_by_post",
-        "Change a mailing task (same as PATCH)",
-        "tasks",
-        "Before the start any field may change; while running only `end_time` and "
-        "`send_window`; a finished task cannot change.",
-        body=TaskUpdate,
-        body_examples={"later end": {"end_time": "2027-03-02T21:00:00+03:00"}},
-        answer=TaskOut,
-        answer_example={**TASK, "end_time": "2027-03-02T18:00:00Z"},
-        conflict=TASK_CONFLICT,
-        conflict_example=TASK_CONFLICT_EXAMPLE,
-    ),
-    ("/api/tasks/{task_id}", "PATCH"): Operation(
-        "update_task",
-        "Change a mailing task",
-        "tasks",
-        "Before the start any field may change; while running only `end_time` and "
-        "`send_window`; a finished task cannot change. `send_window: null` removes "
-        "the window.",
-        body=TaskUpdate,
-        body_examples={
-            "later end": {"end_time": "2027-03-02T21:00:00+03:00"},
-            "no window": {"send_window": None},
-            "other audience": {"filter": {"codes": ["900", "901"]}},
-        },
-        answer=TaskOut,
-        answer_example={**TASK, "end_time": "2027-03-02T18:00:00Z"},
-        conflict=TASK_CONFLICT,
-        conflict_example=TASK_CONFLICT_EXAMPLE,
-    ),
-    ("/api/tasks/{task_id}", "DELETE"): Operation(
-        "delete_task",
-        "Delete (stop) a mailing task",
-        "tasks",
-        "No provider call for the task starts after this answer. There is no "
-        "cancelled status: the task is gone.",
-        status=204,
-        answer_description="Deleted and stopped; the answer has no body.",
-    ),
-    ("/api/tasks/process", "POST"): Operation(
-        "process_due_tasks",
-        "Process due tasks now",
-        "tasks",
-        "Does now what the schedule does every minute: starts due tasks, queues their "
-        "messages, expires and finishes tasks. Answers before any message is sent.",
-        status=202,
-        answer=ProcessReport,
-        answer_example={"tasks": 1, "enqueued": 3, "finished": 0},
-    ),
-    ("/api/tasks/stats", "GET"): Operation(
-        "task_stats",
-        "Statistics of every task",
-        "statistics",
-        "Each task with its message counts by status (every status present, zeros "
-        "included), a page at a time.",
-        query=PAGED,
-        answer=Page[TaskStatsItem],
-        answer_example={
-            "items": [
-                {
-                    "id": 1,
-                    "status": "running",
-                    "start_time": TASK["start_time"],
-                    "end_time": TASK["end_time"],
-                    "total": 3,
-                    "messages": COUNTS,
-                }
-            ],
-            "next": None,
-        },
-    ),
-    ("/api/tasks/{task_id}/stats", "GET"): Operation(
-        "task_detail_stats",
-        "Statistics of one task",
-        "statistics",
-        "The task, its message counts by status, and its messages a page at a time "
-        "(all of them, or only those with `status`).",
-        query=("status", *PAGED),
-        answer=TaskStatsDetail,
-        answer_example={
-            "task": {**TASK, "status": "running"},
-            "total": 3,
-            "messages": COUNTS,
-            "items": [MESSAGE],
-            "next": NEXT,
-        },
-    ),
-    ("/api/metrics", "GET"): Operation(
-        "prometheus_metrics",
-        "Service metrics in Prometheus text format",
-        "statistics",
-        "Messages of the live tasks by status, live tasks by status and the send queue's "
-        "depth, for a Prometheus scrape. Read from the maintained counters: its cost grows "
-        "with the number of live tasks, never with the number of messages.",
-        content={"text/plain; version=0.0.4; charset=utf-8": {"type": "string"}},
-        answer_description=(
-            "Prometheus text exposition format (`notify_messages{status=...}`, "
-            "`notify_messages_created`, `notify_tasks{status=...}`, `notify_queue_jobs`)."
-        ),
-    ),
-    ("/openapi.json", "GET"): Operation(
-        "openapi_document",
-        "This document",
-        "documentation",
-        "Needs no key.",
-        content={JSON: {"type": "object"}},
-        answer_description="The OpenAPI 3.1 document of this API.",
-        public=True,
-    ),
-    ("/docs", "GET"): Operation(
-        "docs_page",
-        "Interactive documentation (Swagger UI)",
-        "documentation",
-        "Needs no key. Works offline: its script and style sheet come from this API.",
-        content={"text/html": {"type": "string"}},
-        answer_description="An HTML page.",
-        public=True,
-    ),
-    ("/docs/{asset}", "GET"): Operation(
-        "docs_asset",
-        "A script or style sheet of the documentation page",
-        "documentation",
-        "Needs no key.",
-        content={
-            "text/css": {"type": "string"},
-            "text/javascript": {"type": "string"},
-        },
-        answer_description="The file.",
-        public=True,
-    ),
-}
 
 # Schemas -------------------------------------------------------------------------------
 
@@ -517,7 +251,8 @@ ERRORS: dict[str, Json] = {
 }
 
 
-def _responses(path: str, op: Operation, refs: Mapping[type[BaseModel], Json]) -> Json:
+def _responses(item: Documented, refs: Mapping[type[BaseModel], Json]) -> Json:
+    op = item.op
     success: Json = {"description": op.answer_description or "Success."}
     if op.answer is not None:
         media: Json = {"schema": refs[op.answer]}
@@ -534,9 +269,9 @@ def _responses(path: str, op: Operation, refs: Mapping[type[BaseModel], Json]) -
 
     if op.body is not None or op.query:
         add(400, "BadRequest")
-    if not op.public:
+    if not item.public:
         add(401, "Unauthorized")
-    if "{" in path:
+    if "{" in item.path:
         add(404, "NotFound")
     if op.conflict:
         answers["409"] = _error(
@@ -550,10 +285,10 @@ def _responses(path: str, op: Operation, refs: Mapping[type[BaseModel], Json]) -
     return answers
 
 
-def _schemas() -> tuple[dict[type[BaseModel], Json], Json]:
+def _schemas(ops: Sequence[Operation]) -> tuple[dict[type[BaseModel], Json], Json]:
     """Component schemas, and a ``$ref`` for each model the operations name."""
     wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = [(ErrorOut, "serialization")]
-    for op in OPERATIONS.values():
+    for op in ops:
         if op.body is not None:
             wanted.append((op.body, "validation"))
         if op.answer is not None:
@@ -604,36 +339,37 @@ TAGS = [
 ]
 
 
-def _path_parameters(path: str) -> list[Json]:
-    names = re.findall(r"\{(\w+)\}", path)
-    return [{"$ref": f"#/components/parameters/{name}"} for name in names]
+def _path_names(path: str) -> list[str]:
+    return re.findall(r"\{(\w+)\}", path)
 
 
-def _check_routes() -> None:
-    routes = {(path, method) for path, views in app_module.app.routes.items() for method in views}
-    missing = sorted(routes - set(OPERATIONS))
-    stale = sorted(set(OPERATIONS) - routes)
-    if missing or stale:
-        raise SystemExit(
-            "tools/openapi.py OPERATIONS does not match app.py's routes:\n"
-            f"  undocumented routes: {missing}\n  entries without a route: {stale}"
-        )
+def _check_names(documented: Sequence[Documented]) -> None:
+    """A tag or parameter a description names must be defined here: else it would be a
+    dangling reference in the document."""
+    tags = {item.op.tag for item in documented} - {tag["name"] for tag in TAGS}
+    names = {n for item in documented for n in (*_path_names(item.path), *item.op.query)}
+    unknown = sorted(tags | (names - set(PARAMETERS)))
+    if unknown:
+        raise SystemExit(f"tools/openapi.py defines no tag or parameter named: {unknown}")
 
 
 def build() -> Json:
-    _check_routes()
-    refs, schemas = _schemas()
+    documented = operations()
+    _check_names(documented)
+    refs, schemas = _schemas([item.op for item in documented])
     paths: dict[str, Json] = {}
-    for (path, method), op in OPERATIONS.items():
+    for item in documented:
+        op = item.op
         operation: Json = {
-            "operationId": op.operation_id,
+            "operationId": item.operation_id,
             "summary": op.summary,
             "tags": [op.tag],
         }
         if op.description:
             operation["description"] = op.description
-        parameters = _path_parameters(path) + [
-            {"$ref": f"#/components/parameters/{name}"} for name in op.query
+        parameters = [
+            {"$ref": f"#/components/parameters/{name}"}
+            for name in (*_path_names(item.path), *op.query)
         ]
         if parameters:
             operation["parameters"] = parameters
@@ -644,10 +380,10 @@ def build() -> Json:
                     name: {"value": value} for name, value in op.body_examples.items()
                 }
             operation["requestBody"] = {"required": True, "content": {JSON: media}}
-        operation["responses"] = _responses(path, op, refs)
-        if op.public:
+        operation["responses"] = _responses(item, refs)
+        if item.public:
             operation["security"] = []
-        paths.setdefault(path, {})[method.lower()] = operation
+        paths.setdefault(item.path, {})[item.method.lower()] = operation
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -696,15 +432,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only report stale files")
     args = parser.parse_args(argv)
+    if TOP_LEVEL.resolve() != apidocs.DOCUMENT:
+        target = apidocs.DOCUMENT.relative_to(ROOT)
+        print(f"{TOP_LEVEL.name} must be a link: ln -sf {target} {TOP_LEVEL.name}", file=sys.stderr)
+        return 1
     text = render()
-    stale = [path for path in OUTPUTS if not path.exists() or path.read_text() != text]
+    name = apidocs.DOCUMENT.relative_to(ROOT)
+    if apidocs.DOCUMENT.exists() and apidocs.DOCUMENT.read_text() == text:
+        return 0
     if args.check:
-        for path in stale:
-            print(f"{path.relative_to(ROOT)} is out of date: run make openapi", file=sys.stderr)
-        return 1 if stale else 0
-    for path in stale:
-        path.write_text(text)
-        print(f"wrote {path.relative_to(ROOT)}")
+        print(f"{name} is out of date: run make openapi", file=sys.stderr)
+        return 1
+    apidocs.DOCUMENT.write_text(text)
+    print(f"wrote {name}")
     return 0
 
 

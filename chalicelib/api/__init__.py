@@ -1,6 +1,7 @@
-"""The HTTP edge of each resource: requests into domain values, domain values into answers.
+"""The HTTP API: one Chalice Blueprint per resource, each with its routes, their OpenAPI
+description (:mod:`chalicelib.api.operation`) and the mapping between request and
+response models and domain values. Nothing below this package knows the response models.
 
-One module per resource, so that each can become that resource's Chalice Blueprint with
-its routes beside it; until then the routes are in ``app.py`` and call these. Nothing
-below this package knows the response models.
+This file imports nothing: the authorizer's Lambda handler lives in
+:mod:`chalicelib.api.auth` and should not load the other blueprints.
 """

@@ -1,9 +1,16 @@
-"""Mailing tasks at the HTTP edge."""
+"""Mailing tasks: their routes, their OpenAPI description, and the HTTP edge's mapping
+from request models to domain values and from domain values to answers."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from chalice.app import Blueprint, Response
+
+from chalicelib import http
+from chalicelib.api.auth import PROTECTED
+from chalicelib.api.operation import CHANGED_MEANWHILE, PAGED, Operation
+from chalicelib.bootstrap import services
 from chalicelib.domain.tasks import (
     KEEP,
     SendWindow,
@@ -15,11 +22,13 @@ from chalicelib.domain.tasks import (
 )
 from chalicelib.schemas import (
     FilterOut,
+    ProcessReport,
     SendWindowIn,
     SendWindowOut,
     TaskCreate,
     TaskOut,
     TaskUpdate,
+    parse,
 )
 from chalicelib.schemas import Page as PageOut
 
@@ -27,6 +36,145 @@ from chalicelib.schemas import Page as PageOut
 # import (every function's cold start) should not pay for here (see bootstrap.py).
 if TYPE_CHECKING:
     from chalicelib.ports import Page
+
+bp = Blueprint(__name__)
+
+TASK_IN = {
+    "start_time": "2027-03-01T09:00:00+03:00",
+    "end_time": "2027-03-01T21:00:00+03:00",
+    "text": "Spring sale: 20% off until Sunday",
+    "filter": {"codes": ["900"], "tags": ["vip"]},
+    "send_window": {"from": "09:00", "to": "21:00"},
+}
+TASK = {
+    "id": 1,
+    "start_time": "2027-03-01T06:00:00Z",
+    "end_time": "2027-03-01T18:00:00Z",
+    "text": TASK_IN["text"],
+    "filter": TASK_IN["filter"],
+    "send_window": TASK_IN["send_window"],
+    "status": "scheduled",
+    "created_at": "2026-11-28T12:00:00Z",
+    "updated_at": "2026-11-28T12:00:00Z",
+}
+NEXT = "eyJpZCI6eyJOIjoiMSJ9fQ"  # an example page cursor
+
+
+@bp.route("/api/tasks", methods=["POST"], **PROTECTED)
+@Operation(
+    "Create a mailing task",
+    "tasks",
+    "A task whose start has come starts sending at once (status `running`); one in "
+    "the future starts by itself at its start time. `end_time` must be after "
+    "`start_time` and in the future. Times need an offset or `Z` and are answered "
+    "in UTC.",
+    body=TaskCreate,
+    body_examples={
+        "everything": TASK_IN,
+        "every client, no window": {
+            "start_time": "2027-03-08T10:00:00Z",
+            "end_time": "2027-03-08T20:00:00Z",
+            "text": "Happy holidays!",
+        },
+    },
+    status=201,
+    answer=TaskOut,
+    answer_example=TASK,
+)
+@http.endpoint
+def create_task() -> Response:
+    data = parse(TaskCreate, http.json_body(bp.current_request))
+    task = services().tasks.create(plan(data))
+    return http.ok(task_out(task), status=201)
+
+
+@bp.route("/api/tasks", methods=["GET"], **PROTECTED)
+@Operation(
+    "List mailing tasks",
+    "tasks",
+    "Every task that was not deleted, a page at a time.",
+    query=PAGED,
+    answer=PageOut[TaskOut],
+    answer_example={"items": [TASK], "next": NEXT},
+)
+@http.endpoint
+def list_tasks() -> Response:
+    params = http.query(bp.current_request, PAGED)
+    page = services().tasks.list(limit=http.page_limit(params), cursor=params.get("cursor"))
+    return http.ok(page_out(page))
+
+
+@bp.route("/api/tasks/{task_id}", methods=["GET"], **PROTECTED)
+@Operation("Read a mailing task", "tasks", answer=TaskOut, answer_example=TASK)
+@http.endpoint
+def get_task(task_id: str) -> Response:
+    task = services().tasks.get(http.path_id(task_id, "Task"))
+    return http.ok(task_out(task))
+
+
+@bp.route("/api/tasks/{task_id}", methods=["POST", "PATCH"], **PROTECTED)
+@Operation(
+    "Change a mailing task",
+    "tasks",
+    "Before the start any field may change; while running only `end_time` and "
+    "`send_window`; a finished task cannot change.",
+    main_note="`send_window: null` removes the window.",
+    alias="POST",
+    body=TaskUpdate,
+    body_examples={
+        "later end": {"end_time": "2027-03-02T21:00:00+03:00"},
+        "no window": {"send_window": None},
+        "other audience": {"filter": {"codes": ["900", "901"]}},
+    },
+    answer=TaskOut,
+    answer_example={**TASK, "end_time": "2027-03-02T18:00:00Z"},
+    conflict="The task is running and the change touches more than `end_time` and "
+    f"`send_window`, or it has finished; or it was {CHANGED_MEANWHILE}.",
+    conflict_example="The task is running: only end_time and send_window may change "
+    "(refused: text).",
+)
+@http.endpoint
+def update_task(task_id: str) -> Response:
+    target = http.path_id(task_id, "Task")
+    data = parse(TaskUpdate, http.json_body(bp.current_request))
+    task = services().tasks.update(target, changes(data))
+    return http.ok(task_out(task))
+
+
+@bp.route("/api/tasks/{task_id}", methods=["DELETE"], **PROTECTED)
+@Operation(
+    "Delete (stop) a mailing task",
+    "tasks",
+    "No provider call for the task starts after this answer. There is no "
+    "cancelled status: the task is gone.",
+    status=204,
+    answer_description="Deleted and stopped; the answer has no body.",
+)
+@http.endpoint
+def delete_task(task_id: str) -> Response:
+    services().tasks.delete(http.path_id(task_id, "Task"))
+    return http.ok(None, status=204)
+
+
+@bp.route("/api/tasks/process", methods=["POST"], **PROTECTED)
+@Operation(
+    "Process due tasks now",
+    "tasks",
+    "Does now what the schedule does every minute: starts due tasks, queues their "
+    "messages, expires and finishes tasks. Answers before any message is sent.",
+    status=202,
+    answer=ProcessReport,
+    answer_example={"tasks": 1, "enqueued": 3, "finished": 0},
+)
+@http.endpoint
+def process_due_tasks() -> Response:
+    """SPEC 31: what the schedule does, now; answers before any message is sent."""
+    wired = services()
+    report = wired.dispatcher.dispatch_due(wired.settings.api_dispatch_budget_seconds, wait=False)
+    return http.ok(
+        ProcessReport(tasks=report.tasks, enqueued=report.enqueued, finished=report.finished),
+        status=202,
+    )
 
 
 def _window(data: SendWindowIn | None) -> SendWindow | None:

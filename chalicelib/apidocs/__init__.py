@@ -1,8 +1,8 @@
 """The API's own documentation: ``GET /openapi.json`` and a Swagger UI page, ``GET /docs``.
 
 Everything is served from files packaged with the code, never from a CDN: the OpenAPI
-document (the copy of the top-level ``openapi.json`` that ``make openapi`` writes here;
-its generator, ``tools/openapi.py``, is not deployed), the page, and Swagger UI's script
+document (``make openapi`` writes it here, and the top-level ``openapi.json`` is a link to
+it; its generator, ``tools/openapi.py``, is not deployed), the page, and Swagger UI's script
 and style sheet (``swagger-ui/``, from the npm package swagger-ui-dist, refreshed with
 ``make swagger-ui``). Files are read on first use, so a cold start that serves no
 documentation pays nothing for it.

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import pytest
 
 import app as app_module
+from chalicelib import http
 from chalicelib.errors import NotFound, ValidationFailed
 from chalicelib.storage.models import ApiKeyModel, ClientModel
 from tests.conftest import Api
@@ -84,6 +86,28 @@ def test_revoked_key_stops_working_at_once(
         assert_unauthorized(api.request(method, path, {"tag": "y"}, headers=headers))
     assert snapshot() == before
     assert api.get("/api/clients/").status_code == 200  # other keys unaffected
+
+
+def test_the_authorizer_function_answers_as_lambda_calls_it(api_key: str) -> None:
+    """In AWS the authorizer is its own function, whose handler is the blueprint module's
+    ``bearer_key`` (not app.py): called with API Gateway's TOKEN event, it allows a valid
+    key on every route and refuses any other with ``Unauthorized``."""
+    (config,) = app_module.app.builtin_auth_handlers
+    module, name = config.handler_string.rsplit(".", 1)
+    handler = getattr(importlib.import_module(module), name)
+    arn = "arn:aws:execute-api:us-east-1:123456789012:abc123/v1/GET/api/clients"
+
+    def event(token: str) -> dict[str, str]:
+        return {"type": "TOKEN", "authorizationToken": token, "methodArn": arn}
+
+    policy = handler(event(f"Bearer {api_key}"), None)
+    (statement,) = policy["policyDocument"]["Statement"]
+    assert (statement["Effect"], statement["Action"]) == ("Allow", "execute-api:Invoke")
+    assert statement["Resource"] == ["arn:aws:execute-api:us-east-1:123456789012:abc123/v1/*/*"]
+    assert policy["context"]["key_name"]
+    for token in ("Bearer nk_unknown", "", f"Basic {api_key}"):
+        with pytest.raises(http.AuthorizerRejected, match=r"^Unauthorized$"):
+            handler(event(token), None)
 
 
 def test_lowercase_bearer_scheme_is_accepted(api: Api) -> None:

@@ -9,6 +9,8 @@ import sys
 from functools import cached_property
 from pathlib import Path
 
+import pytest
+
 from chalicelib.bootstrap import Services
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,15 +60,24 @@ def test_every_part_binds_storage_under_python_optimize() -> None:
     assert result["bound"] == dict.fromkeys(parts, TABLES)
 
 
-def test_importing_the_app_loads_no_aws_library() -> None:
-    """Every function's cold start imports ``app.py``: boto3 and PynamoDB come with the
-    first service a handler builds, not with the routes (the edge's type imports too).
-    botocore's bare package is allowed: Powertools' Logger imports it for its user-agent
-    hook (0.9 ms, none of its clients or sessions)."""
-    snippet = (
-        "import sys, app; print(sorted(m for m in sys.modules if m.split('.')[0] in"
-        " {'boto3', 'pynamodb'} or m.startswith('botocore.')))"
-    )
+# botocore's bare package is allowed: Powertools' Logger imports it for its user-agent
+# hook (0.9 ms, none of its clients or sessions); its submodules are not.
+AWS_LIBRARIES = ["boto3", "botocore.session", "botocore.client", "pynamodb"]
+
+
+@pytest.mark.parametrize(
+    ("module", "unwanted"),
+    [
+        ("app", AWS_LIBRARIES),
+        # The authorizer function's handler module: no route, no schema either.
+        ("chalicelib.api.auth", [*AWS_LIBRARIES, "pydantic", "chalicelib.schemas", "app"]),
+    ],
+)
+def test_a_function_cold_start_loads_no_aws_library(module: str, unwanted: list[str]) -> None:
+    """Every function's cold start imports its handler's module: boto3 and PynamoDB come
+    with the first service a handler builds, not with the routes (the edge's type imports
+    too); the authorizer's imports only what a key check needs."""
+    snippet = f"import sys, {module}; print(sorted(set({unwanted!r}) & set(sys.modules)))"
     output = subprocess.run(
         [sys.executable, "-c", snippet],
         cwd=ROOT,
