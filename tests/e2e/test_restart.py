@@ -148,6 +148,10 @@ def test_a_mailing_stopped_midway_carries_on_after_a_restart(tmp_path: Path, sto
         "SENDER_URL": provider.url,
         "SENDER_TOKEN": "restart-token",
         "SENDER_CONCURRENCY": "2",
+        # A claim held at the kill lapses sooner (a call must fit in it: 2 s to connect
+        # plus the read timeout).
+        "LEASE_SECONDS": "20",
+        "PROVIDER_READ_TIMEOUT": "5",
     }
     total = 150
     try:
@@ -175,7 +179,7 @@ def test_a_mailing_stopped_midway_carries_on_after_a_restart(tmp_path: Path, sto
         second = start_stack(tmp_path / "second.log", env)
         try:
             assert "restored" in data_line(second.log)
-            deadline = time.monotonic() + 150  # a claim held at the kill lapses in 60 s
+            deadline = time.monotonic() + 120  # a claim held at the kill lapses in 20 s
             while True:
                 stats = get(f"{second.url}/api/tasks/{task['id']}/stats", DEV_KEY, limit=1)
                 if stats["messages"]["pending"] == 0 and stats["total"] == total:
