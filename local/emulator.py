@@ -22,6 +22,7 @@ in-process (``mock_aws``) use it unpatched.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import io
 import json
@@ -31,6 +32,10 @@ import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+
+from werkzeug.serving import run_simple
+from werkzeug.test import EnvironBuilder, run_wsgi_app
+from werkzeug.wsgi import get_input_stream
 
 from local.journal import DYNAMODB_WRITES, SNAPSHOT_EVERY, SQS_RECORDED, Call, Journal
 
@@ -147,13 +152,10 @@ class Recorder:
         if service is None:
             return self._app(environ, start_response)  # type: ignore[no-any-return]
         name, op = service
-        from werkzeug.test import run_wsgi_app  # noqa: PLC0415
-        from werkzeug.wsgi import get_input_stream  # noqa: PLC0415
-
         request = get_input_stream(environ).read()
         environ["wsgi.input"] = io.BytesIO(request)
         environ["CONTENT_LENGTH"] = str(len(request))
-        lock = _writes if name == "dynamodb" else _NO_LOCK
+        lock = _writes if name == "dynamodb" else contextlib.nullcontext()
         with lock:
             answer_iter, status, headers = run_wsgi_app(self._app, environ, buffered=True)
             answer = b"".join(answer_iter)
@@ -165,20 +167,8 @@ class Recorder:
         return [answer]
 
 
-class _NoLock:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *_: object) -> None:
-        return None
-
-
-_NO_LOCK = _NoLock()
-
-
 def in_process(app: Any, host: str) -> Call:
     """Requests to ``app`` without a socket: the replay at start, before it listens."""
-    from werkzeug.test import EnvironBuilder, run_wsgi_app  # noqa: PLC0415
 
     def call(service: str, region: str, op: str, body: dict[str, Any]) -> tuple[int, Any]:
         target = f"DynamoDB_20120810.{op}" if service == "dynamodb" else f"AmazonSQS.{op}"
@@ -241,7 +231,6 @@ def main(argv: list[str] | None = None) -> None:
         MotoRequestHandler,
         create_backend_app,
     )
-    from werkzeug.serving import run_simple  # noqa: PLC0415
 
     app = DomainDispatcherApplication(create_backend_app)
     journal = (
