@@ -7,10 +7,11 @@ resumable: the fan-out checkpoint on the task says which page comes next, messag
 created with conditional writes, and the checkpoint only moves forward from where it
 was read, so a crash or a timeout resumes with no duplicate and no gap.
 
-Tasks share the senders fairly: the queue is kept shallow (``queue_ahead_limit`` jobs
-ready to be received), and due tasks take turns, one page each, the task served longest
-ago first, so a small task is never stuck behind a large one. Only the scheduled run
-waits for the queue to drain; a run started by the API never waits.
+Tasks share the senders fairly: the queue is kept shallow (at most ``queue_ahead_limit``
+jobs ready to be received: a page fills the room left, never more), and due tasks take
+turns, one page each, the task served longest ago first, so a small task is never stuck
+behind a large one. Only the scheduled run waits for the queue to drain; a run started
+by the API never waits.
 """
 
 from __future__ import annotations
@@ -308,25 +309,33 @@ class Dispatcher:
         task changed by someone else waits for the next look)."""
         progressed = False
         left: list[SendingTask] = []
+        limit, page_size = self._settings.queue_ahead_limit, self._settings.fanout_page_size
+        # A page fills the room left under the limit, never more: a page that overshot it
+        # put a whole page ahead of every task started after it. A page waits until the
+        # room is half the limit (or a whole page), so pages stay large.
+        smallest = min(page_size, max(1, limit // 2))
         for index, task in enumerate(tasks):
-            full = self._queue.depth() >= self._settings.queue_ahead_limit
-            if self._monotonic() >= deadline or full:
+            room = limit - self._queue.depth()
+            if self._monotonic() >= deadline or room < smallest:
                 left += tasks[index:]
                 break
-            moved = self._guarded(task, lambda t: self._fan_out_page(t, report))
+            page = functools.partial(self._fan_out_page, report=report, size=min(page_size, room))
+            moved = self._guarded(task, page)
             if moved is not None:
                 progressed = True
                 if not moved.fanout.done and self._clock() < moved.end:
                     left.append(moved)
         return progressed, left
 
-    def _fan_out_page(self, task: SendingTask, report: DispatchReport) -> SendingTask:
+    def _fan_out_page(
+        self, task: SendingTask, report: DispatchReport, size: int | None = None
+    ) -> SendingTask:
         parts = audience_parts(task.codes, task.tags)
         index = task.fanout.part
         part = parts[index]
         tags = task.tags if part.kind == "code" else ()
         recipients, cursor = self._audience.page(
-            part, task.fanout.cursor, tags, self._settings.fanout_page_size
+            part, task.fanout.cursor, tags, size or self._settings.fanout_page_size
         )
         report.enqueued += self._enqueue(task, recipients)
         last_part = index + 1 >= len(parts)

@@ -323,7 +323,9 @@ def test_a_big_slow_mailing_starves_neither_the_api_nor_a_small_one(stack: Stack
     if watched.counts["sent"] != 3:
         problems.append(
             f"the small mailing at its end: total {watched.stats['total']}, {watched.counts}, "
-            f"{len(calls)} provider calls"
+            f"{len(calls)} provider calls, arriving "
+            + ", ".join(f"{call['at'] - end:+.1f}s" for call in calls)
+            + " from its end"
         )
     assert not problems, "\n".join(problems) + "\n" + log_of(stack, "fan-out", "dispatch run")
     accepted = sorted(call["msg_id"] % ID_SPAN for call in calls if call["accepted"])
