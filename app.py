@@ -17,7 +17,7 @@ from chalicelib.api import auth, clients, docs, health, stats, tasks
 from chalicelib.bootstrap import services, use_services
 from chalicelib.settings import read_settings_now
 
-__all__ = ["app", "dispatch", "send", "services", "use_services"]
+__all__ = ["app", "dispatch", "fan_out", "send", "services", "use_services"]
 
 # Chalice's own log handler would print every line of the service's logger (also named
 # "notify") a second time, as text: Powertools' handler is the only one (chalicelib/logs.py).
@@ -33,6 +33,11 @@ _LOAD_SETTINGS = read_settings_now()
 logs.configure(_LOAD_SETTINGS.log_level, _LOAD_SETTINGS.log_style)
 SEND_QUEUE = _LOAD_SETTINGS.send_queue
 SEND_BATCH_SIZE = 10
+FANOUT_QUEUE = _LOAD_SETTINGS.fanout_queue
+# Fan-out workers at once (docs/performance.md, "Fan-out": what the tables and the send
+# queue allow), and the seconds a worker keeps for itself out of its Lambda timeout.
+FANOUT_WORKERS = 50
+FANOUT_MARGIN_SECONDS = 10
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))
@@ -41,6 +46,17 @@ def dispatch(event: CloudWatchEvent) -> None:
     with logs.invocation(event.context):
         wired = services()
         wired.dispatcher.dispatch_due(wired.settings.dispatch_budget_seconds)
+
+
+@app.on_sqs_message(queue=FANOUT_QUEUE, batch_size=1, maximum_concurrency=FANOUT_WORKERS)
+def fan_out(event: SQSEvent) -> None:
+    """A fan-out worker: one segment of a task's audience (chalicelib/domain/fanout.py)."""
+    with logs.invocation(event.context):
+        wired = services()
+        context: Any = event.context  # Lambda's context object
+        for record in event:
+            budget = context.get_remaining_time_in_millis() / 1000 - FANOUT_MARGIN_SECONDS
+            wired.dispatcher.fan_out_body(record.body, max(budget, 1.0))
 
 
 @app.on_sqs_message(queue=SEND_QUEUE, batch_size=SEND_BATCH_SIZE)

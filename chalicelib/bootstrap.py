@@ -25,7 +25,7 @@ from chalicelib.settings import Settings, get_settings
 if TYPE_CHECKING:
     from chalicelib.domain.lifecycle import Timing
     from chalicelib.provider import Provider
-    from chalicelib.queue import SendQueue
+    from chalicelib.queue import SendQueue, SqsFanoutQueue
     from chalicelib.services.api_keys import ApiKeyService
     from chalicelib.services.clients import ClientService
     from chalicelib.services.dispatch import Dispatcher
@@ -111,6 +111,12 @@ class Services:
         return SendQueue(self.settings)
 
     @cached_property
+    def fanout_queue(self) -> SqsFanoutQueue:
+        from chalicelib.queue import SqsFanoutQueue  # noqa: PLC0415
+
+        return SqsFanoutQueue(self.settings)
+
+    @cached_property
     def client_repository(self) -> DynamoClients:
         from chalicelib.storage.clients import DynamoClients  # noqa: PLC0415
 
@@ -142,6 +148,7 @@ class Services:
     def dispatcher(self) -> Dispatcher:
         from chalicelib.services.dispatch import Dispatcher  # noqa: PLC0415
         from chalicelib.storage.audience import DynamoAudience  # noqa: PLC0415
+        from chalicelib.storage.fanout import DynamoFanoutSegments  # noqa: PLC0415
 
         return Dispatcher(
             self.settings,
@@ -150,6 +157,8 @@ class Services:
             messages=self.message_repository,
             audience=DynamoAudience(),
             queue=self.queue,
+            segments=DynamoFanoutSegments(),
+            fanout_queue=self.fanout_queue,
             timing=timing(self.settings),
             sleep=self._sleep,
         )

@@ -15,11 +15,12 @@ from typing import Generic, Protocol, TypeVar
 
 from chalicelib.domain.api_keys import StoredKey
 from chalicelib.domain.clients import Client, ClientProfile
+from chalicelib.domain.fanout import Segment, SegmentState
 from chalicelib.domain.lifecycle import Change, MessageState
 from chalicelib.domain.messages import Message, MessageStatus
 from chalicelib.domain.provider import ProviderResult
 from chalicelib.domain.tasks import SendingTask, Task, TaskPlan, TaskStatus
-from chalicelib.queue import SendJob
+from chalicelib.queue import FanoutJob, SendJob
 
 ItemT = TypeVar("ItemT")
 
@@ -40,6 +41,10 @@ class PartialWrite(Exception):
 
 class StaleTask(Exception):
     """The task changed since it was read; the caller re-reads and decides again."""
+
+
+class StaleSegment(Exception):
+    """The fan-out segment moved on, or another worker holds it: this worker stops."""
 
 
 class StaleClient(Exception):
@@ -157,10 +162,14 @@ class TaskRepository(Protocol):
         """StaleTask if it changed since read."""
         ...
 
-    def advance_fanout(
-        self, task: SendingTask, *, part: int, cursor: str | None, done: bool, now: datetime
+    def plan_fanout(
+        self, task: SendingTask, *, max_id: int, ranks: int, now: datetime
     ) -> SendingTask:
-        """Move the checkpoint from where ``task`` had it; StaleTask if it moved."""
+        """Record the segments' plan once; StaleTask if another run planned it first."""
+        ...
+
+    def finish_fanout(self, task: SendingTask, now: datetime) -> SendingTask:
+        """Every segment is done (idempotent)."""
         ...
 
     def clear_rejudge(self, task: SendingTask) -> None: ...
@@ -169,12 +178,54 @@ class TaskRepository(Protocol):
 
 
 class Audience(Protocol):
-    def page(
-        self, part: AudiencePart, cursor: str | None, tags: Sequence[str], size: int
-    ) -> tuple[list[Recipient], str | None]:
-        """One page of the partition from ``cursor``: the matching clients and the cursor
-        after it (None at the partition's end)."""
+    def max_client_id(self) -> int:
+        """The highest client id given so far (0 with no client)."""
         ...
+
+    def page(
+        self,
+        part: AudiencePart,
+        segment: Segment,
+        cursor: str | None,
+        tags: Sequence[str],
+        size: int,
+    ) -> tuple[list[Recipient], str | None]:
+        """One page of the segment's ids in the part, from ``cursor``: the matching
+        clients and the cursor after it (None at the segment's end)."""
+        ...
+
+
+class FanoutSegments(Protocol):
+    """Each fan-out segment's checkpoint and lease (``chalicelib/domain/fanout.py``)."""
+
+    def states(self, task_id: int, indexes: Sequence[int]) -> dict[int, SegmentState]:
+        """The stored states, read consistently; a segment never claimed is absent."""
+        ...
+
+    def claim(
+        self, task_id: int, index: int, *, owner: str, until_ms: int, now_ms: int
+    ) -> SegmentState | None:
+        """Hold the segment until ``until_ms`` if nobody does and it is not done;
+        None otherwise."""
+        ...
+
+    def advance(
+        self,
+        task_id: int,
+        state: SegmentState,
+        *,
+        cursor: str | None,
+        done: bool,
+        until_ms: int,
+        now_ms: int,
+    ) -> SegmentState:
+        """Move the checkpoint from ``state``'s, still held by its owner (the lease
+        renewed to ``until_ms``; 0 lets it go); StaleSegment if either changed."""
+        ...
+
+
+class FanoutQueue(Protocol):
+    def send(self, jobs: Sequence[FanoutJob], delay_seconds: float = 0) -> None: ...
 
 
 class JobQueue(Protocol):

@@ -1,4 +1,5 @@
-"""The send-job queue on SQS: the job format and batched, retried sends."""
+"""The queues on SQS: send jobs (one message each) and fan-out jobs (one audience
+segment each, ``chalicelib/domain/fanout.py``): their formats and batched, retried sends."""
 
 from __future__ import annotations
 
@@ -55,9 +56,36 @@ class SendJob:
         return replace(self, generation=generation, attempt=attempt, not_before_ms=not_before_ms)
 
 
-class SendQueue:
-    def __init__(self, settings: Settings) -> None:
+@dataclass(frozen=True)
+class FanoutJob:
+    """Fan out one segment of a task's audience (as far as its worker's time allows)."""
+
+    task_id: int
+    segment: int
+
+    def to_body(self) -> str:
+        return json.dumps({"v": JOB_VERSION, "fanout": asdict(self)}, separators=(",", ":"))
+
+    @classmethod
+    def from_body(cls, body: str) -> FanoutJob:
+        """Parse a job; ValueError for anything this code did not write."""
+        data = json.loads(body)
+        if not isinstance(data, dict) or data.get("v") != JOB_VERSION:
+            raise ValueError("not a fan-out job")
+        fields = data.get("fanout")
+        if not isinstance(fields, dict) or set(fields) != {"task_id", "segment"}:
+            raise ValueError("bad fan-out job")
+        if not all(type(value) is int and value >= 0 for value in fields.values()):
+            raise ValueError("bad fan-out job field types")
+        return cls(**fields)
+
+
+class _Queue:
+    """One SQS queue by name: its client, its URL (looked up once), batched sends."""
+
+    def __init__(self, settings: Settings, name: str) -> None:
         self._settings = settings
+        self._name = name
         self._url: str | None = None
 
     @property
@@ -74,8 +102,32 @@ class SendQueue:
     @property
     def url(self) -> str:
         if self._url is None:
-            self._url = self.client.get_queue_url(QueueName=self._settings.send_queue)["QueueUrl"]
+            self._url = self.client.get_queue_url(QueueName=self._name)["QueueUrl"]
         return self._url
+
+    def _send_bodies(self, bodies: Sequence[tuple[str, int]]) -> None:
+        """(body, delay seconds) in batches of ten; failed entries are retried, then
+        raised."""
+        for start in range(0, len(bodies), SQS_BATCH):
+            batch = {str(i): entry for i, entry in enumerate(bodies[start : start + SQS_BATCH])}
+            for attempt in range(SEND_ATTEMPTS):
+                entries = [
+                    {"Id": key, "MessageBody": body, "DelaySeconds": delay}
+                    for key, (body, delay) in batch.items()
+                ]
+                answer = self.client.send_message_batch(QueueUrl=self.url, Entries=entries)
+                failed = {entry["Id"] for entry in answer.get("Failed", [])}
+                batch = {key: entry for key, entry in batch.items() if key in failed}
+                if not batch:
+                    break
+                time.sleep(0.05 * 2**attempt)
+            if batch:
+                raise RuntimeError(f"SQS refused {len(batch)} jobs of {self._name}")
+
+
+class SendQueue(_Queue):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings, settings.send_queue)
 
     def send(
         self, jobs: Sequence[SendJob], delay_seconds: float = 0, *, now_ms: int | None = None
@@ -85,25 +137,9 @@ class SendQueue:
         With ``now_ms``, each job is held back until its own ``not_before_ms`` (up to the
         queue's maximum delay) instead of by ``delay_seconds``.
         """
-        for start in range(0, len(jobs), SQS_BATCH):
-            batch = {str(i): job for i, job in enumerate(jobs[start : start + SQS_BATCH])}
-            for attempt in range(SEND_ATTEMPTS):
-                entries = [
-                    {
-                        "Id": key,
-                        "MessageBody": job.to_body(),
-                        "DelaySeconds": self._delay(job, delay_seconds, now_ms),
-                    }
-                    for key, job in batch.items()
-                ]
-                answer = self.client.send_message_batch(QueueUrl=self.url, Entries=entries)
-                failed = {entry["Id"] for entry in answer.get("Failed", [])}
-                batch = {key: job for key, job in batch.items() if key in failed}
-                if not batch:
-                    break
-                time.sleep(0.05 * 2**attempt)
-            if batch:
-                raise RuntimeError(f"SQS refused {len(batch)} send jobs")
+        self._send_bodies(
+            [(job.to_body(), self._delay(job, delay_seconds, now_ms)) for job in jobs]
+        )
 
     def _delay(self, job: SendJob, delay_seconds: float, now_ms: int | None) -> int:
         if now_ms is not None and job.not_before_ms is not None:
@@ -118,3 +154,14 @@ class SendQueue:
             QueueUrl=self.url, AttributeNames=["ApproximateNumberOfMessages"]
         )["Attributes"]
         return int(attributes.get("ApproximateNumberOfMessages", 0))
+
+
+class SqsFanoutQueue(_Queue):
+    """The fan-out workers' queue (``app.fan_out``)."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings, settings.fanout_queue)
+
+    def send(self, jobs: Sequence[FanoutJob], delay_seconds: float = 0) -> None:
+        delay = min(max(math.ceil(delay_seconds), 0), self._settings.queue_max_delay_seconds)
+        self._send_bodies([(job.to_body(), delay) for job in jobs])

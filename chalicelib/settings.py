@@ -59,8 +59,22 @@ class Settings:
     # senders take in a few seconds (the local stage: 4 pollers x 10, so 40).
     fanout_page_size: int = 95
     queue_ahead_limit: int = 1000
-    dispatch_budget_seconds: float = 240.0
+    # The scheduled run's budget stays under its 55 s Lambda timeout and its 1-minute rate,
+    # and the function's reserved concurrency is 1 (.chalice/config.json): two scheduled
+    # runs never overlap (the fan-out's long work is the workers', app.fan_out).
+    dispatch_budget_seconds: float = 40.0
     api_dispatch_budget_seconds: float = 3.0
+    # Parallel fan-out (chalicelib/domain/fanout.py): each audience part is cut into id
+    # ranges of about this many clients, at most ``fanout_max_ranks`` of them; workers
+    # (``app.fan_out``, on ``fanout_queue``) hold a segment for ``fanout_lease_seconds``,
+    # wait ``fanout_wait_seconds`` when the send queue is full, and the dispatcher queues a
+    # segment's job again when it has not moved for ``fanout_stall_seconds``.
+    fanout_queue: str = "notify-local-fanout"
+    fanout_segment_clients: int = 10_000
+    fanout_max_ranks: int = 100
+    fanout_lease_seconds: int = 60
+    fanout_wait_seconds: int = 2
+    fanout_stall_seconds: float = 120.0
     # Send windows: a wait longer than this parks the message for the dispatcher to wake
     # (``wake_lead_seconds`` ahead of the opening) instead of a delayed queue job.
     park_after_seconds: float = 900.0
@@ -90,6 +104,12 @@ class Settings:
             tasks_table=env.get("TASKS_TABLE", f"{prefix}-tasks"),
             messages_table=env.get("MESSAGES_TABLE", f"{prefix}-messages"),
             send_queue=env.get("SEND_QUEUE", f"{prefix}-send"),
+            fanout_queue=env.get("FANOUT_QUEUE", f"{prefix}-fanout"),
+            fanout_segment_clients=int(env.get("FANOUT_SEGMENT_CLIENTS", "10000")),
+            fanout_max_ranks=int(env.get("FANOUT_MAX_SEGMENTS", "100")),
+            fanout_lease_seconds=int(env.get("FANOUT_LEASE_SECONDS", "60")),
+            fanout_wait_seconds=int(env.get("FANOUT_WAIT_SECONDS", "2")),
+            fanout_stall_seconds=float(env.get("FANOUT_STALL_SECONDS", "120")),
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
             log_style=env.get("LOG_STYLE", "json"),
             cors_allow_origin=env.get("CORS_ALLOW_ORIGIN") or None,
@@ -107,7 +127,7 @@ class Settings:
             queue_max_delay_seconds=int(env.get("QUEUE_MAX_DELAY_SECONDS", "900")),
             fanout_page_size=int(env.get("FANOUT_PAGE_SIZE", "95")),
             queue_ahead_limit=int(env.get("QUEUE_AHEAD_LIMIT", "1000")),
-            dispatch_budget_seconds=float(env.get("DISPATCH_BUDGET_SECONDS", "240")),
+            dispatch_budget_seconds=float(env.get("DISPATCH_BUDGET_SECONDS", "40")),
             api_dispatch_budget_seconds=float(env.get("API_DISPATCH_BUDGET_SECONDS", "3")),
             delete_grace_seconds=(
                 float(env["DELETE_GRACE_SECONDS"]) if env.get("DELETE_GRACE_SECONDS") else None

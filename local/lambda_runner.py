@@ -3,8 +3,8 @@
 ``chalice local`` serves HTTP routes only, so these parts drive the other handlers of
 ``app.py`` exactly as Lambda would: the schedule fires the dispatcher every
 ``TICK_SECONDS``, and queue pollers long-poll the emulated SQS queue, hand each batch to
-the sender as an SQS event, and delete only the jobs the handler did not report in
-``batchItemFailures`` (partial batch responses). Delays are SQS's own.
+the sender (or the fan-out worker) as an SQS event, and delete only the jobs the handler
+did not report in ``batchItemFailures`` (partial batch responses). Delays are SQS's own.
 """
 
 from __future__ import annotations
@@ -130,20 +130,34 @@ class ScheduleRunner(_Loop):
 
 
 class QueueRunner(_Loop):
-    """``concurrency`` pollers feeding the ``send`` handler, as Lambda's SQS mapping does."""
+    """``concurrency`` pollers feeding a queue's handler, as Lambda's SQS mapping does: the
+    send queue's ``send`` (the default) or the fan-out queue's ``fan_out``."""
 
-    name = "queue (sender)"
-
-    def __init__(self, concurrency: int) -> None:
+    def __init__(
+        self,
+        concurrency: int,
+        *,
+        handler: str = "send",
+        batch_size: int = BATCH_SIZE,
+        timeout_seconds: float = 30,
+    ) -> None:
         super().__init__()
+        self.name = f"queue ({handler})"
         self._concurrency = concurrency
+        self._handler = handler
+        self._batch_size = batch_size
+        self._timeout = timeout_seconds
         self._queue_url = ""
         self._queue_arn = ""
 
-    def start(self) -> None:
+    def _queue(self) -> Any:
         import app as app_module  # noqa: PLC0415 - loaded after the environment is set
 
-        queue = app_module.services().queue
+        wired = app_module.services()
+        return wired.fanout_queue if self._handler == "fan_out" else wired.queue
+
+    def start(self) -> None:
+        queue = self._queue()
         self._queue_url = queue.url
         self._queue_arn = queue.client.get_queue_attributes(
             QueueUrl=self._queue_url, AttributeNames=["QueueArn"]
@@ -154,10 +168,10 @@ class QueueRunner(_Loop):
         import app as app_module  # noqa: PLC0415
 
         wired = app_module.services()
-        sqs = wired.queue.client
+        sqs = self._queue().client
         received = sqs.receive_message(
             QueueUrl=self._queue_url,
-            MaxNumberOfMessages=BATCH_SIZE,
+            MaxNumberOfMessages=self._batch_size,
             WaitTimeSeconds=LONG_POLL_SECONDS,
             AttributeNames=["All"],
             MessageAttributeNames=["All"],
@@ -166,10 +180,13 @@ class QueueRunner(_Loop):
             return
         event = sqs_event(received, self._queue_arn, wired.settings.aws_region)
         try:
-            answer = app_module.send(event, LambdaContext("send", timeout_seconds=30))
+            handler = getattr(app_module, self._handler)
+            answer = handler(event, LambdaContext(self._handler, timeout_seconds=self._timeout))
         except Exception:
             # A failed invocation: Lambda deletes nothing; the jobs come back later.
-            log.exception("send handler failed; the batch returns after the visibility timeout")
+            log.exception(
+                f"{self._handler} handler failed; the batch returns after the visibility timeout"
+            )
             return
         failed = {item["itemIdentifier"] for item in (answer or {}).get("batchItemFailures", [])}
         done = [m for m in received if m["MessageId"] not in failed]

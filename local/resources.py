@@ -22,9 +22,20 @@ def dead_letter_queue_name(queue: str) -> str:
 
 
 def ensure_queues(services: Services) -> dict[str, str]:
-    """Create the send queue and its DLQ when absent; return their URLs."""
-    sqs: Any = services.queue.client
-    name = services.settings.send_queue
+    """Create the send queue, the fan-out queue and their DLQs when absent; return the
+    send queue's URLs."""
+    urls = {}
+    for key, name in (
+        ("queue", services.settings.send_queue),
+        ("fanout_queue", services.settings.fanout_queue),
+    ):
+        queue_url, dlq_url = _queue_with_dlq(services.queue.client, name)
+        urls[key] = queue_url
+        urls.setdefault("dead_letter_queue", dlq_url)
+    return urls
+
+
+def _queue_with_dlq(sqs: Any, name: str) -> tuple[str, str]:
     dlq_url = sqs.create_queue(QueueName=dead_letter_queue_name(name))["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
@@ -38,7 +49,7 @@ def ensure_queues(services: Services) -> dict[str, str]:
             ),
         },
     )["QueueUrl"]
-    return {"queue": url, "dead_letter_queue": dlq_url}
+    return url, dlq_url
 
 
 def ensure_resources(services: Services) -> list[str]:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from chalicelib.domain.fanout import Segment, SegmentState
 from chalicelib.domain.lifecycle import Change, MessageState, Timing, created, ms
 from chalicelib.domain.provider import Outcome, ProviderResult, judge
 from chalicelib.domain.tasks import Fanout, SendingTask, TaskStatus
@@ -24,11 +25,12 @@ from chalicelib.ports import (
     Counts,
     Created,
     Recipient,
+    StaleSegment,
     StaleTask,
     TaskGone,
     WaitingMessage,
 )
-from chalicelib.queue import SendJob
+from chalicelib.queue import FanoutJob, SendJob
 
 # The production defaults (chalicelib/settings.py), for tests of the engine on the fakes.
 TIMING = Timing(
@@ -264,17 +266,27 @@ class FakeTasks:
         self._world.done("tasks.set_status")
         return new
 
-    def advance_fanout(
-        self, task: SendingTask, *, part: int, cursor: str | None, done: bool, now: datetime
+    def plan_fanout(
+        self, task: SendingTask, *, max_id: int, ranks: int, now: datetime
     ) -> SendingTask:
-        self._world.io("tasks.advance_fanout")
+        self._world.io("tasks.plan_fanout")
         stored = self.items.get(task.id)
-        if stored is None or stored.fanout != task.fanout:
+        if stored is None or stored.deleted or stored.fanout.planned:
             raise StaleTask
-        new = replace(stored, fanout=Fanout(part, cursor, done), fanout_at_ms=ms(now))
-        self._write(task, new, check_version=False)
-        self._world.done("tasks.advance_fanout")
-        return new
+        new = replace(stored, fanout=Fanout(False, max_id, ranks), fanout_at_ms=ms(now))
+        self.items[task.id] = new
+        self._world.done("tasks.plan_fanout")
+        return replace(task, fanout=new.fanout, fanout_at_ms=new.fanout_at_ms)
+
+    def finish_fanout(self, task: SendingTask, now: datetime) -> SendingTask:
+        self._world.io("tasks.finish_fanout")
+        stored = self.items.get(task.id)
+        if stored is None or stored.deleted:
+            raise StaleTask
+        fanout = replace(stored.fanout, done=True)
+        self.items[task.id] = replace(stored, fanout=fanout, fanout_at_ms=ms(now))
+        self._world.done("tasks.finish_fanout")
+        return replace(task, fanout=fanout, fanout_at_ms=ms(now))
 
     def clear_rejudge(self, task: SendingTask) -> None:
         self._world.io("tasks.clear_rejudge")
@@ -317,21 +329,42 @@ class FakeAudience:
         self._world = world
         self.clients = clients
 
+    def max_client_id(self) -> int:
+        self._world.io("audience.max_client_id")
+        highest = max((r.client_id for r, _, _ in self.clients), default=0)
+        self._world.done("audience.max_client_id")
+        return highest
+
     def page(
-        self, part: AudiencePart, cursor: str | None, tags: Sequence[str], size: int
+        self,
+        part: AudiencePart,
+        segment: Segment,
+        cursor: str | None,
+        tags: Sequence[str],
+        size: int,
     ) -> tuple[list[Recipient], str | None]:
         self._world.io("audience.page")
-        if part.kind == "code":
-            members = [r for r, code, _ in self.clients if code == part.value]
-            if tags:
-                members = [r for r, code, tag in self.clients if code == part.value and tag in tags]
-                # Like a DynamoDB filter: the page is read in full, then filtered.
-                everyone = [r for r, code, _ in self.clients if code == part.value]
-                return self._filtered_page(everyone, set(members), cursor, size)
-        elif part.kind == "tag":
-            members = [r for r, _, tag in self.clients if tag == part.value]
+        if part.kind == "all":
+            # A parallel scan's segment: spread by hash, not by id.
+            inside = [
+                entry
+                for entry in self.clients
+                if entry[0].client_id <= segment.max_id
+                and entry[0].client_id % segment.ranks == segment.rank
+            ]
         else:
-            members = [r for r, _, _ in self.clients]
+            inside = [e for e in self.clients if segment.lo <= e[0].client_id <= segment.hi]
+        if part.kind == "code":
+            everyone = [r for r, code, _ in inside if code == part.value]
+            members = [
+                r for r, code, tag in inside if code == part.value and (not tags or tag in tags)
+            ]
+            # Like a DynamoDB filter: the page is read in full, then filtered.
+            return self._filtered_page(everyone, set(members), cursor, size)
+        if part.kind == "tag":
+            members = [r for r, _, tag in inside if tag == part.value]
+        else:
+            members = [r for r, _, _ in inside]
         return self._filtered_page(members, set(members), cursor, size)
 
     def _filtered_page(
@@ -342,6 +375,74 @@ class FakeAudience:
         after = str(start + size) if start + size < len(walk) else None
         self._world.done("audience.page")
         return [r for r in page if r in keep], after
+
+
+class FakeSegments:
+    """Fan-out segments' checkpoints and leases, with the conditions of
+    ``chalicelib/storage/fanout.py``."""
+
+    def __init__(self, world: World) -> None:
+        self._world = world
+        self.items: dict[tuple[int, int], SegmentState] = {}
+
+    def states(self, task_id: int, indexes: Sequence[int]) -> dict[int, SegmentState]:
+        self._world.io("segments.states")
+        found = {i: self.items[(task_id, i)] for i in indexes if (task_id, i) in self.items}
+        self._world.done("segments.states")
+        return found
+
+    def claim(
+        self, task_id: int, index: int, *, owner: str, until_ms: int, now_ms: int
+    ) -> SegmentState | None:
+        self._world.io("segments.claim")
+        stored = self.items.get((task_id, index), SegmentState(index))
+        if stored.done or not stored.free(now_ms):
+            return None
+        new = replace(stored, owner=owner, lease_until_ms=until_ms, updated_ms=now_ms)
+        self.items[(task_id, index)] = new
+        self._world.done("segments.claim")
+        return new
+
+    def advance(
+        self,
+        task_id: int,
+        state: SegmentState,
+        *,
+        cursor: str | None,
+        done: bool,
+        until_ms: int,
+        now_ms: int,
+    ) -> SegmentState:
+        self._world.io("segments.advance")
+        stored = self.items.get((task_id, state.index))
+        if stored is None or stored.owner != state.owner or stored.cursor != state.cursor:
+            raise StaleSegment
+        new = replace(stored, cursor=cursor, done=done, lease_until_ms=until_ms, updated_ms=now_ms)
+        self.items[(task_id, state.index)] = new
+        self._world.done("segments.advance")
+        return new
+
+
+@dataclass
+class FakeFanoutQueue:
+    """The fan-out workers' queue: jobs with a delay; at-least-once."""
+
+    world: World
+    jobs: list[tuple[datetime, FanoutJob]] = field(default_factory=list)
+
+    def send(self, jobs: Sequence[FanoutJob], delay_seconds: float = 0) -> None:
+        self.world.io("fanout_queue.send")
+        visible = self.world.now + timedelta(seconds=math.ceil(delay_seconds))
+        self.jobs += [(visible, job) for job in jobs]
+        self.world.done("fanout_queue.send")
+
+    def take(self, rng: random.Random) -> FanoutJob | None:
+        """A visible job, any of them (SQS keeps no order), removed (its worker deletes
+        it whatever happens: a crash is covered by the dispatcher's watchdog)."""
+        ready = [i for i, (at, _) in enumerate(self.jobs) if at <= self.world.now]
+        if not ready:
+            return None
+        return self.jobs.pop(rng.choice(ready))[1]
 
 
 @dataclass

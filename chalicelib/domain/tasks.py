@@ -48,11 +48,17 @@ class SendWindow:
 
 @dataclass(frozen=True)
 class Fanout:
-    """Where a task's fan-out stands: which audience part, where in it, and whether done."""
+    """A task's fan-out: its segments' plan (``chalicelib/domain/fanout.py``: the highest
+    client id at the start and the id ranges per audience part; ``ranks`` 0 until
+    planned), and whether every segment is done."""
 
-    part: int = 0
-    cursor: str | None = None
     done: bool = False
+    max_id: int = 0
+    ranks: int = 0
+
+    @property
+    def planned(self) -> bool:
+        return self.ranks > 0
 
 
 @dataclass(frozen=True)
@@ -96,7 +102,8 @@ class SendingTask(Task):
     # The window or the end changed while it ran: waiting messages are judged again.
     rejudge: bool
     first_sent: bool
-    # When a fan-out page of it was last queued (epoch ms): tasks take turns by it.
+    # When a fan-out page of it was last queued, or its fan-out planned (epoch ms): tasks
+    # take turns by it.
     fanout_at_ms: int
 
 

@@ -18,27 +18,32 @@ from __future__ import annotations
 
 import functools
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from chalicelib import logs, metrics
 from chalicelib.clock import Clock
-from chalicelib.domain import lifecycle
+from chalicelib.domain import fanout, lifecycle
+from chalicelib.domain.fanout import Segment, SegmentState
 from chalicelib.domain.lifecycle import Decision, ms
 from chalicelib.domain.messages import message_id
 from chalicelib.domain.tasks import SendingTask, TaskStatus
 from chalicelib.ports import (
     Audience,
+    FanoutQueue,
+    FanoutSegments,
     JobQueue,
     MessageRepository,
     Recipient,
+    StaleSegment,
     StaleTask,
     TaskGone,
     TaskRepository,
     audience_parts,
 )
-from chalicelib.queue import SendJob
+from chalicelib.queue import FanoutJob, SendJob
 from chalicelib.settings import Settings
 
 log = logs.get_logger("dispatch")
@@ -71,6 +76,8 @@ class Dispatcher:
         messages: MessageRepository,
         audience: Audience,
         queue: JobQueue,
+        segments: FanoutSegments,
+        fanout_queue: FanoutQueue,
         timing: lifecycle.Timing,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
@@ -81,6 +88,8 @@ class Dispatcher:
         self._messages = messages
         self._audience = audience
         self._queue = queue
+        self._segments = segments
+        self._fanout_queue = fanout_queue
         self._timing = timing
         self._sleep = sleep
         self._monotonic = monotonic
@@ -150,10 +159,13 @@ class Dispatcher:
                 # them within the request; the schedule wakes the rest.
                 self._guarded(started, lambda t: self._wake(t, now, deadline, report, pages=1))
             if started is not None and not started.fanout.done:
-                self._guarded(started, lambda t: self._fan_out_page(t, report))
+                page = functools.partial(
+                    self._inline_page, report=report, size=self._settings.fanout_page_size
+                )
+                self._guarded(started, page)
         return report
 
-    def _report(self, report: DispatchReport) -> None:
+    def _report(self, report: DispatchReport, what: str = "dispatch run") -> None:
         metrics.emit(
             {
                 "TasksStarted": report.started,
@@ -165,7 +177,7 @@ class Dispatcher:
             self._settings.stage,
         )
         log.info(
-            "dispatch run",
+            what,
             extra={
                 "tasks": report.tasks,
                 "started": report.started,
@@ -201,7 +213,10 @@ class Dispatcher:
             self._wind_up(task, now, deadline, report)
             return None
         task = self._start(task, now, report)
+        task = self._plan(task, now)
         self._wake(task, now, deadline, report)
+        if not task.fanout.done:
+            task = self._watch_fanout(task, now)
         if task.fanout.done:
             self._finish_if_final(task, report)
         return task
@@ -305,21 +320,16 @@ class Dispatcher:
         self, tasks: list[SendingTask], deadline: float, report: DispatchReport
     ) -> tuple[bool, list[SendingTask]]:
         """One fan-out page for each task in turn while the queue has room. Returns whether
-        any checkpoint moved, and the tasks with pages still to queue (as they are now; a
+        any page was queued, and the tasks with pages still to queue (as they are now; a
         task changed by someone else waits for the next look)."""
         progressed = False
         left: list[SendingTask] = []
-        limit, page_size = self._settings.queue_ahead_limit, self._settings.fanout_page_size
-        # A page fills the room left under the limit, never more: a page that overshot it
-        # put a whole page ahead of every task started after it. A page waits until the
-        # room is half the limit (or a whole page), so pages stay large.
-        smallest = min(page_size, max(1, limit // 2))
         for index, task in enumerate(tasks):
-            room = limit - self._queue.depth()
-            if self._monotonic() >= deadline or room < smallest:
+            size = self._room()
+            if self._monotonic() >= deadline or size is None:
                 left += tasks[index:]
                 break
-            page = functools.partial(self._fan_out_page, report=report, size=min(page_size, room))
+            page = functools.partial(self._inline_page, report=report, size=size)
             moved = self._guarded(task, page)
             if moved is not None:
                 progressed = True
@@ -327,27 +337,208 @@ class Dispatcher:
                     left.append(moved)
         return progressed, left
 
-    def _fan_out_page(
-        self, task: SendingTask, report: DispatchReport, size: int | None = None
-    ) -> SendingTask:
-        parts = audience_parts(task.codes, task.tags)
-        index = task.fanout.part
-        part = parts[index]
-        tags = task.tags if part.kind == "code" else ()
-        recipients, cursor = self._audience.page(
-            part, task.fanout.cursor, tags, size or self._settings.fanout_page_size
+    def _segments_of(self, task: SendingTask) -> list[Segment]:
+        parts = len(audience_parts(task.codes, task.tags))
+        return fanout.plan(parts, task.fanout.max_id, task.fanout.ranks)
+
+    def _all_done(self, task: SendingTask, states: dict[int, SegmentState]) -> bool:
+        return all(
+            index in states and states[index].done for index in range(len(self._segments_of(task)))
         )
-        report.enqueued += self._enqueue(task, recipients)
-        last_part = index + 1 >= len(parts)
-        if cursor is None and last_part:
+
+    def _plan(self, task: SendingTask, now: datetime) -> SendingTask:
+        """Cut the audience into segments, once, and queue a worker's job for each."""
+        if task.fanout.planned or task.fanout.done:
+            return task
+        max_id = self._audience.max_client_id()
+        ranks = fanout.ranks_for(
+            max_id,
+            clients_per_segment=self._settings.fanout_segment_clients,
+            max_ranks=self._settings.fanout_max_ranks,
+        )
+        task = self._tasks.plan_fanout(task, max_id=max_id, ranks=ranks, now=now)
+        segments = self._segments_of(task)
+        self._fanout_queue.send([FanoutJob(task.id, segment.index) for segment in segments])
+        log.info("fan-out planned", extra={"segments": len(segments), "max_client_id": max_id})
+        return task
+
+    def _watch_fanout(self, task: SendingTask, now: datetime) -> SendingTask:
+        """Once a run: the fan-out is done when every segment is; a segment nobody holds
+        that has not moved for ``fanout_stall_seconds`` gets a job again (its job was
+        lost, or its worker died before queueing the next)."""
+        segments = self._segments_of(task)
+        states = self._segments.states(task.id, [segment.index for segment in segments])
+        if self._all_done(task, states):
             log.info("fan-out complete")
-        return self._tasks.advance_fanout(
-            task,
-            part=index if cursor is not None or last_part else index + 1,
-            cursor=cursor,
-            done=cursor is None and last_part,
-            now=self._clock(),
+            return self._tasks.finish_fanout(task, now)
+        now_ms, stall = ms(now), self._settings.fanout_stall_seconds * 1000
+        stalled = []
+        for segment in segments:
+            state = states.get(segment.index)
+            since = task.fanout_at_ms if state is None else state.updated_ms
+            if (state is None or (not state.done and state.free(now_ms))) and (
+                now_ms - since > stall
+            ):
+                stalled.append(segment.index)
+        if stalled:
+            self._fanout_queue.send([FanoutJob(task.id, index) for index in stalled])
+            log.info("fan-out segments queued again", extra={"segments": stalled})
+        return task
+
+    def fan_out_body(self, body: str, budget_seconds: float) -> DispatchReport:
+        """A fan-out queue record: a job that is not one of ours is logged and dropped
+        (nothing can make it work)."""
+        try:
+            job = FanoutJob.from_body(body)
+        except ValueError:
+            log.error("fan-out job dropped: not one of ours")
+            return DispatchReport()
+        return self.fan_out_segment(job, budget_seconds)
+
+    def fan_out_segment(self, job: FanoutJob, budget_seconds: float) -> DispatchReport:
+        """A fan-out worker (``app.fan_out``): hold the job's segment and queue its pages
+        while the send queue has room and the budget lasts; then let it go and queue the
+        segment's next job (after ``fanout_wait_seconds`` when the queue was full). A
+        segment someone else holds, or done, ends the job at once."""
+        report = DispatchReport()
+        deadline = self._monotonic() + budget_seconds
+        with logs.bind(task_id=job.task_id, segment=job.segment):
+            task = self._tasks.get(job.task_id)
+            if task is None or task.fanout.done or not task.fanout.planned:
+                return report
+            segments = self._segments_of(task)
+            if job.segment >= len(segments) or self._clock() >= task.end:
+                return report
+            segment = segments[job.segment]
+            now_ms = ms(self._clock())
+            held = self._segments.claim(
+                task.id,
+                segment.index,
+                owner=uuid.uuid4().hex,
+                until_ms=now_ms + self._settings.fanout_lease_seconds * 1000,
+                now_ms=now_ms,
+            )
+            if held is None:
+                return report
+            report.tasks = 1
+            try:
+                self._hold_segment(task, segment, held, deadline, report)
+            except TaskGone:
+                log.info("task deleted during fan-out")
+            except StaleSegment:
+                log.info("fan-out segment taken over by another worker")
+        self._report(report, "fan-out run")
+        return report
+
+    def _hold_segment(
+        self,
+        task: SendingTask,
+        segment: Segment,
+        state: SegmentState,
+        deadline: float,
+        report: DispatchReport,
+    ) -> None:
+        """Pages of a held segment until it is done, the task ends, the queue is full, or
+        time is up (the budget, or half the lease: the lease must outlast a page)."""
+        lease_ms = self._settings.fanout_lease_seconds * 1000
+        stop_at = min(deadline, self._monotonic() + self._settings.fanout_lease_seconds / 2)
+        while not state.done and self._clock() < task.end:
+            size = self._room()
+            if size is None or self._monotonic() >= stop_at:
+                self._let_go(task, state)
+                delay = self._settings.fanout_wait_seconds if size is None else 0
+                self._fanout_queue.send([FanoutJob(task.id, segment.index)], delay)
+                report.incomplete.append(task.id)
+                return
+            state = self._segment_page(task, segment, state, size, report, hold_ms=lease_ms)
+        if state.done:
+            log.info("fan-out segment done")
+            self._finish_fanout_if_done(task)
+        else:
+            self._let_go(task, state)  # the end passed: the sweep expires what is left
+
+    def _let_go(self, task: SendingTask, state: SegmentState) -> None:
+        now_ms = ms(self._clock())
+        self._segments.advance(
+            task.id, state, cursor=state.cursor, done=False, until_ms=0, now_ms=now_ms
         )
+
+    def _room(self) -> int | None:
+        """How many jobs a page may queue now: the room left under the queue's limit (a
+        page that overshot it put a whole page ahead of every task started after it);
+        None while that room is under half the limit (or a whole page), so pages stay
+        large."""
+        limit, page_size = self._settings.queue_ahead_limit, self._settings.fanout_page_size
+        room = limit - self._queue.depth()
+        return min(page_size, room) if room >= min(page_size, max(1, limit // 2)) else None
+
+    def _segment_page(
+        self,
+        task: SendingTask,
+        segment: Segment,
+        state: SegmentState,
+        size: int,
+        report: DispatchReport,
+        *,
+        hold_ms: int,
+    ) -> SegmentState:
+        """One page of the segment: its messages created and queued, then the checkpoint
+        moved (with the lease renewed by ``hold_ms``, or let go with 0)."""
+        part = audience_parts(task.codes, task.tags)[segment.part]
+        tags = task.tags if part.kind == "code" else ()
+        recipients, cursor = self._audience.page(part, segment, state.cursor, tags, size)
+        report.enqueued += self._enqueue(task, recipients)
+        now_ms = ms(self._clock())
+        return self._segments.advance(
+            task.id,
+            state,
+            cursor=cursor,
+            done=cursor is None,
+            until_ms=now_ms + hold_ms if cursor is not None and hold_ms else 0,
+            now_ms=now_ms,
+        )
+
+    def _finish_fanout_if_done(self, task: SendingTask) -> SendingTask:
+        segments = self._segments_of(task)
+        states = self._segments.states(task.id, [segment.index for segment in segments])
+        if self._all_done(task, states):
+            log.info("fan-out complete")
+            return self._tasks.finish_fanout(task, self._clock())
+        return task
+
+    def _inline_page(
+        self, task: SendingTask, report: DispatchReport, size: int
+    ) -> SendingTask | None:
+        """One page of the first segment nobody holds, by the dispatcher itself (the
+        schedule is one more worker, and the API's start queues a first page at once).
+        None when every segment left is held by a worker."""
+        now = self._clock()
+        task = self._plan(task, now)
+        segments = self._segments_of(task)
+        states = self._segments.states(task.id, [segment.index for segment in segments])
+        now_ms = ms(now)
+        for segment in segments:
+            state = states.get(segment.index, SegmentState(segment.index))
+            if state.done or not state.free(now_ms):
+                continue
+            held = self._segments.claim(
+                task.id,
+                segment.index,
+                owner=uuid.uuid4().hex,
+                until_ms=now_ms + self._settings.fanout_lease_seconds * 1000,
+                now_ms=now_ms,
+            )
+            if held is None:
+                continue
+            try:
+                after = self._segment_page(task, segment, held, size, report, hold_ms=0)
+            except StaleSegment:
+                return None
+            return self._finish_fanout_if_done(task) if after.done else task
+        if self._all_done(task, states):
+            log.info("fan-out complete")
+            return self._tasks.finish_fanout(task, now)
+        return None
 
     def _enqueue(self, task: SendingTask, recipients: list[Recipient]) -> int:
         """Create the page's messages and queue a job for each one still to be queued."""

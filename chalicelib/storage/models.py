@@ -128,6 +128,22 @@ class CounterModel(Model):
     expired = NumberAttribute(null=True)
 
 
+class FanoutSegmentModel(Model):
+    """One fan-out segment's checkpoint and lease (``chalicelib/domain/fanout.py``), an
+    item ``fanout#<task>#<segment>`` of the counters table, the table of small keyed
+    state: read by key only, a task's segments together with one BatchGetItem."""
+
+    class Meta(BaseMeta):
+        logical_name = "counters"
+
+    name = UnicodeAttribute(hash_key=True)
+    cursor = UnicodeAttribute(null=True)
+    done = BooleanAttribute(default=False)
+    owner = UnicodeAttribute(null=True)
+    lease_until_ms = NumberAttribute(default=0)
+    updated_ms = NumberAttribute(default=0)
+
+
 class OpenTasksByStart(GlobalSecondaryIndex["TaskModel"]):  # type: ignore[no-untyped-call]
     """Sparse index of the tasks not yet finished, by start: the dispatcher's due query.
 
@@ -165,15 +181,17 @@ class _TaskItem(Model):
     updated_at = UTCDateTimeAttribute()
     # Deleted tasks stay as tombstones so that in-flight senders see the deletion.
     deleted = BooleanAttribute(default=False)
-    # Fan-out checkpoint: which audience partition, and where in it, comes next.
-    fanout_part = NumberAttribute(default=0)
-    fanout_cursor = UnicodeAttribute(null=True)
+    # The fan-out's plan (chalicelib/domain/fanout.py): the highest client id when it
+    # started and the id ranges per audience part (absent until planned); each segment's
+    # checkpoint is a FanoutSegmentModel. Done once every segment is.
+    fanout_max_id = NumberAttribute(null=True)
+    fanout_ranks = NumberAttribute(null=True)
     fanout_done = BooleanAttribute(default=False)
     first_sent_at = UTCDateTimeAttribute(null=True)
     # Set when the send window or the end of a running task changed: waiting messages
     # must be woken and judged again.
     wake_all = BooleanAttribute(default=False)
-    # When a fan-out page of it was last queued (epoch ms): due tasks take turns by it.
+    # When a fan-out page of it was last queued, or its fan-out planned (epoch ms).
     fanout_at_ms = NumberAttribute(null=True)
 
 
@@ -290,7 +308,7 @@ MODELS: tuple[type[Model], ...] = (
     MessageModel,
 )
 # Other models of the tables above: bound with them, never created.
-VIEWS: tuple[type[Model], ...] = (TaskProgressModel,)
+VIEWS: tuple[type[Model], ...] = (TaskProgressModel, FanoutSegmentModel)
 
 _TABLE_SETTING: dict[str, str] = {
     "clients": "clients_table",

@@ -71,7 +71,11 @@ def _view(task: TaskModel) -> SendingTask:
         updated_at=task.updated_at,
         version=task.version,
         deleted=bool(task.deleted),
-        fanout=Fanout(int(task.fanout_part or 0), task.fanout_cursor, bool(task.fanout_done)),
+        fanout=Fanout(
+            done=bool(task.fanout_done),
+            max_id=int(task.fanout_max_id or 0),
+            ranks=int(task.fanout_ranks or 0),
+        ),
         rejudge=bool(task.wake_all),
         first_sent=task.first_sent_at is not None,
         fanout_at_ms=int(task.fanout_at_ms or 0),
@@ -210,36 +214,42 @@ class DynamoTasks:
         )
         return replace(task, status=status, updated_at=stored.updated_at, version=stored.version)
 
-    def advance_fanout(
-        self, task: SendingTask, *, part: int, cursor: str | None, done: bool, now: datetime
+    def plan_fanout(
+        self, task: SendingTask, *, max_id: int, ranks: int, now: datetime
     ) -> SendingTask:
-        """Move the fan-out checkpoint from where ``task`` had it (conditional: no gap,
-        no repeat if two dispatchers race); the version is left alone so that edits of a
-        running task do not collide with the fan-out."""
+        """Record the segments' plan, once (conditional: a run that raced another one
+        gets StaleTask and reads the plan the other wrote). The version is left alone so
+        that edits of a running task do not collide with the fan-out."""
         item = TaskProgressModel
-        at_cursor = (
-            item.fanout_cursor.does_not_exist()
-            if task.fanout.cursor is None
-            else item.fanout_cursor == task.fanout.cursor
-        )
-        actions: list[Action] = [
-            item.fanout_part.set(part),
-            item.fanout_cursor.remove() if cursor is None else item.fanout_cursor.set(cursor),
-            item.fanout_done.set(done),
-            item.fanout_at_ms.set(ms(now)),
-        ]
         try:
             item(task.id).update(
-                actions=actions,
-                condition=live_task_condition()
-                & (item.fanout_part == task.fanout.part)
-                & at_cursor,
+                actions=[
+                    item.fanout_max_id.set(max_id),
+                    item.fanout_ranks.set(ranks),
+                    item.fanout_at_ms.set(ms(now)),
+                ],
+                condition=live_task_condition() & item.fanout_ranks.does_not_exist(),
             )
         except UpdateError as error:
             if error.cause_response_code == CONDITION_FAILED:
                 raise StaleTask from None
             raise
-        return replace(task, fanout=Fanout(part, cursor, done), fanout_at_ms=ms(now))
+        fanout = Fanout(done=False, max_id=max_id, ranks=ranks)
+        return replace(task, fanout=fanout, fanout_at_ms=ms(now))
+
+    def finish_fanout(self, task: SendingTask, now: datetime) -> SendingTask:
+        """Every segment is done (a second call changes nothing)."""
+        item = TaskProgressModel
+        try:
+            item(task.id).update(
+                actions=[item.fanout_done.set(True), item.fanout_at_ms.set(ms(now))],
+                condition=live_task_condition(),
+            )
+        except UpdateError as error:
+            if error.cause_response_code == CONDITION_FAILED:
+                raise StaleTask from None
+            raise
+        return replace(task, fanout=replace(task.fanout, done=True), fanout_at_ms=ms(now))
 
     def clear_rejudge(self, task: SendingTask) -> None:
         """Done judging waiting messages again, unless the task changed once more since."""

@@ -13,6 +13,7 @@ FUNCTIONS = {
     "api_handler": "APIHandler",
     "bearer_key": "BearerKey",
     "dispatch": "Dispatch",
+    "fan_out": "FanOut",
     "send": "Send",
 }
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import boto3
@@ -25,7 +25,7 @@ import app as app_module
 from chalicelib.bootstrap import Services, bootstrap
 from chalicelib.services.api_keys import ApiKeyService
 from chalicelib.settings import reset_settings
-from chalicelib.storage.tasks import DynamoTasks
+from chalicelib.storage.fanout import DynamoFanoutSegments
 from local.fake_provider import FakeProviderState
 from tests.conftest import SENDER_TOKEN, Api, FrozenClock, stage_environment
 from tests.infra.conftest import Packaged
@@ -53,7 +53,8 @@ def _own_resources(stack: Stack, function: str) -> set[str]:
     log_group = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/{function_name}:*"
     parameter = stack.properties("Send")["Environment"]["Variables"]["SENDER_TOKEN_PARAMETER"]
     token = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{parameter}"
-    return {*tables, *indexes, stack.get_att("SendQueue", "Arn"), log_group, token}
+    queues = [stack.get_att(name, "Arn") for name in ("SendQueue", "FanoutQueue")]
+    return {*tables, *indexes, *queues, log_group, token}
 
 
 def test_policies_name_actions_and_the_stacks_own_resources(stack: Stack) -> None:
@@ -90,9 +91,14 @@ def test_only_the_sender_reads_the_token_and_only_through_ssm(stack: Stack) -> N
         }
 
 
-def test_sender_role_lets_lambda_poll_the_send_queue(stack: Stack) -> None:
-    queue = stack.get_att("SendQueue", "Arn")
-    grants = grants_of(stack, "send")
+@pytest.mark.parametrize(
+    ("function", "queue_name"), [("send", "SendQueue"), ("fan_out", "FanoutQueue")]
+)
+def test_each_consumer_role_lets_lambda_poll_its_queue(
+    stack: Stack, function: str, queue_name: str
+) -> None:
+    queue = stack.get_att(queue_name, "Arn")
+    grants = grants_of(stack, function)
     for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"):
         assert any(g.allows(action, queue) for g in grants), action
 
@@ -197,7 +203,7 @@ def containers(
 
 def _fail_next_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
     """The next fan-out checkpoint write fails: the run dies after writing its page."""
-    real = DynamoTasks.advance_fanout
+    real = DynamoFanoutSegments.advance
     state = {"failed": False}
 
     def advance(*args: Any, **kwargs: Any) -> Any:
@@ -206,7 +212,7 @@ def _fail_next_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
             raise RuntimeError("killed before the checkpoint")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(DynamoTasks, "advance_fanout", advance)
+    monkeypatch.setattr(DynamoFanoutSegments, "advance", advance)
 
 
 def _client(api: Api, n: int, code: str, tag: str) -> int:
@@ -279,6 +285,7 @@ def _exercise(
     _fail_next_checkpoint(monkeypatch)
     with act("dispatch"), pytest.raises(RuntimeError):
         queue.tick()  # dies midway through the 12:29 task, before the 12:30 one
+    clock.advance(seconds=60)  # the dead run's hold on its segment lapses (its lease)
     with act("api_handler"):
         assert api.post("/api/tasks/process").status_code == 202  # resumes them
     clock.advance(minutes=10)  # 12:40
@@ -286,7 +293,38 @@ def _exercise(
         queue.tick()
     with act("send"):
         queue.drain()
+    _fan_out_paths(containers, queue, api, clock, monkeypatch)
     assert provider.sends()
+
+
+def _fan_out_paths(
+    containers: Containers,
+    queue: Pipeline,
+    api: Api,
+    clock: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fan-out worker's paths (at 12:40): a full send queue (the segment's next job
+    queued), pages of a code's, a tag's and everyone's segments, and a page after a worker
+    died (its messages found existing and watched)."""
+    act = containers.acting_as
+    with act("api_handler"):
+        for n in range(10, 17):  # more than the API's first page of 5 (FANOUT_PAGE_SIZE)
+            body = {"phone": f"7900000{n:04d}", "code": "905", "tag": "bulk", "utc": "UTC"}
+            assert api.post("/api/clients/", body).status_code == 201
+        _task(api, "12:40", "14:00", filter={"codes": ["905"]})
+        _task(api, "12:40", "14:00", filter={"tags": ["bulk"]})
+        _task(api, "12:40", "14:00")  # everyone
+    with act("fan_out") as worker:
+        settings = worker.dispatcher._settings
+        worker.dispatcher._settings = replace(settings, queue_ahead_limit=1)
+        assert queue.fan_out(max_jobs=30)  # the send queue is full: each job comes back
+        worker.dispatcher._settings = settings
+        _fail_next_checkpoint(monkeypatch)
+        with pytest.raises(RuntimeError):
+            queue.fan_out()  # dies after a page, before its checkpoint
+        clock.advance(seconds=settings.fanout_lease_seconds)
+        queue.fan_out()
 
 
 def test_every_call_is_allowed_and_every_grant_is_used(

@@ -147,6 +147,25 @@ def test_dispatcher_runs_every_minute_with_room_for_its_budget(stack: Stack) -> 
     assert event == {"Type": "Schedule", "Properties": {"Schedule": "rate(1 minute)"}}
     budget = settings_of(stack.stage).dispatch_budget_seconds
     assert dispatch["Timeout"] >= budget + 30
+    # One run at a time (issue 17): a tick that comes while a run is still going is
+    # throttled and retried by Lambda after it, never run beside it over the same tasks.
+    assert dispatch["ReservedConcurrentExecutions"] == 1
+    assert budget < 60  # and a run normally ends before the next tick
+
+
+def test_fan_out_workers_take_one_segment_each_and_as_many_as_allowed(stack: Stack) -> None:
+    fan_out = stack.properties("FanOut")
+    (event,) = fan_out["Events"].values()
+    assert event["Type"] == "SQS"
+    source = event["Properties"]
+    assert source["Queue"].endswith(f":notify-{stack.stage}-fanout")
+    assert source["BatchSize"] == 1
+    assert source["ScalingConfig"] == {"MaximumConcurrency": app_module.FANOUT_WORKERS}
+    queue = stack.properties("FanoutQueue")
+    assert queue["VisibilityTimeout"] >= 6 * fan_out["Timeout"]
+    dead_letters = queue["RedrivePolicy"]["deadLetterTargetArn"]
+    assert dead_letters == stack.get_att("FanoutDeadLetterQueue", "Arn")
+    assert fan_out["Timeout"] > app_module.FANOUT_MARGIN_SECONDS
 
 
 def test_function_timeouts_and_names(stack: Stack) -> None:
@@ -156,13 +175,15 @@ def test_function_timeouts_and_names(stack: Stack) -> None:
     assert {name: p["Timeout"] for name, p in props.items()} == {
         "api_handler": 25,
         "bearer_key": 10,
-        "dispatch": 300,
+        "dispatch": 90,
+        "fan_out": 60,
         "send": 30,
     }
     short = {
         "api_handler": "api",
         "bearer_key": "authorizer",
         "dispatch": "dispatch",
+        "fan_out": "fan-out",
         "send": "send",
     }
     for name, p in props.items():

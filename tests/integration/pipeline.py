@@ -56,6 +56,29 @@ class Pipeline:
     def depth(self) -> int:
         return self.services.queue.depth()
 
+    def fan_out(self, *, max_jobs: int = 100) -> int:
+        """Hand the fan-out queue's visible jobs to the ``fan_out`` handler one by one, as
+        Lambda's mapping does (batch size 1), deleting each one handled; returns how many
+        were handled. A handler that raises leaves its job (visible again at once)."""
+        fanout: Any = self.services.fanout_queue
+        arn = fanout.client.get_queue_attributes(QueueUrl=fanout.url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        handled = 0
+        for _ in range(max_jobs):
+            received = fanout.client.receive_message(
+                QueueUrl=fanout.url, MaxNumberOfMessages=1, WaitTimeSeconds=0, VisibilityTimeout=0
+            ).get("Messages", [])
+            if not received:
+                break
+            event = sqs_event(received, arn, "us-east-1")
+            app_module.fan_out(event, LambdaContext("fan_out", timeout_seconds=60))
+            fanout.client.delete_message(
+                QueueUrl=fanout.url, ReceiptHandle=received[0]["ReceiptHandle"]
+            )
+            handled += 1
+        return handled
+
     def receive(self) -> list[dict[str, Any]]:
         answer = self.sqs.receive_message(
             QueueUrl=self.url,

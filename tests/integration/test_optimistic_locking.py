@@ -140,8 +140,8 @@ def test_the_engines_bookkeeping_leaves_the_version_alone(
     tasks = services.task_repository
     created = tasks.create(_plan(clock), TaskStatus.RUNNING, clock())
     read = tasks.get(created.id)
-    moved = tasks.advance_fanout(read, part=0, cursor="next", done=False, now=clock())
-    tasks.advance_fanout(moved, part=1, cursor=None, done=True, now=clock())
+    planned = tasks.plan_fanout(read, max_id=40, ranks=2, now=clock())
+    tasks.finish_fanout(planned, clock())
     assert tasks.mark_first_send(created.id, clock())
     tasks.clear_rejudge(read)
     after = tasks.get(created.id)

@@ -17,8 +17,8 @@ from chalicelib.domain import lifecycle
 from chalicelib.domain.messages import message_id
 from chalicelib.ports import Recipient
 from chalicelib.storage import messages as message_store
+from chalicelib.storage.fanout import DynamoFanoutSegments
 from chalicelib.storage.models import ClientModel
-from chalicelib.storage.tasks import DynamoTasks
 from local.fake_provider import FakeProviderState
 from tests.conftest import SENDER_TOKEN, Api, FrozenClock
 from tests.integration.pipeline import Pipeline, messages_of
@@ -327,7 +327,7 @@ def test_interrupted_fan_out_resumes_at_the_next_page_with_no_duplicate_and_no_g
     api: Api, pipeline: Pipeline, provider: FakeProviderState, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clients = [add_client(api, n) for n in range(17)]
-    real_advance = DynamoTasks.advance_fanout
+    real_advance = DynamoFanoutSegments.advance
     calls = {"n": 0}
 
     def crash_on_third_checkpoint(*args: Any, **kwargs: Any) -> Any:
@@ -336,7 +336,7 @@ def test_interrupted_fan_out_resumes_at_the_next_page_with_no_duplicate_and_no_g
             raise RuntimeError("the dispatcher died after writing page 3")
         return real_advance(*args, **kwargs)
 
-    monkeypatch.setattr(DynamoTasks, "advance_fanout", crash_on_third_checkpoint)
+    monkeypatch.setattr(DynamoFanoutSegments, "advance", crash_on_third_checkpoint)
     response = api.post(
         "/api/tasks/", {"start_time": "2026-11-28T13:00:00Z", "end_time": END, "text": "Hi"}
     )
@@ -346,7 +346,11 @@ def test_interrupted_fan_out_resumes_at_the_next_page_with_no_duplicate_and_no_g
     with pytest.raises(RuntimeError):
         services.dispatcher.dispatch_due(60)
     assert len(messages_of(task_id)) == 15  # pages 1-3 written, checkpoint after page 2
-    pipeline.tick()  # resumes at page 3: its messages exist, nothing is created twice
+    lease = services.settings.fanout_lease_seconds
+    services.clock.advance(seconds=lease)  # type: ignore[attr-defined]
+    # The dead run's lease has lapsed: resumes at page 3; its messages exist, nothing is
+    # created twice.
+    pipeline.tick()
     pipeline.drain()
     assert len(messages_of(task_id)) == 17
     assert sorted(sent_ids(provider)) == sorted(message_id(task_id, c) for c in clients)

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 from chalicelib.domain.lifecycle import Phase, Timing, ms
 from chalicelib.domain.messages import CLIENT_ID_SPAN, RetryPolicy
-from chalicelib.domain.tasks import SendWindow, TaskStatus
+from chalicelib.domain.tasks import SendingTask, SendWindow, TaskStatus
 from chalicelib.ports import Recipient
 from chalicelib.queue import SendJob
 from chalicelib.services.dispatch import Dispatcher
@@ -33,9 +33,11 @@ from chalicelib.settings import Settings
 from tests.fakes import (
     Crash,
     FakeAudience,
+    FakeFanoutQueue,
     FakeMessages,
     FakeProvider,
     FakeQueue,
+    FakeSegments,
     FakeTasks,
     ProviderCall,
     World,
@@ -63,6 +65,8 @@ class Sim:
     tasks: FakeTasks
     messages: FakeMessages
     queue: FakeQueue
+    fanout_queue: FakeFanoutQueue
+    audience: FakeAudience
     provider: FakeProvider
     dispatcher: Dispatcher
     sender: Sender
@@ -92,6 +96,7 @@ def build(seed: int) -> Sim:
         for n in range(1, rng.randint(2, 24))
     ]
     audience = FakeAudience(world, clients)
+    fanout_queue = FakeFanoutQueue(world)
     queue = FakeQueue(world, visibility=timedelta(seconds=rng.choice([10, 30, 90])))
     provider = FakeProvider(world, rng.choice(PROVIDERS), connect_timeout=1.0, read_timeout=2.0)
     settings = Settings.from_env(
@@ -99,6 +104,11 @@ def build(seed: int) -> Sim:
             "FANOUT_PAGE_SIZE": str(rng.randint(2, 8)),
             "QUEUE_AHEAD_LIMIT": str(rng.randint(2, 30)),
             "API_DISPATCH_BUDGET_SECONDS": "3",
+            "FANOUT_SEGMENT_CLIENTS": str(rng.randint(2, 10)),
+            "FANOUT_MAX_SEGMENTS": str(rng.randint(1, 4)),
+            "FANOUT_LEASE_SECONDS": str(rng.choice([4, 30])),
+            "FANOUT_STALL_SECONDS": str(rng.choice([5, 40])),
+            "FANOUT_WAIT_SECONDS": "1",
         }
     )
     timing = Timing(
@@ -114,6 +124,8 @@ def build(seed: int) -> Sim:
         messages=messages,
         audience=audience,
         queue=queue,
+        segments=FakeSegments(world),
+        fanout_queue=fanout_queue,
         timing=timing,
         sleep=world.sleep,
         monotonic=world.monotonic,
@@ -131,7 +143,19 @@ def build(seed: int) -> Sim:
         max_check_age=timedelta(seconds=0.5),
     )
     grace = timedelta(seconds=0.5 + provider.connect_timeout)
-    sim = Sim(seed, world, tasks, messages, queue, provider, dispatcher, sender, grace)
+    sim = Sim(
+        seed,
+        world,
+        tasks,
+        messages,
+        queue,
+        fanout_queue,
+        audience,
+        provider,
+        dispatcher,
+        sender,
+        grace,
+    )
     for _ in range(rng.randint(1, 3)):
         add_task(sim, start=T0 + timedelta(seconds=rng.uniform(-5, 40)))
     return sim
@@ -222,9 +246,9 @@ def _key_of(body: str) -> tuple[int, int]:
 
 def step(sim: Sim) -> None:
     rng, world = sim.world.rng, sim.world
-    action = rng.choices(["tick", "deliver", "advance", "operator"], weights=[1.0, 6.0, 3.0, 0.25])[
-        0
-    ]
+    action = rng.choices(
+        ["tick", "deliver", "fan-out", "advance", "operator"], weights=[1.0, 6.0, 2.0, 3.0, 0.25]
+    )[0]
     if rng.random() < 0.15:
         world.crash_at = world.io_steps + rng.randint(1, 14)
     world.on_io = None
@@ -237,6 +261,10 @@ def step(sim: Sim) -> None:
             sim.dispatcher.dispatch_due(rng.choice([0.5, 5.0, 30.0]))
         elif action == "deliver":
             deliver(sim)
+        elif action == "fan-out":
+            job = sim.fanout_queue.take(rng)
+            if job is not None:
+                sim.dispatcher.fan_out_segment(job, rng.choice([0.5, 5.0, 30.0]))
         elif action == "advance":
             world.advance(rng.choice([0.2, 1.0, 3.0, 10.0, 30.0]))
         else:
@@ -332,6 +360,16 @@ def check(sim: Sim) -> None:
         counts = sim.messages.counts([task.id])[task.id]
         if counts != sim.messages.recount(task.id):
             sim.fail(f"task {task.id} counts {counts} != {sim.messages.recount(task.id)}")
+    for task in sim.tasks.items.values():
+        # SPEC rule 3: a fan-out that finished gave every matching client one message, and
+        # nobody else one (the messages' keys forbid a second).
+        if task.fanout.done and not task.deleted:
+            got = {client for (task_id, client) in sim.messages.items if task_id == task.id}
+            if got != matching(sim, task):
+                sim.fail(
+                    f"task {task.id} fan-out done: missing {sorted(matching(sim, task) - got)}, "
+                    f"extra {sorted(got - matching(sim, task))}"
+                )
     accepted = Counter(call.msg_id for call in sim.provider.calls if call.accepted)
     for msg_id, times in accepted.items():
         if times > 1 and msg_id not in sim.excused:
@@ -344,6 +382,15 @@ def check(sim: Sim) -> None:
             and accepted[message.task_id * CLIENT_ID_SPAN + message.recipient.client_id] == 0
         ):
             sim.fail(f"message {message.task_id}/{message.recipient.client_id} sent unaccepted")
+
+
+def matching(sim: Sim, task: SendingTask) -> set[int]:
+    """The clients a task's filter matches: codes OR-ed, tags OR-ed, the two AND-ed."""
+    return {
+        recipient.client_id
+        for recipient, code, tag in sim.audience.clients
+        if (not task.codes or code in task.codes) and (not task.tags or tag in task.tags)
+    }
 
 
 def run_seed(seed: int) -> Sim:

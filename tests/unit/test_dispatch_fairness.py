@@ -9,7 +9,17 @@ from datetime import UTC, datetime, timedelta
 from chalicelib.ports import Recipient
 from chalicelib.services.dispatch import Dispatcher
 from chalicelib.settings import Settings
-from tests.fakes import TIMING, FakeAudience, FakeMessages, FakeQueue, FakeTasks, World, make_task
+from tests.fakes import (
+    TIMING,
+    FakeAudience,
+    FakeFanoutQueue,
+    FakeMessages,
+    FakeQueue,
+    FakeSegments,
+    FakeTasks,
+    World,
+    make_task,
+)
 
 NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)
 
@@ -29,6 +39,8 @@ def world_with(big: int, small: int, limit: int) -> tuple[World, FakeTasks, Fake
         messages=FakeMessages(world, tasks),
         audience=FakeAudience(world, clients),
         queue=queue,
+        segments=FakeSegments(world),
+        fanout_queue=FakeFanoutQueue(world),
         timing=TIMING,
         sleep=world.sleep,
         monotonic=world.monotonic,
@@ -90,8 +102,8 @@ def test_the_schedule_never_fills_the_queue_past_its_limit() -> None:
     local stage's 95-client pages and a limit of 40, up to 134 jobs stood ahead of a task
     started next (a CI run of tests/e2e/test_engine_faults.py saw the small mailing miss
     its end). A page now fills the room, and waits for half the limit."""
-    world, tasks, queue, dispatcher = world_with(big=300, small=0, limit=12)
-    dispatcher._settings = Settings.from_env(  # noqa: SLF001 - pages larger than the limit
+    _world, tasks, queue, dispatcher = world_with(big=300, small=0, limit=12)
+    dispatcher._settings = Settings.from_env(  # pages larger than the limit
         {"FANOUT_PAGE_SIZE": "20", "QUEUE_AHEAD_LIMIT": "12"}
     )
     end = NOW + timedelta(hours=1)
