@@ -75,6 +75,8 @@ class Settings:
     # Days a mailing's messages (and the task) are kept after it finished; deleted tasks'
     # go at once. DynamoDB's TTL removes them (chalicelib/domain/retention.py).
     retention_days: int = 180
+    # The purge pass after each scheduled dispatcher run (within the function's timeout).
+    purge_budget_seconds: float = 20.0
 
     def retention(self) -> Retention:
         return Retention(
