@@ -42,10 +42,12 @@ FANOUT_MARGIN_SECONDS = 10
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def dispatch(event: CloudWatchEvent) -> None:
-    """Every minute: start due tasks, continue their fan-out, expire and finish them."""
+    """Every minute: start due tasks, continue their fan-out, expire and finish them; then
+    remove what is left of deleted tasks."""
     with logs.invocation(event.context):
         wired = services()
         wired.dispatcher.dispatch_due(wired.settings.dispatch_budget_seconds)
+        wired.purger.purge_deleted(wired.settings.purge_budget_seconds)
 
 
 @app.on_sqs_message(queue=FANOUT_QUEUE, batch_size=1, maximum_concurrency=FANOUT_WORKERS)

@@ -1,6 +1,6 @@
 """``make bench``: every benchmark, one table of figures.
 
-.venv/bin/python -m bench.run_all [--clients 2000] [--latency-ms 50] [--fanout 20000]
+.venv/bin/python -m bench.run_all [--clients 2000] [--latency-ms 50] [--fanout 4000]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", default="2000")
     parser.add_argument("--latency-ms", default="50")
-    parser.add_argument("--fanout", default="20000")
+    parser.add_argument("--fanout", default="4000")
     args = parser.parse_args()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "

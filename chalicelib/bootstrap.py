@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from chalicelib.services.clients import ClientService
     from chalicelib.services.dispatch import Dispatcher
     from chalicelib.services.observability import ServiceGauges
+    from chalicelib.services.purge import Purger
     from chalicelib.services.sending import Sender
     from chalicelib.services.stats import StatsService
     from chalicelib.services.tasks import TaskService
@@ -142,7 +143,7 @@ class Services:
         from chalicelib.storage.tasks import DynamoTasks  # noqa: PLC0415
 
         self.bind_storage()
-        return DynamoTasks()
+        return DynamoTasks(self.settings.retention())
 
     @cached_property
     def dispatcher(self) -> Dispatcher:
@@ -162,6 +163,15 @@ class Services:
             timing=timing(self.settings),
             sleep=self._sleep,
         )
+
+    @cached_property
+    def purger(self) -> Purger:
+        """Removes deleted tasks' messages, after each scheduled dispatcher run."""
+        from chalicelib.services.purge import Purger  # noqa: PLC0415
+        from chalicelib.storage.purge import DynamoPurge  # noqa: PLC0415
+
+        self.bind_storage()
+        return Purger(DynamoPurge())
 
     @cached_property
     def sender(self) -> Sender:
@@ -184,6 +194,7 @@ class Services:
             timing=timing(self.settings),
             stage=self.settings.stage,
             max_check_age=timedelta(seconds=self.settings.max_check_age_seconds),
+            retention=self.settings.retention(),
         )
 
 

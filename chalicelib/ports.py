@@ -121,7 +121,17 @@ def audience_parts(codes: Sequence[str], tags: Sequence[str]) -> list[AudiencePa
 
 
 class MessageRepository(Protocol):
-    def create(self, task_id: int, recipients: Sequence[Recipient], now: datetime) -> Created:
+    """``expires_at``: the TTL stamp each write carries (``chalicelib/domain/retention.py``);
+    None leaves the stored one."""
+
+    def create(
+        self,
+        task_id: int,
+        recipients: Sequence[Recipient],
+        now: datetime,
+        *,
+        expires_at: datetime | None = None,
+    ) -> Created:
         """One pending message per recipient, with the counts; TaskGone if deleted."""
         ...
 
@@ -129,7 +139,14 @@ class MessageRepository(Protocol):
         """The stored state of these messages, read consistently."""
         ...
 
-    def apply(self, task_id: int, changes: Sequence[Change], now: datetime) -> set[int]:
+    def apply(
+        self,
+        task_id: int,
+        changes: Sequence[Change],
+        now: datetime,
+        *,
+        expires_at: datetime | None = None,
+    ) -> set[int]:
         """Write each change whose condition still holds (with the counts when a status
         changes); return the client ids written."""
         ...
@@ -175,6 +192,24 @@ class TaskRepository(Protocol):
     def clear_rejudge(self, task: SendingTask) -> None: ...
 
     def mark_first_send(self, task_id: int, at: datetime) -> bool: ...
+
+
+class DeletedTaskData(Protocol):
+    """What is left of deleted tasks, for the dispatcher's purge pass."""
+
+    def deleted_tasks(self, limit: int) -> list[int]:
+        """Deleted tasks whose messages are still to be removed (a query, not a scan)."""
+        ...
+
+    def remove_messages(self, task_id: int, limit: int) -> int:
+        """Delete up to ``limit`` of the task's messages; the number deleted (0: none left)."""
+        ...
+
+    def remove_counts(self, task_id: int) -> None: ...
+
+    def purged(self, task_id: int) -> None:
+        """Done: the task is no longer listed by ``deleted_tasks``."""
+        ...
 
 
 class Audience(Protocol):

@@ -11,6 +11,9 @@ import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
+
+from chalicelib.domain.retention import Retention
 
 DEFAULT_SENDER_URL = "https://probe.fbrq.cloud/v1"
 
@@ -83,6 +86,16 @@ class Settings:
     # the task just before can still reach the provider after the answer: at least the
     # sender's check age plus the provider's connect timeout (see delete_grace()).
     delete_grace_seconds: float | None = None
+    # Days a mailing's messages (and the task) are kept after it finished; deleted tasks'
+    # go at once. DynamoDB's TTL removes them (chalicelib/domain/retention.py).
+    retention_days: int = 180
+    # The purge pass after each scheduled dispatcher run (within the function's timeout).
+    purge_budget_seconds: float = 20.0
+
+    def retention(self) -> Retention:
+        return Retention(
+            keep=timedelta(days=self.retention_days), lease=timedelta(seconds=self.lease_seconds)
+        )
 
     def delete_grace(self) -> float:
         if self.delete_grace_seconds is not None:
@@ -134,7 +147,27 @@ class Settings:
             ),
             park_after_seconds=float(env.get("PARK_AFTER_SECONDS", "900")),
             wake_lead_seconds=float(env.get("WAKE_LEAD_SECONDS", "60")),
+            retention_days=_positive_days(env, "RETENTION_DAYS", 180),
         )
+
+
+# Past this, the TTL's epoch seconds would pass year 9999 (datetime's limit).
+MAX_RETENTION_DAYS = 36_500
+
+
+def _positive_days(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        days = int(raw)
+    except ValueError:
+        days = 0
+    if not 1 <= days <= MAX_RETENTION_DAYS:
+        raise ValueError(
+            f"{name} must be a whole number of days from 1 to {MAX_RETENTION_DAYS}, not {raw!r}"
+        )
+    return days
 
 
 @functools.cache

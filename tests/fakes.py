@@ -105,7 +105,14 @@ class FakeMessages:
         self.items: dict[tuple[int, int], StoredMessage] = {}
         self._counts: dict[int, Counter[str]] = {}
 
-    def create(self, task_id: int, recipients: Sequence[Recipient], now: datetime) -> Created:
+    def create(
+        self,
+        task_id: int,
+        recipients: Sequence[Recipient],
+        now: datetime,
+        *,
+        expires_at: datetime | None = None,
+    ) -> Created:
         self._world.io("messages.create")
         task = self._tasks.items.get(task_id)
         if task is None or task.deleted:
@@ -134,7 +141,14 @@ class FakeMessages:
         self._world.done("messages.states")
         return found
 
-    def apply(self, task_id: int, changes: Sequence[Change], now: datetime) -> set[int]:
+    def apply(
+        self,
+        task_id: int,
+        changes: Sequence[Change],
+        now: datetime,
+        *,
+        expires_at: datetime | None = None,
+    ) -> set[int]:
         self._world.io("messages.apply")
         written = set()
         for change in changes:

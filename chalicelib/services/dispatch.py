@@ -203,6 +203,10 @@ class Dispatcher:
                 log.info("task changed during dispatch; the next run resumes it")
             return None
 
+    def _expiry(self, task: SendingTask) -> datetime:
+        """A message's TTL stamp, from its task's end (chalicelib/domain/retention.py)."""
+        return self._settings.retention().message_expiry(task.end)
+
     # --- one task ---------------------------------------------------------------------
 
     def _keep_up(
@@ -247,7 +251,8 @@ class Dispatcher:
                     changes.append(verdict)
                 else:
                     in_flight += 1
-            report.expired += len(self._messages.apply(task.id, changes, now))
+            expiry = self._expiry(task)
+            report.expired += len(self._messages.apply(task.id, changes, now, expires_at=expiry))
             if cursor is None:
                 break
         if in_flight:
@@ -297,7 +302,9 @@ class Dispatcher:
                 )
                 if isinstance(verdict, Decision):
                     decided.append((message.recipient, verdict))
-            written = self._messages.apply(task.id, [d.change for _, d in decided], now)
+            written = self._messages.apply(
+                task.id, [d.change for _, d in decided], now, expires_at=self._expiry(task)
+            )
             jobs = [
                 _job(task.id, recipient, decision)
                 for recipient, decision in decided
@@ -545,7 +552,7 @@ class Dispatcher:
         if not recipients:
             return 0
         now = self._clock()
-        page = self._messages.create(task.id, recipients, now)
+        page = self._messages.create(task.id, recipients, now, expires_at=self._expiry(task))
         to_send = list(page.created)
         if page.existing:
             # Another run wrote these: a concurrent one (their jobs are queued) or one that

@@ -34,6 +34,7 @@ from chalicelib.clock import Clock
 from chalicelib.domain import lifecycle
 from chalicelib.domain.lifecycle import Change, Decision, JobFacts, MessageState, Refusal, Step
 from chalicelib.domain.messages import RetryPolicy
+from chalicelib.domain.retention import Retention
 from chalicelib.domain.tasks import SendingTask
 from chalicelib.ports import JobQueue, MessageRepository, PartialWrite, Provider, TaskRepository
 from chalicelib.queue import SendJob
@@ -76,6 +77,7 @@ class Sender:
         stage: str = "local",
         parallel_calls: int = MAX_PARALLEL_CALLS,
         max_check_age: timedelta = MAX_CHECK_AGE,
+        retention: Retention | None = None,
     ) -> None:
         self._clock = clock
         self._messages = messages
@@ -88,6 +90,7 @@ class Sender:
         self._stage = stage
         self._parallel = parallel_calls
         self._max_check_age = max_check_age
+        self._retention = retention
         self._first_send_known: set[int] = set()
         # Outcomes since this container started (the tests read them).
         self.totals: Counter[str] = Counter()
@@ -194,7 +197,9 @@ class Sender:
             else:
                 decided.append((chosen, verdict))
 
-        written = self._apply([(item, decision.change) for item, decision in decided], result)
+        written = self._apply(
+            [(item, decision.change) for item, decision in decided], tasks, result
+        )
         claimed: list[Claimed] = []
         for item, decision in decided:
             change = decision.change
@@ -225,7 +230,7 @@ class Sender:
         )
 
     def _apply(
-        self, decided: list[tuple[Job, Change]], result: BatchResult
+        self, decided: list[tuple[Job, Change]], tasks: BatchTasks, result: BatchResult
     ) -> set[tuple[int, int]]:
         """Write the changes, per task; the jobs of a task whose write failed come back."""
         written: set[tuple[int, int]] = set()
@@ -234,7 +239,12 @@ class Sender:
             by_task.setdefault(item.job.task_id, []).append((item, change))
         for task_id, group in by_task.items():
             try:
-                done = self._messages.apply(task_id, [c for _, c in group], self._clock())
+                done = self._messages.apply(
+                    task_id,
+                    [c for _, c in group],
+                    self._clock(),
+                    expires_at=self._expiry(tasks.get(task_id)),
+                )
             except PartialWrite as partial:
                 # What was written stands; what failed comes back with its job.
                 done = partial.written
@@ -249,6 +259,13 @@ class Sender:
                 continue
             written |= {(task_id, client_id) for client_id in done}
         return written
+
+    def _expiry(self, task: SendingTask | None) -> datetime | None:
+        """The TTL stamp of a message write: from the task's end as read now (an end
+        moved later by PATCH reaches every message written since)."""
+        if task is None or self._retention is None:
+            return None
+        return self._retention.message_expiry(task.end)
 
     def _queue_next(self, item: Job, decision: Decision, now: datetime) -> None:
         """Queue the copy the new state expects; if that fails, its wake time stands in."""
@@ -350,7 +367,10 @@ class Sender:
         for task_id, group in by_task.items():
             try:
                 done = self._messages.apply(
-                    task_id, [decision.change for _, decision in group], self._clock()
+                    task_id,
+                    [decision.change for _, decision in group],
+                    self._clock(),
+                    expires_at=self._expiry(tasks.get(task_id)),
                 )
             except Exception:
                 # The provider answered but nothing was recorded: the jobs come back and

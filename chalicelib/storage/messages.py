@@ -128,18 +128,24 @@ def _count_actions(changes: dict[str, int]) -> list[Any]:
 MESSAGES_PER_TRANSACTION = MAX_TRANSACTION_ITEMS - 2
 
 
-def create_messages(task_id: int, clients: Sequence[Recipient], now: datetime) -> Created:
-    """One message per client, written with the counts, in as few transactions as fit."""
+def create_messages(
+    task_id: int, clients: Sequence[Recipient], now: datetime, expires_at: datetime | None = None
+) -> Created:
+    """One message per client, written with the counts, in as few transactions as fit;
+    ``expires_at`` is their TTL stamp (in the same write: no write unit of its own)."""
     created: list[Recipient] = []
     existing: list[Recipient] = []
     for start in range(0, len(clients), MESSAGES_PER_TRANSACTION):
-        part = _create_chunk(task_id, clients[start : start + MESSAGES_PER_TRANSACTION], now)
+        chunk = clients[start : start + MESSAGES_PER_TRANSACTION]
+        part = _create_chunk(task_id, chunk, now, expires_at)
         created += part.created
         existing += part.existing
     return Created(created=created, existing=existing)
 
 
-def _create_chunk(task_id: int, clients: Sequence[Recipient], now: datetime) -> Created:
+def _create_chunk(
+    task_id: int, clients: Sequence[Recipient], now: datetime, expires_at: datetime | None
+) -> Created:
     """One transaction: the task check, the messages and the counts.
 
     A message that already exists (an interrupted run wrote it) makes the transaction
@@ -163,6 +169,7 @@ def _create_chunk(task_id: int, clients: Sequence[Recipient], now: datetime) -> 
                     job_gen=0,
                     phone=client.phone,
                     utc=client.utc,
+                    expires_at=expires_at,
                 ),
                 condition=MessageModel.task_id.does_not_exist(),
             )
@@ -210,7 +217,7 @@ def _optional(attribute: Any, value: object) -> Action:
     return action
 
 
-def _actions(change: Change, now: datetime) -> list[Action]:
+def _actions(change: Change, now: datetime, expires_at: datetime | None = None) -> list[Action]:
     after = change.after
     actions: list[Action] = [
         MessageModel.phase.set(after.phase.value),
@@ -228,6 +235,8 @@ def _actions(change: Change, now: datetime) -> list[Action]:
         actions.append(MessageModel.last_error.set(after.last_error[:500]))
     if change.sent:
         actions.append(MessageModel.sent_at.set(now))
+    if expires_at is not None:  # re-stamped from the task's end as the writer knows it
+        actions.append(MessageModel.expires_at.set(expires_at))
     return actions
 
 
@@ -241,17 +250,32 @@ def _condition(change: Change) -> Any:
 class DynamoMessages:
     """The messages table behind the engine's ``MessageRepository`` (``chalicelib/ports.py``)."""
 
-    def create(self, task_id: int, recipients: Sequence[Recipient], now: datetime) -> Created:
-        return create_messages(task_id, recipients, now)
+    def create(
+        self,
+        task_id: int,
+        recipients: Sequence[Recipient],
+        now: datetime,
+        *,
+        expires_at: datetime | None = None,
+    ) -> Created:
+        return create_messages(task_id, recipients, now, expires_at)
 
     def states(self, task_id: int, client_ids: Sequence[int]) -> dict[int, MessageState]:
         keys = [(task_id, client_id) for client_id in set(client_ids)]
         found = MessageModel.batch_get(keys, consistent_read=True)
         return {int(message.client_id): _state(message) for message in found}
 
-    def apply(self, task_id: int, changes: Sequence[Change], now: datetime) -> set[int]:
+    def apply(
+        self,
+        task_id: int,
+        changes: Sequence[Change],
+        now: datetime,
+        *,
+        expires_at: datetime | None = None,
+    ) -> set[int]:
         """A change of status goes in a transaction with the counts (as many per
-        transaction as fit); any other change is one conditional update of one item."""
+        transaction as fit); any other change is one conditional update of one item.
+        ``expires_at`` (the TTL stamp) rides on each write."""
         written: set[int] = set()
         moving = [change for change in changes if change.status_changed]
         staying = [change for change in changes if not change.status_changed]
@@ -260,7 +284,7 @@ class DynamoMessages:
         # time of one write, and half the write units of a transaction).
         def write(change: Change) -> bool | None:
             try:
-                return _update(task_id, change, now)
+                return _update(task_id, change, now, expires_at)
             except Exception:
                 log.exception("message write failed", extra={"client_id": change.client_id})
                 return None  # neither written nor refused: the caller retries it
@@ -275,7 +299,7 @@ class DynamoMessages:
         for start in range(0, len(moving), MAX_TRANSACTION_ITEMS - 1):
             chunk = moving[start : start + MAX_TRANSACTION_ITEMS - 1]
             try:
-                written |= _move_chunk(task_id, chunk, now)
+                written |= _move_chunk(task_id, chunk, now, expires_at)
             except Exception:
                 log.exception("message transaction failed")
                 failed |= {change.client_id for change in chunk}
@@ -346,10 +370,12 @@ def _updates() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=10, thread_name_prefix="message-writes")
 
 
-def _update(task_id: int, change: Change, now: datetime) -> bool:
+def _update(
+    task_id: int, change: Change, now: datetime, expires_at: datetime | None = None
+) -> bool:
     try:
         MessageModel(task_id, change.client_id).update(
-            actions=_actions(change, now), condition=_condition(change)
+            actions=_actions(change, now, expires_at), condition=_condition(change)
         )
     except UpdateError as error:
         if error.cause_response_code == "ConditionalCheckFailedException":
@@ -358,12 +384,14 @@ def _update(task_id: int, change: Change, now: datetime) -> bool:
     return True
 
 
-def _move_chunk(task_id: int, changes: list[Change], now: datetime) -> set[int]:
+def _move_chunk(
+    task_id: int, changes: list[Change], now: datetime, expires_at: datetime | None = None
+) -> set[int]:
     def build(tx: TransactWrite, chunk: list[Change]) -> None:
         for change in chunk:
             tx.update(
                 MessageModel(task_id, change.client_id),
-                actions=_actions(change, now),
+                actions=_actions(change, now, expires_at),
                 condition=_condition(change),
             )
         deltas: Counter[str] = Counter()

@@ -16,7 +16,12 @@ Access patterns:
 - a message by (task, client): ``messages``; a task's messages with a status:
   ``by_task_status``; its messages the dispatcher must look at, by the time it must
   (waiting for a window or a retry, or claimed by a sender that may die):
-  ``parked_by_wake`` (sparse: only messages with a ``wake_ms``).
+  ``parked_by_wake`` (sparse: only messages with a ``wake_ms``);
+- the deleted tasks whose messages are still to be removed: ``open_by_start``, shard
+  ``purge`` (see OpenTasksByStart).
+
+Tasks and messages carry ``expires_at``, the tables' DynamoDB TTL attribute (epoch
+seconds): DynamoDB deletes an item once it has passed (``chalicelib/domain/retention.py``).
 
 Clients and tasks carry a ``version``, PynamoDB's optimistic lock (``VersionAttribute``):
 every save or update of the model is conditional on the stored version being the one
@@ -35,6 +40,7 @@ from pynamodb.attributes import (
     BooleanAttribute,
     ListAttribute,
     NumberAttribute,
+    TTLAttribute,
     UnicodeAttribute,
     UTCDateTimeAttribute,
     VersionAttribute,
@@ -148,7 +154,8 @@ class OpenTasksByStart(GlobalSecondaryIndex["TaskModel"]):  # type: ignore[no-un
     """Sparse index of the tasks not yet finished, by start: the dispatcher's due query.
 
     Only unfinished tasks carry ``open_shard``, so the index holds them alone and a
-    query for ``start_ms <= now`` reads due tasks, never the finished history.
+    query for ``start_ms <= now`` reads due tasks, never the finished history. A deleted
+    task carries ``purge`` there until the dispatcher has removed its messages.
     """
 
     class Meta:
@@ -160,6 +167,7 @@ class OpenTasksByStart(GlobalSecondaryIndex["TaskModel"]):  # type: ignore[no-un
 
 
 OPEN_SHARD = "open"
+PURGE_SHARD = "purge"
 
 
 class _TaskItem(Model):
@@ -193,6 +201,8 @@ class _TaskItem(Model):
     wake_all = BooleanAttribute(default=False)
     # When a fan-out page of it was last queued, or its fan-out planned (epoch ms).
     fanout_at_ms = NumberAttribute(null=True)
+    # TTL: set when the task finishes or is deleted (chalicelib/domain/retention.py).
+    expires_at = TTLAttribute(null=True)
 
 
 class TaskModel(_TaskItem):
@@ -276,6 +286,8 @@ class MessageModel(Model):
     # A sender holds the message for a provider call until then (epoch ms); a copy of
     # the job arriving meanwhile stops, one arriving later (the holder died) carries on.
     claimed_until = NumberAttribute(null=True)
+    # TTL: its task's end + a lease + the retention, from the end its last writer knew.
+    expires_at = TTLAttribute(null=True)
 
     by_task_status = MessagesByStatus()
     parked_by_wake = ParkedMessagesByWake()
@@ -357,10 +369,25 @@ def configure(settings: Settings) -> None:
 
 
 def create_tables(wait: bool = True) -> list[str]:
-    """Create the tables that do not exist yet; return the names created."""
+    """Create the tables that do not exist yet, with their TTL (PynamoDB turns it on for a
+    model with a ``TTLAttribute``); return the names created. A table kept from before
+    the TTL existed gets it too."""
     created = []
     for model in MODELS:
         if not model.exists():
             model.create_table(wait=wait, billing_mode=PAY_PER_REQUEST)
             created.append(model.Meta.table_name)
+        elif _has_ttl(model) and not _ttl_enabled(model):
+            model.update_ttl(ignore_update_ttl_errors=False)
     return created
+
+
+def _has_ttl(model: type[Model]) -> bool:
+    return any(isinstance(a, TTLAttribute) for a in model.get_attributes().values())
+
+
+def _ttl_enabled(model: type[Model]) -> bool:
+    described = model._get_connection().connection.client.describe_time_to_live(
+        TableName=model.Meta.table_name
+    )
+    return bool(described["TimeToLiveDescription"].get("TimeToLiveStatus") == "ENABLED")

@@ -11,6 +11,7 @@ from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.expressions.update import Action
 
 from chalicelib.domain.lifecycle import ms
+from chalicelib.domain.retention import Retention, deleted_task_expiry
 from chalicelib.domain.tasks import (
     Fanout,
     SendingTask,
@@ -24,6 +25,7 @@ from chalicelib.ports import Page, StaleTask
 from chalicelib.storage.ids import next_id
 from chalicelib.storage.models import (
     OPEN_SHARD,
+    PURGE_SHARD,
     TaskModel,
     TaskProgressModel,
     live_task_condition,
@@ -121,7 +123,11 @@ def _update(task: Task, actions: list[Action], now: datetime) -> SendingTask:
 
 class DynamoTasks:
     """The tasks table behind the engine's ``TaskRepository`` and the API's
-    ``TaskCatalog`` (``chalicelib/ports.py``)."""
+    ``TaskCatalog`` (``chalicelib/ports.py``). ``retention`` times the TTL stamp of a
+    finished task (None: finished tasks are kept)."""
+
+    def __init__(self, retention: Retention | None = None) -> None:
+        self._retention = retention
 
     def get(self, task_id: int) -> SendingTask | None:
         task = _read(task_id)
@@ -161,13 +167,16 @@ class DynamoTasks:
         return _update(task, actions, now)
 
     def delete(self, task_id: int, now: datetime) -> bool:
-        """A tombstone: senders reading the task see it gone; it leaves the due index.
-        Whatever its version, which it moves on: an edit read before fails."""
+        """A tombstone: senders reading the task see it gone; it leaves the due index for
+        the purge shard, where the dispatcher finds it to remove its messages, and DynamoDB
+        removes it soon after (TTL). Whatever its version, which it moves on: an edit read
+        before fails."""
         try:
             TaskProgressModel(task_id).update(
                 actions=[
                     TaskProgressModel.deleted.set(True),
-                    TaskProgressModel.open_shard.remove(),
+                    TaskProgressModel.open_shard.set(PURGE_SHARD),
+                    TaskProgressModel.expires_at.set(deleted_task_expiry(now)),
                     TaskProgressModel.updated_at.set(now),
                     TaskProgressModel.version.add(1),
                 ],
@@ -202,16 +211,17 @@ class DynamoTasks:
         return found
 
     def set_status(self, task: SendingTask, status: TaskStatus, now: datetime) -> SendingTask:
-        """Move the stored status; a finished task leaves the due index."""
+        """Move the stored status; a finished task leaves the due index and is stamped
+        to expire with its messages (same write)."""
         shard = TaskModel.open_shard
-        stored = _update(
-            task,
-            [
-                TaskModel.status.set(status.value),
-                shard.remove() if status is TaskStatus.FINISHED else shard.set(OPEN_SHARD),
-            ],
-            now,
-        )
+        actions: list[Action] = [
+            TaskModel.status.set(status.value),
+            shard.remove() if status is TaskStatus.FINISHED else shard.set(OPEN_SHARD),
+        ]
+        if status is TaskStatus.FINISHED and self._retention is not None:
+            expiry = self._retention.finished_task_expiry(task.end, now)
+            actions.append(TaskModel.expires_at.set(expiry))
+        stored = _update(task, actions, now)
         return replace(task, status=status, updated_at=stored.updated_at, version=stored.version)
 
     def plan_fanout(

@@ -295,6 +295,10 @@ def _exercise(
         queue.drain()
     _fan_out_paths(containers, queue, api, clock, monkeypatch)
     assert provider.sends()
+    with act("api_handler"):
+        assert api.delete(f"/api/tasks/{by_tag}").status_code == 204
+    with act("dispatch"):
+        queue.tick()  # the purge pass removes its messages and counts
 
 
 def _fan_out_paths(

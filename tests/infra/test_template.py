@@ -110,6 +110,26 @@ def test_the_expected_indexes_exist(stack: Stack) -> None:
     assert _key_schema(messages["KeySchema"]) == {"task_id": "HASH", "client_id": "RANGE"}
 
 
+def test_tasks_and_messages_expire_by_the_models_ttl_attribute(stack: Stack) -> None:
+    """DynamoDB's TTL on the attribute the code stamps (RETENTION_DAYS, README "Data
+    retention"); the other tables keep their items."""
+    settings = settings_of(stack.stage)
+    ttl = {
+        props["TableName"]: props.get("TimeToLiveSpecification")
+        for props in map(stack.properties, stack.of_type("AWS::DynamoDB::Table"))
+    }
+    expiring = {settings.tasks_table, settings.messages_table}
+    for model in MODELS:
+        name = getattr(settings, f"{model.Meta.logical_name}_table")
+        attribute = model._ttl_attribute()  # type: ignore[no-untyped-call]
+        if name in expiring:
+            assert attribute is not None, name
+            assert ttl[name] == {"AttributeName": attribute.attr_name, "Enabled": True}, name
+        else:
+            assert attribute is None and ttl[name] is None, name
+    assert {name for name, spec in ttl.items() if spec} == expiring
+
+
 # --- SQS --------------------------------------------------------------------------------
 
 

@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from chalicelib.domain.lifecycle import Phase, Timing, ms
 from chalicelib.domain.messages import CLIENT_ID_SPAN, RetryPolicy
@@ -308,8 +309,8 @@ def watch_provider(sim: Sim) -> None:
     sim.provider.send = checked  # type: ignore[method-assign]
     apply = sim.messages.apply
 
-    def recorded(task_id: int, changes: object, now: datetime) -> set[int]:
-        written = apply(task_id, changes, now)  # type: ignore[arg-type]
+    def recorded(task_id: int, changes: object, now: datetime, **options: Any) -> set[int]:
+        written = apply(task_id, changes, now, **options)  # type: ignore[arg-type]
         sim.unrecorded -= {task_id * CLIENT_ID_SPAN + c for c in written}
         return written
 
