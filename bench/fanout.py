@@ -4,12 +4,12 @@ local stack, and a model of a 1,000,000-client fan-out on AWS (issue 17).
 Seeds N matching clients (default 4,000), then for each worker count starts a mailing to
 all of them: the start cuts the audience into segments (``chalicelib/domain/fanout.py``)
 and queues one fan-out job per segment; W threads play Lambda's fan-out workers
-(``app.fan_out``: one job at a time from the fan-out queue) while stand-in senders take
-send jobs off the send queue as fast as they come (so it stays as shallow as in a real
-run). Reports the rate, the speed-up over one worker, and the AWS requests per client,
-which feed the AWS model.
+(``app.fan_out``: one job at a time from the fan-out queue). Every AWS request waits a
+network latency first (``--latency-ms``), and the send queue is a stand-in that counts
+its requests (``StandInSendQueue``). Reports the rate, the speed-up over one worker, and
+the AWS requests per client, which feed the AWS model.
 
-    .venv/bin/python -m bench.fanout [--clients 4000] [--workers 1,2,4]
+    .venv/bin/python -m bench.fanout [--clients 4000] [--workers 1,2,4] [--latency-ms 20]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bench.harness import CALLS, install_counter, local_stack, seed_clients
+from bench.harness import CALLS, install_counter, install_latency, local_stack, seed_clients
 
 SEGMENTS = 16  # segments per mailing: enough for every worker count here
 
@@ -76,21 +76,27 @@ class FanoutResult:
         return self.enqueued / self.seconds
 
 
-def _drain(services: Any, stop: threading.Event) -> None:
-    sqs, url = services.queue.client, services.queue.url
-    with CALLS.paused():
-        while not stop.is_set():
-            messages = sqs.receive_message(
-                QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1
-            ).get("Messages", [])
-            if messages:
-                sqs.delete_message_batch(
-                    QueueUrl=url,
-                    Entries=[
-                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                        for i, m in enumerate(messages)
-                    ],
-                )
+class StandInSendQueue:
+    """The send queue, as the fan-out sees it, without the emulated SQS: that one slows as
+    it deepens (each receive walks the queue) and would take the CPU the fan-out is
+    measured on. Each request a real queue would take is counted (a SendMessageBatch per
+    ten jobs, a GetQueueAttributes per look at the depth) and waits the network latency;
+    the senders keep the queue empty (depth 0)."""
+
+    def __init__(self, latency_seconds: float) -> None:
+        self._latency = latency_seconds
+
+    def _request(self, operation: str) -> None:
+        CALLS.record("sqs", operation, {}, {})
+        time.sleep(self._latency)
+
+    def send(self, jobs: Any, delay_seconds: float = 0, *, now_ms: int | None = None) -> None:
+        for _ in range(0, len(jobs), 10):
+            self._request("SendMessageBatch")
+
+    def depth(self) -> int:
+        self._request("GetQueueAttributes")
+        return 0
 
 
 def _work(services: Any, stop: threading.Event) -> None:
@@ -123,9 +129,7 @@ def _one_run(services: Any, clients: int, workers: int) -> FanoutResult:
             now,
         )
     stop = threading.Event()
-    threads = [
-        threading.Thread(target=_drain, args=(services, stop), daemon=True) for _ in range(4)
-    ]
+    threads: list[threading.Thread] = []
     CALLS.reset()
     started = time.perf_counter()
     enqueued = services.dispatcher.start_task(task.id).enqueued
@@ -153,8 +157,12 @@ def _one_run(services: Any, clients: int, workers: int) -> FanoutResult:
     )
 
 
-def run(clients: int = 4000, workers: tuple[int, ...] = (1, 2, 4)) -> list[FanoutResult]:
+def run(
+    clients: int = 4000, workers: tuple[int, ...] = (1, 2, 4), latency_ms: float = 20.0
+) -> list[FanoutResult]:
     install_counter()
+    if latency_ms:
+        install_latency(latency_ms / 1000)
     env = {
         "QUEUE_AHEAD_LIMIT": "1000000",  # the fan-out's own speed, not the senders'
         "FANOUT_SEGMENT_CLIENTS": str(max(1, math.ceil(clients / SEGMENTS))),
@@ -163,6 +171,7 @@ def run(clients: int = 4000, workers: tuple[int, ...] = (1, 2, 4)) -> list[Fanou
     }
     with local_stack(env) as stack:
         seed_clients(clients)
+        stack.services.dispatcher._queue = StandInSendQueue(latency_ms / 1000)
         return [_one_run(stack.services, clients, count) for count in workers]
 
 
@@ -197,13 +206,14 @@ def model(result: FanoutResult, fanout_workers: int) -> list[str]:
     ]
 
 
-def report(results: list[FanoutResult]) -> list[str]:
+def report(results: list[FanoutResult], latency_ms: float) -> list[str]:
     import app as app_module  # noqa: PLC0415
 
     first = results[0]
     lines = [
-        f"fan-out of {first.clients} matching clients in {SEGMENTS} segments "
-        "(local stack; the emulator applies DynamoDB writes one at a time):"
+        f"fan-out of {first.clients} matching clients in {SEGMENTS} segments on the local "
+        f"stack, each AWS request delayed {latency_ms:g} ms (AWS's network; 0: the bare "
+        "emulator, which applies DynamoDB writes one at a time and is CPU-bound):"
     ]
     for result in results:
         lines.append(
@@ -221,9 +231,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=4000)
     parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--latency-ms", type=float, default=20.0)
     args = parser.parse_args()
     counts = tuple(int(n) for n in args.workers.split(","))
-    print("\n".join(report(run(args.clients, counts))))
+    results = run(args.clients, counts, args.latency_ms)
+    print("\n".join(report(results, args.latency_ms)))
 
 
 if __name__ == "__main__":
