@@ -417,14 +417,7 @@ class Dispatcher:
             if job.segment >= len(segments) or self._clock() >= task.end:
                 return report
             segment = segments[job.segment]
-            now_ms = ms(self._clock())
-            held = self._segments.claim(
-                task.id,
-                segment.index,
-                owner=uuid.uuid4().hex,
-                until_ms=now_ms + self._settings.fanout_lease_seconds * 1000,
-                now_ms=now_ms,
-            )
+            held = self._claim(task, segment, ms(self._clock()))
             if held is None:
                 return report
             report.tasks = 1
@@ -436,6 +429,16 @@ class Dispatcher:
                 log.info("fan-out segment taken over by another worker")
         self._report(report, "fan-out run")
         return report
+
+    def _claim(self, task: SendingTask, segment: Segment, now_ms: int) -> SegmentState | None:
+        """Hold the segment for a lease under a new owner's name, if nobody holds it."""
+        return self._segments.claim(
+            task.id,
+            segment.index,
+            owner=uuid.uuid4().hex,
+            until_ms=now_ms + self._settings.fanout_lease_seconds * 1000,
+            now_ms=now_ms,
+        )
 
     def _hold_segment(
         self,
@@ -528,13 +531,7 @@ class Dispatcher:
             state = states.get(segment.index, SegmentState(segment.index))
             if state.done or not state.free(now_ms):
                 continue
-            held = self._segments.claim(
-                task.id,
-                segment.index,
-                owner=uuid.uuid4().hex,
-                until_ms=now_ms + self._settings.fanout_lease_seconds * 1000,
-                now_ms=now_ms,
-            )
+            held = self._claim(task, segment, now_ms)
             if held is None:
                 continue
             try:
