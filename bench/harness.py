@@ -8,6 +8,8 @@ so that one botocore event hook sees every DynamoDB and SQS request.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import sys
 import threading
@@ -18,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from local.emulator import WRITE_UNITS_HEADER
 from local.run import stage_environment
 from local.state import state_dir
 from local.supervisor import ChildProcess, free_port
@@ -32,6 +35,10 @@ class AwsCalls:
     requests: Counter[str] = field(default_factory=Counter)
     write_units: float = 0.0
     read_units: float = 0.0
+    # Write units by "service.Operation", and by table or "table/index".
+    write_units_by_operation: Counter[str] = field(default_factory=Counter)
+    read_units_by_operation: dict[str, float] = field(default_factory=dict)
+    write_units_by_table: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @contextmanager
@@ -47,6 +54,9 @@ class AwsCalls:
         with self.lock:
             self.requests.clear()
             self.write_units = self.read_units = 0.0
+            self.write_units_by_operation.clear()
+            self.read_units_by_operation.clear()
+            self.write_units_by_table.clear()
 
     def total(self, service: str | None = None) -> int:
         return sum(
@@ -54,38 +64,46 @@ class AwsCalls:
         )
 
     def record(
-        self, service: str, operation: str, params: dict[str, Any], parsed: dict[str, Any]
+        self,
+        service: str,
+        operation: str,
+        params: dict[str, Any],
+        parsed: dict[str, Any],
+        write_units: dict[str, int] | None = None,
     ) -> None:
+        """``write_units``: what the emulator billed, by table and index (None: not an
+        item write, or not through the emulator)."""
         if getattr(_not_counted, "active", False):
             return
-        write, read = _capacity(operation, params, parsed)
+        read = read_units(operation, params, parsed) if service == "dynamodb" else 0.0
+        name = f"{service}.{operation}"
         with self.lock:
-            self.requests[f"{service}.{operation}"] += 1
-            self.write_units += write
+            self.requests[name] += 1
             self.read_units += read
+            self.read_units_by_operation[name] = self.read_units_by_operation.get(name, 0.0) + read
+            for table, n in (write_units or {}).items():
+                self.write_units += n
+                self.write_units_by_operation[name] += n
+                self.write_units_by_table[table] += n
 
 
-def _capacity(
-    operation: str, params: dict[str, Any], parsed: dict[str, Any]
-) -> tuple[float, float]:
-    """On-demand request units, assuming items under 1 KB (ours are) and strong reads."""
+def read_units(operation: str, params: dict[str, Any], parsed: dict[str, Any]) -> float:
+    """On-demand read units, estimated: items under 4 KB (ours are under 1 KB), so a
+    strongly consistent item read is one unit; a Query or Scan reads about four items a
+    unit, half that price when eventually consistent (write units are exact: the
+    emulator bills them, see ``local/capacity.py``)."""
     requested = list(params.get("RequestItems", {}).values())
-    scanned = max(1.0, int(parsed.get("ScannedCount", 0)) / 4)  # 4 KB: about four items
-    writes: dict[str, Callable[[], float]] = {
-        "PutItem": lambda: 1.0,
-        "UpdateItem": lambda: 1.0,
-        "DeleteItem": lambda: 1.0,
-        "TransactWriteItems": lambda: 2.0 * len(params.get("TransactItems", [])),
-        "BatchWriteItem": lambda: float(sum(len(v) for v in requested)),
-    }
+    factor = 1.0 if params.get("ConsistentRead") else 0.5
+    scanned = max(1.0, math.ceil(int(parsed.get("ScannedCount", 0)) / 4)) * factor
     reads: dict[str, Callable[[], float]] = {
-        "GetItem": lambda: 1.0,
-        "BatchGetItem": lambda: float(sum(len(v.get("Keys", [])) for v in requested)),
+        "GetItem": lambda: factor,
+        "BatchGetItem": lambda: sum(
+            len(v.get("Keys", [])) * (1.0 if v.get("ConsistentRead") else 0.5) for v in requested
+        ),
         "Query": lambda: scanned,
         "Scan": lambda: scanned,
     }
-    none = lambda: 0.0  # noqa: E731
-    return writes.get(operation, none)(), reads.get(operation, none)()
+    return reads.get(operation, lambda: 0.0)()
 
 
 CALLS = AwsCalls()
@@ -98,9 +116,19 @@ def install_counter() -> None:
     def provide_params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         context["bench_params"] = params  # the same context reaches after-call
 
-    def after_call(parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+    def after_call(
+        parsed: dict[str, Any],
+        model: Any,
+        context: dict[str, Any],
+        http_response: Any = None,
+        **_: Any,
+    ) -> None:
         params = context.get("bench_params", {})
-        CALLS.record(model.service_model.service_name, model.name, params, parsed)
+        billed = None
+        if http_response is not None:
+            header = http_response.headers.get(WRITE_UNITS_HEADER)
+            billed = json.loads(header) if header else None
+        CALLS.record(model.service_model.service_name, model.name, params, parsed, billed)
 
     handlers.BUILTIN_HANDLERS.append(("provide-client-params.*.*", provide_params))
     handlers.BUILTIN_HANDLERS.append(("after-call.*.*", after_call))

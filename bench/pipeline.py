@@ -43,6 +43,9 @@ class PipelineResult:
     sqs_requests: int
     write_units: float
     read_units: float
+    write_units_by_operation: dict[str, float]
+    read_units_by_operation: dict[str, float]
+    write_units_by_table: dict[str, float]
     sender_invocations: int
     sender_seconds: float
 
@@ -162,6 +165,9 @@ def run(clients: int = 2000, latency_ms: float = 50.0, pollers: int = 4) -> Pipe
                 sqs_requests=CALLS.total("sqs"),
                 write_units=CALLS.write_units,
                 read_units=CALLS.read_units,
+                write_units_by_operation=dict(CALLS.write_units_by_operation),
+                read_units_by_operation=dict(CALLS.read_units_by_operation),
+                write_units_by_table=dict(CALLS.write_units_by_table),
                 sender_invocations=int(sender_stats["invocations"]),
                 sender_seconds=sender_stats["seconds"],
             )
@@ -199,9 +205,22 @@ def report(result: PipelineResult) -> list[str]:
             f"{name} {count / result.delivered:.3f}"
             for name, count in sorted(result.requests.items(), key=lambda kv: -kv[1])
         ),
+        f"DynamoDB write units per message: {result.write_units / result.delivered:.2f}, "
+        f"read units {result.read_units / result.delivered:.2f}",
+        "  write units by operation: "
+        + _per_message(result.write_units_by_operation, result.delivered),
+        "  write units by table and index: "
+        + _per_message(result.write_units_by_table, result.delivered),
+        "  read units by operation: "
+        + _per_message(result.read_units_by_operation, result.delivered),
         f"cost per million messages (USD): Lambda {cost['lambda']:.2f}, SQS {cost['sqs']:.2f}, "
         f"DynamoDB {cost['dynamodb']:.2f}, total {cost['total']:.2f}",
     ]
+
+
+def _per_message(values: dict[str, float], delivered: int) -> str:
+    ordered = sorted(values.items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{name} {n / delivered:.3f}" for name, n in ordered if n)
 
 
 def main() -> None:
