@@ -26,9 +26,11 @@ import contextlib
 import copy
 import io
 import json
+import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -321,6 +323,32 @@ class MotoItems:
             stored.put_item(item)
 
 
+def new_stream_shards() -> None:
+    """After a restore, each table's stream starts a new shard, empty, under a new id.
+
+    Restoring wrote every item again (the snapshot) and replayed the journal, and moto
+    put all of it on the stream (under its one fixed shard id and numbering); the counts
+    those writes made were restored with the counters. Counting them again would count
+    twice, and the marks of the old shard would skip the new records, so the stream
+    goes on from a shard nothing has read.
+    """
+    from moto.core.models import DEFAULT_ACCOUNT_ID  # noqa: PLC0415
+    from moto.dynamodb.models import dynamodb_backends  # noqa: PLC0415
+    from moto.dynamodb.models.table import StreamShard  # noqa: PLC0415
+
+    started = time.time_ns() // 1000
+    for region in {"us-east-1", os.environ.get("AWS_REGION"), os.environ.get("AWS_DEFAULT_REGION")}:
+        if not region:
+            continue
+        for table in dynamodb_backends[DEFAULT_ACCOUNT_ID][region].tables.values():
+            if table.stream_shard is None:
+                continue
+            shard = StreamShard(DEFAULT_ACCOUNT_ID, table)
+            shard.id = f"shardId-{started:020d}-local"
+            shard.starting_sequence_number = started * 10**6
+            table.stream_shard = shard
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m local.emulator", description=__doc__)
     parser.add_argument("-H", "--host", default="127.0.0.1")
@@ -352,6 +380,7 @@ def main(argv: list[str] | None = None) -> None:
             f"[emulator] restored from {journal.folder}: {json.dumps(restored.summary())}",
             flush=True,
         )
+        new_stream_shards()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: sys.exit(0))
     run_simple(

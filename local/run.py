@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from chalicelib.bootstrap import bootstrap
 from chalicelib.domain.api_keys import KEY_PREFIX
 from local.fake_provider import FakeProvider, FakeProviderState
-from local.lambda_runner import QueueRunner, ScheduleRunner
+from local.lambda_runner import QueueRunner, ScheduleRunner, StreamRunner
 from local.resources import ensure_resources
 from local.state import data_dir, development_key_file, emulator_url_file, state_dir
 from local.supervisor import (
@@ -259,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         *([api_server(env, api_port, api_url)] if with_api else []),
         ScheduleRunner(tick_seconds=tick),
         QueueRunner(concurrency=concurrency),
+        StreamRunner(),
     ]
 
     def ready() -> None:

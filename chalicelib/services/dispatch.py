@@ -243,7 +243,9 @@ class Dispatcher:
     def _finish_if_final(self, task: SendingTask, report: DispatchReport) -> bool:
         """Finish the task when none of its messages is pending any more."""
         counts = self._messages.counts([task.id])[task.id]
-        if counts.pending:
+        # The counts follow the messages' stream a moment behind: none pending by them is
+        # checked against the messages themselves (once a task, as a rule).
+        if counts.pending or self._messages.has_pending(task.id):
             return False
         self._tasks.set_status(task, TaskStatus.FINISHED, self._clock())
         report.finished += 1
