@@ -8,6 +8,7 @@ so that one botocore event hook sees every DynamoDB and SQS request.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import math
 import os
@@ -20,12 +21,48 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from local.capacity import item_size
 from local.emulator import WRITE_UNITS_HEADER
 from local.run import stage_environment
 from local.state import state_dir
 from local.supervisor import ChildProcess, free_port
 
 _not_counted = threading.local()
+
+
+@dataclass
+class Invocation:
+    """One Lambda invocation's sequential round trips: AWS requests (and provider calls)
+    that start while none of the same kind is in flight start a new round; requests
+    sent together (a batch's claims) share one."""
+
+    aws_rounds: int = 0
+    provider_rounds: int = 0
+    _aws_in_flight: int = 0
+    _provider_in_flight: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def started(self, kind: str) -> None:
+        with self.lock:
+            if kind == "aws":
+                self.aws_rounds += self._aws_in_flight == 0
+                self._aws_in_flight += 1
+            else:
+                self.provider_rounds += self._provider_in_flight == 0
+                self._provider_in_flight += 1
+
+    def ended(self, kind: str) -> None:
+        with self.lock:
+            if kind == "aws":
+                self._aws_in_flight -= 1
+            else:
+                self._provider_in_flight -= 1
+
+
+# The invocation the current code runs for (copied into the threads it starts).
+CURRENT_INVOCATION: contextvars.ContextVar[Invocation | None] = contextvars.ContextVar(
+    "bench_invocation", default=None
+)
 
 
 @dataclass
@@ -87,14 +124,30 @@ class AwsCalls:
                 self.write_units_by_table[table] += n
 
 
+_ITEM_BYTES: dict[str, tuple[int, int]] = {}  # table -> (bytes, items) seen in answers
+
+
+def _query_bytes(params: dict[str, Any], parsed: dict[str, Any]) -> int:
+    """Bytes a Query or Scan read: the items it returned, and those its filter dropped
+    at the average size of the table's items returned so far (1 KB before any)."""
+    table = str(params.get("TableName", ""))
+    returned = [item_size(item) for item in parsed.get("Items", [])]
+    seen_bytes, seen_items = _ITEM_BYTES.get(table, (0, 0))
+    seen_bytes, seen_items = seen_bytes + sum(returned), seen_items + len(returned)
+    _ITEM_BYTES[table] = (seen_bytes, seen_items)
+    average = seen_bytes / seen_items if seen_items else 1024
+    dropped = max(0, int(parsed.get("ScannedCount", 0)) - len(returned))
+    return int(sum(returned) + dropped * average)
+
+
 def read_units(operation: str, params: dict[str, Any], parsed: dict[str, Any]) -> float:
-    """On-demand read units, estimated: items under 4 KB (ours are under 1 KB), so a
-    strongly consistent item read is one unit; a Query or Scan reads about four items a
-    unit, half that price when eventually consistent (write units are exact: the
-    emulator bills them, see ``local/capacity.py``)."""
+    """On-demand read units, estimated: an item read is one unit (ours are under 4 KB),
+    half when eventually consistent; a Query or Scan one unit per 4 KB it read (the
+    items dropped by a filter at the table's average size). Write units are exact: the
+    emulator bills them (``local/capacity.py``)."""
     requested = list(params.get("RequestItems", {}).values())
     factor = 1.0 if params.get("ConsistentRead") else 0.5
-    scanned = max(1.0, math.ceil(int(parsed.get("ScannedCount", 0)) / 4)) * factor
+    scanned = max(1, math.ceil(_query_bytes(params, parsed) / 4096)) * factor
     reads: dict[str, Callable[[], float]] = {
         "GetItem": lambda: factor,
         "BatchGetItem": lambda: sum(
@@ -103,7 +156,7 @@ def read_units(operation: str, params: dict[str, Any], parsed: dict[str, Any]) -
         "Query": lambda: scanned,
         "Scan": lambda: scanned,
     }
-    return reads.get(operation, lambda: 0.0)()
+    return float(reads.get(operation, lambda: 0.0)())
 
 
 CALLS = AwsCalls()
@@ -116,6 +169,17 @@ def install_counter() -> None:
     def provide_params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         context["bench_params"] = params  # the same context reaches after-call
 
+    def before_call(context: dict[str, Any], **_: Any) -> None:
+        invocation = CURRENT_INVOCATION.get()
+        if invocation is not None:
+            invocation.started("aws")
+            context["bench_invocation"] = invocation
+
+    def after_call_error(context: dict[str, Any], **_: Any) -> None:
+        invocation = context.pop("bench_invocation", None)
+        if invocation is not None:
+            invocation.ended("aws")
+
     def after_call(
         parsed: dict[str, Any],
         model: Any,
@@ -123,6 +187,9 @@ def install_counter() -> None:
         http_response: Any = None,
         **_: Any,
     ) -> None:
+        invocation = context.pop("bench_invocation", None)
+        if invocation is not None:
+            invocation.ended("aws")
         params = context.get("bench_params", {})
         billed = None
         if http_response is not None:
@@ -131,7 +198,9 @@ def install_counter() -> None:
         CALLS.record(model.service_model.service_name, model.name, params, parsed, billed)
 
     handlers.BUILTIN_HANDLERS.append(("provide-client-params.*.*", provide_params))
+    handlers.BUILTIN_HANDLERS.append(("before-call.*.*", before_call))
     handlers.BUILTIN_HANDLERS.append(("after-call.*.*", after_call))
+    handlers.BUILTIN_HANDLERS.append(("after-call-error.*.*", after_call_error))
 
 
 @dataclass

@@ -236,8 +236,15 @@ class StreamPoller:
         streams = self._streams.list_streams(TableName=self._table).get("Streams", [])
         return str(streams[-1]["StreamArn"]) if streams else None
 
+    def drain(self) -> int:
+        """Batches until the stream has nothing new: the counts have caught up."""
+        total = 0
+        while handled := self.poll():
+            total += handled
+        return total
+
     def poll(self) -> int:
-        """Hand every shard's new records to the handler, once; the records handled."""
+        """One batch of each shard's new records to the handler; the records handled."""
         with self._lock:
             arn = self._stream_arn()
             if arn is None:
@@ -249,34 +256,32 @@ class StreamPoller:
             return handled
 
     def _poll_shard(self, arn: str, shard_id: str) -> int:
-        handled = 0
-        while True:
-            after = self._checkpoints.get(shard_id)
-            start: dict[str, Any] = (
-                {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": after}
-                if after
-                else {"ShardIteratorType": "TRIM_HORIZON"}
-            )
-            iterator = self._streams.get_shard_iterator(StreamArn=arn, ShardId=shard_id, **start)
-            records = self._streams.get_records(
-                ShardIterator=iterator["ShardIterator"], Limit=self._batch_size
-            ).get("Records", [])
-            if not records:
-                return handled
-            event = stream_event(records, shard_id, arn)
-            answer = self._handler(event, LambdaContext("count_messages", timeout_seconds=60))
-            failed = [
-                item["itemIdentifier"] for item in (answer or {}).get("batchItemFailures", [])
-            ]
-            sequences = [str(r["dynamodb"]["SequenceNumber"]) for r in records]
-            if failed:
-                # Lambda starts again at the failed record: keep the checkpoint before it.
-                first = sequences.index(min(failed, key=int))
-                if first:
-                    self._checkpoints[shard_id] = sequences[first - 1]
-                return handled + first
-            self._checkpoints[shard_id] = sequences[-1]
-            handled += len(records)
+        """One batch from the shard's checkpoint; the records the handler took."""
+        after = self._checkpoints.get(shard_id)
+        start: dict[str, Any] = (
+            {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": after}
+            if after
+            else {"ShardIteratorType": "TRIM_HORIZON"}
+        )
+        iterator = self._streams.get_shard_iterator(StreamArn=arn, ShardId=shard_id, **start)
+        records = self._streams.get_records(
+            ShardIterator=iterator["ShardIterator"], Limit=self._batch_size
+        ).get("Records", [])
+        if not records:
+            return 0
+        event = stream_event(records, shard_id, arn)
+        answer = self._handler(event, LambdaContext("count_messages", timeout_seconds=60))
+        reported = (answer or {}).get("batchItemFailures", [])
+        failed = [item["itemIdentifier"] for item in reported]
+        sequences = [str(r["dynamodb"]["SequenceNumber"]) for r in records]
+        if failed:
+            # Lambda starts again at the failed record: keep the checkpoint before it.
+            first = sequences.index(min(failed, key=int))
+            if first:
+                self._checkpoints[shard_id] = sequences[first - 1]
+            return first
+        self._checkpoints[shard_id] = sequences[-1]
+        return len(records)
 
 
 class StreamRunner(_Loop):
@@ -300,13 +305,14 @@ class StreamRunner(_Loop):
 
     def step(self) -> None:
         assert self._poller is not None
-        if not self._poller.poll():
+        # Like the mapping's batching window: wait, unless a full batch is ready already.
+        if self._poller.poll() < STREAM_BATCH_SIZE:
             self._stop.wait(self._poll_seconds)
 
     def stop(self) -> None:
         super().stop()
         if self._poller is not None:
             try:  # count what was written up to now: a restart starts a new stream shard
-                self._poller.poll()
+                self._poller.drain()
             except Exception:
                 log.exception("could not read the stream's last records")

@@ -136,7 +136,7 @@ def services(aws_env: None, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch)
         read_counts = message_store.counts
 
         def counts_caught_up(task_ids: Sequence[int]) -> Any:
-            poller.poll()
+            poller.drain()
             return read_counts(task_ids)
 
         monkeypatch.setattr(message_store, "counts", counts_caught_up)

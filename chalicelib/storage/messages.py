@@ -260,19 +260,18 @@ class DynamoMessages:
         return [_state(message) for message in items], after
 
     def has_pending(self, task_id: int) -> bool:
+        # Small pages first: while the counts trail a new task, its first page answers.
         cursor: str | None = None
+        size = 25
         while True:
             items, cursor = _filtered_page(
-                task_id,
-                MessageStatus.PENDING,
-                cursor=cursor,
-                limit=MAX_ITEMS_READ,
-                consistent=True,
+                task_id, MessageStatus.PENDING, cursor=cursor, limit=size, consistent=True
             )
             if items:
                 return True
             if cursor is None:
                 return False
+            size = min(size * 4, MAX_ITEMS_READ)
 
     def counts(self, task_ids: Sequence[int]) -> dict[int, Counts]:
         return counts(task_ids)

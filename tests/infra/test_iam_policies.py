@@ -199,7 +199,7 @@ def containers(
 
     monkeypatch.setattr(ApiKeyService, "authenticate", authenticate)
     containers = Containers(recorder, {name: bootstrap(clock=clock) for name in FUNCTIONS})
-    real_poll = StreamPoller.poll
+    real_poll = StreamPoller.drain
 
     def poll(self: StreamPoller) -> int:
         # The stream's event source mapping and the counting function, whoever reads
@@ -213,7 +213,7 @@ def containers(
             recorder.function = previous
             app_module.use_services(wired)
 
-    monkeypatch.setattr(StreamPoller, "poll", poll)
+    monkeypatch.setattr(StreamPoller, "drain", poll)
     return containers
 
 
