@@ -148,7 +148,7 @@ def test_the_counts_follow_the_messages_stream_exactly(stack: Stack) -> None:
     (source,) = stack.properties("CountMessages")["Events"].values()
     assert source["Type"] == "DynamoDB"
     props = source["Properties"]
-    assert props["Stream"] == {"Fn::GetAtt": ["MessagesTable", "StreamArn"]}
+    assert props["Stream"] == stack.get_att("MessagesTable", "StreamArn")
     assert props["StartingPosition"] == "TRIM_HORIZON"
     assert props["BatchSize"] == 1000
     assert 0 < props["MaximumBatchingWindowInSeconds"] <= 10
@@ -180,12 +180,14 @@ def test_function_timeouts_and_names(stack: Stack) -> None:
         "bearer_key": 10,
         "dispatch": 300,
         "send": 30,
+        "count_messages": 60,
     }
     short = {
         "api_handler": "api",
         "bearer_key": "authorizer",
         "dispatch": "dispatch",
         "send": "send",
+        "count_messages": "count-messages",
     }
     for name, p in props.items():
         assert p["FunctionName"] == f"notify-{stack.stage}-{short[name]}"
