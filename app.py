@@ -1,5 +1,6 @@
 """The Lambda entry module: the app, its blueprints (one per resource, in
-``chalicelib/api/``) and the event handlers (the schedule and the send queue).
+``chalicelib/api/``) and the event handlers (the schedule, the send queue and the
+messages table's stream).
 
 Each handler reads its input, calls a service, answers; the wiring is in
 ``chalicelib/bootstrap.py``, whose ``services()`` and ``use_services()`` are re-exported
@@ -10,14 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalice.app import Chalice, CloudWatchEvent, Rate, SQSEvent
+from chalice.app import Chalice, CloudWatchEvent, DynamoDBEvent, Rate, SQSEvent
 
 from chalicelib import http, logs
 from chalicelib.api import auth, clients, docs, health, stats, tasks
 from chalicelib.bootstrap import services, use_services
 from chalicelib.settings import read_settings_now
 
-__all__ = ["app", "dispatch", "fan_out", "send", "services", "use_services"]
+__all__ = ["app", "count_messages", "dispatch", "fan_out", "send", "services", "use_services"]
 
 # Chalice's own log handler would print every line of the service's logger (also named
 # "notify") a second time, as text: Powertools' handler is the only one (chalicelib/logs.py).
@@ -38,6 +39,14 @@ FANOUT_QUEUE = _LOAD_SETTINGS.fanout_queue
 # queue allow), and the seconds a worker keeps for itself out of its Lambda timeout.
 FANOUT_WORKERS = 50
 FANOUT_MARGIN_SECONDS = 10
+# The stream's ARN exists once the table does: infra/template.yaml points the mapping at
+# the messages table's StreamArn (and sets its tumbling window, retries and bisection).
+MESSAGES_STREAM = (
+    f"arn:aws:dynamodb:{_LOAD_SETTINGS.aws_region}:000000000000:table/"
+    f"{_LOAD_SETTINGS.messages_table}/stream/set-by-infra-template"
+)
+COUNT_BATCH_SIZE = 1000
+COUNT_BATCHING_WINDOW_SECONDS = 5
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))
@@ -68,3 +77,16 @@ def send(event: SQSEvent) -> dict[str, Any]:
     with logs.invocation(event.context):
         result = services().sender.handle_event(record.to_dict() for record in event)
     return {"batchItemFailures": [{"itemIdentifier": rid} for rid in result.failed_record_ids]}
+
+
+@app.on_dynamodb_record(
+    stream_arn=MESSAGES_STREAM,
+    batch_size=COUNT_BATCH_SIZE,
+    starting_position="TRIM_HORIZON",
+    maximum_batching_window_in_seconds=COUNT_BATCHING_WINDOW_SECONDS,
+)
+def count_messages(event: DynamoDBEvent) -> dict[str, Any]:
+    """The message counts, from the messages table's stream (one shard's batch, in order;
+    a failed task's first record is reported, and Lambda delivers from there again)."""
+    with logs.invocation(event.context):
+        return services().counting.handle_event(event.to_dict()).response()

@@ -8,6 +8,9 @@ so that one botocore event hook sees every DynamoDB and SQS request.
 
 from __future__ import annotations
 
+import contextvars
+import json
+import math
 import os
 import sys
 import threading
@@ -18,11 +21,48 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from local.capacity import item_size
+from local.emulator import WRITE_UNITS_HEADER
 from local.run import stage_environment
 from local.state import state_dir
 from local.supervisor import ChildProcess, free_port
 
 _not_counted = threading.local()
+
+
+@dataclass
+class Invocation:
+    """One Lambda invocation's sequential round trips: AWS requests (and provider calls)
+    that start while none of the same kind is in flight start a new round; requests
+    sent together (a batch's claims) share one."""
+
+    aws_rounds: int = 0
+    provider_rounds: int = 0
+    _aws_in_flight: int = 0
+    _provider_in_flight: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def started(self, kind: str) -> None:
+        with self.lock:
+            if kind == "aws":
+                self.aws_rounds += self._aws_in_flight == 0
+                self._aws_in_flight += 1
+            else:
+                self.provider_rounds += self._provider_in_flight == 0
+                self._provider_in_flight += 1
+
+    def ended(self, kind: str) -> None:
+        with self.lock:
+            if kind == "aws":
+                self._aws_in_flight -= 1
+            else:
+                self._provider_in_flight -= 1
+
+
+# The invocation the current code runs for (copied into the threads it starts).
+CURRENT_INVOCATION: contextvars.ContextVar[Invocation | None] = contextvars.ContextVar(
+    "bench_invocation", default=None
+)
 
 
 @dataclass
@@ -32,6 +72,10 @@ class AwsCalls:
     requests: Counter[str] = field(default_factory=Counter)
     write_units: float = 0.0
     read_units: float = 0.0
+    # Write units by "service.Operation", and by table or "table/index".
+    write_units_by_operation: Counter[str] = field(default_factory=Counter)
+    read_units_by_operation: dict[str, float] = field(default_factory=dict)
+    write_units_by_table: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @contextmanager
@@ -47,6 +91,9 @@ class AwsCalls:
         with self.lock:
             self.requests.clear()
             self.write_units = self.read_units = 0.0
+            self.write_units_by_operation.clear()
+            self.read_units_by_operation.clear()
+            self.write_units_by_table.clear()
 
     def total(self, service: str | None = None) -> int:
         return sum(
@@ -54,38 +101,62 @@ class AwsCalls:
         )
 
     def record(
-        self, service: str, operation: str, params: dict[str, Any], parsed: dict[str, Any]
+        self,
+        service: str,
+        operation: str,
+        params: dict[str, Any],
+        parsed: dict[str, Any],
+        write_units: dict[str, int] | None = None,
     ) -> None:
+        """``write_units``: what the emulator billed, by table and index (None: not an
+        item write, or not through the emulator)."""
         if getattr(_not_counted, "active", False):
             return
-        write, read = _capacity(operation, params, parsed)
+        read = read_units(operation, params, parsed) if service == "dynamodb" else 0.0
+        name = f"{service}.{operation}"
         with self.lock:
-            self.requests[f"{service}.{operation}"] += 1
-            self.write_units += write
+            self.requests[name] += 1
             self.read_units += read
+            self.read_units_by_operation[name] = self.read_units_by_operation.get(name, 0.0) + read
+            for table, n in (write_units or {}).items():
+                self.write_units += n
+                self.write_units_by_operation[name] += n
+                self.write_units_by_table[table] += n
 
 
-def _capacity(
-    operation: str, params: dict[str, Any], parsed: dict[str, Any]
-) -> tuple[float, float]:
-    """On-demand request units, assuming items under 1 KB (ours are) and strong reads."""
+_ITEM_BYTES: dict[str, tuple[int, int]] = {}  # table -> (bytes, items) seen in answers
+
+
+def _query_bytes(params: dict[str, Any], parsed: dict[str, Any]) -> int:
+    """Bytes a Query or Scan read: the items it returned, and those its filter dropped
+    at the average size of the table's items returned so far (1 KB before any)."""
+    table = str(params.get("TableName", ""))
+    returned = [item_size(item) for item in parsed.get("Items", [])]
+    seen_bytes, seen_items = _ITEM_BYTES.get(table, (0, 0))
+    seen_bytes, seen_items = seen_bytes + sum(returned), seen_items + len(returned)
+    _ITEM_BYTES[table] = (seen_bytes, seen_items)
+    average = seen_bytes / seen_items if seen_items else 1024
+    dropped = max(0, int(parsed.get("ScannedCount", 0)) - len(returned))
+    return int(sum(returned) + dropped * average)
+
+
+def read_units(operation: str, params: dict[str, Any], parsed: dict[str, Any]) -> float:
+    """On-demand read units, estimated: an item read is one unit (ours are under 4 KB),
+    half when eventually consistent; a Query or Scan one unit per 4 KB it read (the
+    items dropped by a filter at the table's average size). Write units are exact: the
+    emulator bills them (``local/capacity.py``)."""
     requested = list(params.get("RequestItems", {}).values())
-    scanned = max(1.0, int(parsed.get("ScannedCount", 0)) / 4)  # 4 KB: about four items
-    writes: dict[str, Callable[[], float]] = {
-        "PutItem": lambda: 1.0,
-        "UpdateItem": lambda: 1.0,
-        "DeleteItem": lambda: 1.0,
-        "TransactWriteItems": lambda: 2.0 * len(params.get("TransactItems", [])),
-        "BatchWriteItem": lambda: float(sum(len(v) for v in requested)),
-    }
+    factor = 1.0 if params.get("ConsistentRead") else 0.5
+    scanned = max(1, math.ceil(_query_bytes(params, parsed) / 4096)) * factor
     reads: dict[str, Callable[[], float]] = {
-        "GetItem": lambda: 1.0,
-        "BatchGetItem": lambda: float(sum(len(v.get("Keys", [])) for v in requested)),
+        "GetItem": lambda: factor,
+        "BatchGetItem": lambda: sum(
+            len(v.get("Keys", [])) * (1.0 if v.get("ConsistentRead") else 0.5) for v in requested
+        ),
         "Query": lambda: scanned,
         "Scan": lambda: scanned,
     }
-    none = lambda: 0.0  # noqa: E731
-    return writes.get(operation, none)(), reads.get(operation, none)()
+    return float(reads.get(operation, lambda: 0.0)())
 
 
 CALLS = AwsCalls()
@@ -98,12 +169,38 @@ def install_counter() -> None:
     def provide_params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         context["bench_params"] = params  # the same context reaches after-call
 
-    def after_call(parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+    def before_call(context: dict[str, Any], **_: Any) -> None:
+        invocation = CURRENT_INVOCATION.get()
+        if invocation is not None:
+            invocation.started("aws")
+            context["bench_invocation"] = invocation
+
+    def after_call_error(context: dict[str, Any], **_: Any) -> None:
+        invocation = context.pop("bench_invocation", None)
+        if invocation is not None:
+            invocation.ended("aws")
+
+    def after_call(
+        parsed: dict[str, Any],
+        model: Any,
+        context: dict[str, Any],
+        http_response: Any = None,
+        **_: Any,
+    ) -> None:
+        invocation = context.pop("bench_invocation", None)
+        if invocation is not None:
+            invocation.ended("aws")
         params = context.get("bench_params", {})
-        CALLS.record(model.service_model.service_name, model.name, params, parsed)
+        billed = None
+        if http_response is not None:
+            header = http_response.headers.get(WRITE_UNITS_HEADER)
+            billed = json.loads(header) if header else None
+        CALLS.record(model.service_model.service_name, model.name, params, parsed, billed)
 
     handlers.BUILTIN_HANDLERS.append(("provide-client-params.*.*", provide_params))
+    handlers.BUILTIN_HANDLERS.append(("before-call.*.*", before_call))
     handlers.BUILTIN_HANDLERS.append(("after-call.*.*", after_call))
+    handlers.BUILTIN_HANDLERS.append(("after-call-error.*.*", after_call_error))
 
 
 def install_latency(seconds: float) -> None:

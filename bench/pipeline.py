@@ -1,10 +1,20 @@
 """Throughput and AWS cost of the whole pipeline, on the local stack.
 
 N clients (default 2,000) receive one mailing through schedule -> fan-out -> SQS ->
-sender -> fake provider with latency L (default 50 ms). Prints messages per second
-against the ceiling (provider calls in flight / L), the AWS requests per delivered
-message counted with a botocore event hook, and what a million messages would cost at
-the on-demand prices below.
+sender -> fake provider with latency L (default 50 ms), the counts following the
+messages table's stream. Prints messages per second against the ceiling (provider
+calls in flight / L), the AWS requests per delivered message counted with a botocore
+event hook, the DynamoDB write units the emulator bills (index writes included,
+``local/capacity.py``), and what a million messages would cost at the on-demand prices
+below, by service and by operation.
+
+Lambda is priced two ways. *Measured*: each function's invocations timed here, which
+the local emulator inflates (moto answers in milliseconds to tens of milliseconds, one
+write at a time). *Modelled for AWS*, the figure the cost goal is judged on: per
+invocation, its sequential round trips counted in the run (requests sent together count
+once) x ``AWS_ROUND_TRIP_MS``, plus the provider's latency for each round of calls, plus
+the CPU time the invocation's thread used here, each rounded up to the millisecond as
+Lambda bills.
 
     .venv/bin/python -m bench.pipeline [--clients 2000] [--latency-ms 50] [--pollers 4]
 """
@@ -12,12 +22,22 @@ the on-demand prices below.
 from __future__ import annotations
 
 import argparse
+import math
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bench.harness import CALLS, install_counter, local_stack, seed_clients, wait_for
+from bench.harness import (
+    CALLS,
+    CURRENT_INVOCATION,
+    Invocation,
+    install_counter,
+    local_stack,
+    seed_clients,
+    wait_for,
+)
 
 # Published on-demand prices, us-east-1, USD (AWS price pages, 2025; free tiers ignored).
 PRICE_LAMBDA_REQUEST = 0.20 / 1e6
@@ -26,9 +46,27 @@ PRICE_SQS_REQUEST = 0.40 / 1e6  # standard queue, per 64 KB request
 PRICE_DYNAMODB_WRITE_UNIT = 0.625 / 1e6  # on-demand write request unit
 PRICE_DYNAMODB_READ_UNIT = 0.125 / 1e6  # on-demand read request unit
 SENDER_MEMORY_GB = 256 / 1024
+# Memory of each function (.chalice/config.json), GB.
+MEMORY_GB = {"send": 256 / 1024, "count_messages": 256 / 1024, "dispatch": 512 / 1024}
+# One DynamoDB or SQS request from Lambda in the same region, for the model. DynamoDB
+# promises "single-digit millisecond performance at any scale" (its product page and
+# developer guide); 10 ms is that bound, with TLS on a warm connection, rounded up.
+AWS_ROUND_TRIP_MS = 10.0
 # Messages in flight per sender invocation (chalicelib/services/sending.py).
 CALLS_PER_INVOCATION = 10
 BENCH_TOKEN = "bench-token"  # noqa: S105 - the fake provider's, not a secret
+
+
+@dataclass
+class FunctionTimes:
+    """What one Lambda function did in the run."""
+
+    invocations: int = 0
+    seconds: float = 0.0  # measured wall time, on the emulator
+    aws_rounds: int = 0
+    provider_rounds: int = 0
+    cpu_seconds: float = 0.0
+    modelled_seconds: float = 0.0  # billed on AWS, per the model (1 ms granularity)
 
 
 @dataclass
@@ -43,8 +81,11 @@ class PipelineResult:
     sqs_requests: int
     write_units: float
     read_units: float
-    sender_invocations: int
-    sender_seconds: float
+    write_units_by_operation: dict[str, float]
+    read_units_by_operation: dict[str, float]
+    write_units_by_table: dict[str, float]
+    functions: dict[str, FunctionTimes]
+    counted_after_s: float = 0.0  # from the last send to the counts showing it
 
     @property
     def throughput(self) -> float:
@@ -58,12 +99,35 @@ class PipelineResult:
     def requests_per_message(self) -> float:
         return (self.dynamodb_requests + self.sqs_requests) / self.delivered
 
-    def cost_per_million(self) -> dict[str, float]:
+    def lambda_cost(self, *, modelled: bool) -> dict[str, float]:
+        """Per function, per million messages."""
         scale = 1e6 / self.delivered
-        lambda_cost = (
-            self.sender_invocations * PRICE_LAMBDA_REQUEST
-            + self.sender_seconds * SENDER_MEMORY_GB * PRICE_LAMBDA_GB_SECOND
-        ) * scale
+        cost = {}
+        for name, times in self.functions.items():
+            seconds = times.modelled_seconds if modelled else times.seconds
+            cost[name] = (
+                times.invocations * PRICE_LAMBDA_REQUEST
+                + seconds * MEMORY_GB.get(name, SENDER_MEMORY_GB) * PRICE_LAMBDA_GB_SECOND
+            ) * scale
+        return cost
+
+    def operation_cost(self) -> dict[str, float]:
+        """DynamoDB and SQS per operation, per million messages."""
+        scale = 1e6 / self.delivered
+        cost: dict[str, float] = {}
+        for name, count in self.requests.items():
+            if name.startswith("sqs."):
+                cost[name] = count * PRICE_SQS_REQUEST * scale
+            else:
+                cost[name] = (
+                    self.write_units_by_operation.get(name, 0.0) * PRICE_DYNAMODB_WRITE_UNIT
+                    + self.read_units_by_operation.get(name, 0.0) * PRICE_DYNAMODB_READ_UNIT
+                ) * scale
+        return cost
+
+    def cost_per_million(self, *, modelled: bool = True) -> dict[str, float]:
+        scale = 1e6 / self.delivered
+        lambda_cost = sum(self.lambda_cost(modelled=modelled).values())
         sqs_cost = self.sqs_requests * PRICE_SQS_REQUEST * scale
         dynamo_cost = (
             self.write_units * PRICE_DYNAMODB_WRITE_UNIT
@@ -77,19 +141,53 @@ class PipelineResult:
         }
 
 
-def _timed_sender(app_module: Any, stats: dict[str, float]) -> None:
-    """Time each sender invocation (Lambda bills its duration)."""
-    original = app_module.send
+def _timed(app_module: Any, name: str, times: FunctionTimes, latency_ms: float) -> None:
+    """Time each invocation of a handler of ``app.py`` and count its round trips."""
+    original = getattr(app_module, name)
+    lock = threading.Lock()
 
     def timed(event: Any, context: Any) -> Any:
-        started = time.perf_counter()
+        invocation = Invocation()
+        token = CURRENT_INVOCATION.set(invocation)
+        started, cpu = time.perf_counter(), time.thread_time()
         try:
             return original(event, context)
         finally:
-            stats["invocations"] += 1
-            stats["seconds"] += time.perf_counter() - started
+            CURRENT_INVOCATION.reset(token)
+            wall, cpu = time.perf_counter() - started, time.thread_time() - cpu
+            billed_ms = math.ceil(
+                invocation.aws_rounds * AWS_ROUND_TRIP_MS
+                + invocation.provider_rounds * latency_ms
+                + cpu * 1000
+            )
+            with lock:
+                times.invocations += 1
+                times.seconds += wall
+                times.aws_rounds += invocation.aws_rounds
+                times.provider_rounds += invocation.provider_rounds
+                times.cpu_seconds += cpu
+                times.modelled_seconds += billed_ms / 1000
 
-    app_module.send = timed
+    setattr(app_module, name, timed)
+
+
+def _count_provider_rounds() -> None:
+    """Provider calls made together (a batch's, in parallel) are one round."""
+    from chalicelib.provider import Provider  # noqa: PLC0415
+
+    original = Provider.send
+
+    def send(self: Any, *args: Any, **kwargs: Any) -> Any:
+        invocation = CURRENT_INVOCATION.get()
+        if invocation is not None:
+            invocation.started("provider")
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            if invocation is not None:
+                invocation.ended("provider")
+
+    Provider.send = send  # type: ignore[method-assign]
 
 
 def run(clients: int = 2000, latency_ms: float = 50.0, pollers: int = 4) -> PipelineResult:
@@ -110,12 +208,25 @@ def run(clients: int = 2000, latency_ms: float = 50.0, pollers: int = 4) -> Pipe
             import app as app_module  # noqa: PLC0415
             from chalicelib.domain.tasks import TaskPlan  # noqa: PLC0415
             from chalicelib.storage import messages as message_store  # noqa: PLC0415
-            from local.lambda_runner import QueueRunner, ScheduleRunner  # noqa: PLC0415
+            from chalicelib.storage.models import MessageModel  # noqa: PLC0415
+            from local.lambda_runner import (  # noqa: PLC0415
+                QueueRunner,
+                ScheduleRunner,
+                StreamRunner,
+            )
 
             seed_clients(clients)
-            sender_stats = {"invocations": 0.0, "seconds": 0.0}
-            _timed_sender(app_module, sender_stats)
-            runners = [QueueRunner(concurrency=pollers), ScheduleRunner(tick_seconds=1)]
+            functions = {name: FunctionTimes() for name in ("send", "count_messages", "dispatch")}
+            for name, times in functions.items():
+                _timed(app_module, name, times, latency_ms)
+            _count_provider_rounds()
+            runners = [
+                QueueRunner(concurrency=pollers),
+                ScheduleRunner(tick_seconds=1),
+                # As the AWS mapping batches: a batch every batching window (or 1,000
+                # records), not the local stack's 0.5 s (a shorter wait for people).
+                StreamRunner(poll_seconds=app_module.COUNT_BATCHING_WINDOW_SECONDS),
+            ]
             for runner in runners:
                 runner.start()
                 stack.parts.append(runner)
@@ -147,6 +258,12 @@ def run(clients: int = 2000, latency_ms: float = 50.0, pollers: int = 4) -> Pipe
 
             wait_for(done_or_stuck, timeout=900, poll=0.05)
             seconds = time.perf_counter() - started
+            counted_at = datetime.now(UTC)
+            with CALLS.paused():
+                last_sent = max(
+                    (m.sent_at for m in MessageModel.query(task.id) if m.sent_at),
+                    default=counted_at,
+                )
             sent = delivered()
             if sent < clients:
                 _explain_missing(task.id)
@@ -162,8 +279,11 @@ def run(clients: int = 2000, latency_ms: float = 50.0, pollers: int = 4) -> Pipe
                 sqs_requests=CALLS.total("sqs"),
                 write_units=CALLS.write_units,
                 read_units=CALLS.read_units,
-                sender_invocations=int(sender_stats["invocations"]),
-                sender_seconds=sender_stats["seconds"],
+                write_units_by_operation=dict(CALLS.write_units_by_operation),
+                read_units_by_operation=dict(CALLS.read_units_by_operation),
+                write_units_by_table=dict(CALLS.write_units_by_table),
+                functions=functions,
+                counted_after_s=(counted_at - last_sent).total_seconds(),
             )
             # The polls that counted delivery are the benchmark's, not the pipeline's.
             return result
@@ -184,24 +304,62 @@ def _explain_missing(task_id: int) -> None:
 
 
 def report(result: PipelineResult) -> list[str]:
-    cost = result.cost_per_million()
-    return [
+    cost = result.cost_per_million(modelled=True)
+    measured = result.cost_per_million(modelled=False)
+    n = result.delivered
+    lines = [
         f"clients {result.clients}, provider latency {result.latency_ms:g} ms, "
         f"{result.pollers} queue pollers x {CALLS_PER_INVOCATION} calls in flight",
-        f"delivered {result.delivered} in {result.seconds:.1f} s: "
+        f"delivered {n} in {result.seconds:.1f} s: "
         f"{result.throughput:.0f} msg/s; ceiling {result.ceiling:.0f} msg/s; "
         f"ratio {result.throughput / result.ceiling:.2f}",
         f"AWS requests per delivered message: {result.requests_per_message:.2f} "
-        f"(DynamoDB {result.dynamodb_requests / result.delivered:.2f}, "
-        f"SQS {result.sqs_requests / result.delivered:.2f})",
+        f"(DynamoDB {result.dynamodb_requests / n:.2f}, SQS {result.sqs_requests / n:.2f})",
         "  by operation: "
         + ", ".join(
-            f"{name} {count / result.delivered:.3f}"
+            f"{name} {count / n:.3f}"
             for name, count in sorted(result.requests.items(), key=lambda kv: -kv[1])
         ),
-        f"cost per million messages (USD): Lambda {cost['lambda']:.2f}, SQS {cost['sqs']:.2f}, "
-        f"DynamoDB {cost['dynamodb']:.2f}, total {cost['total']:.2f}",
+        f"counts caught up {result.counted_after_s:.1f} s after the last send "
+        "(the stream's batching window and the counting handler)",
+        f"DynamoDB write units per message: {result.write_units / n:.2f}, "
+        f"read units {result.read_units / n:.2f}",
+        "  write units by operation: " + _per_message(result.write_units_by_operation, n),
+        "  write units by table and index: " + _per_message(result.write_units_by_table, n),
+        "  read units by operation: " + _per_message(result.read_units_by_operation, n),
+        "Lambda, per function: invocations per message; sequential AWS round trips and "
+        "provider rounds per invocation; measured s vs modelled s per invocation",
     ]
+    for name, times in result.functions.items():
+        if not times.invocations:
+            continue
+        k = times.invocations
+        lines.append(
+            f"  {name}: {k / n:.3f}/msg; {times.aws_rounds / k:.1f} AWS rounds, "
+            f"{times.provider_rounds / k:.1f} provider rounds, cpu {times.cpu_seconds / k:.3f} s;"
+            f" measured {times.seconds / k:.3f} s, modelled {times.modelled_seconds / k:.3f} s"
+        )
+    lines += [
+        "cost per million messages (USD), Lambda modelled for AWS "
+        f"({AWS_ROUND_TRIP_MS:g} ms a round trip): Lambda {cost['lambda']:.2f}, "
+        f"SQS {cost['sqs']:.2f}, DynamoDB {cost['dynamodb']:.2f}, total {cost['total']:.2f}",
+        "  Lambda by function (modelled): "
+        + _costs(result.lambda_cost(modelled=True))
+        + f"; measured on the emulator: {measured['lambda']:.2f} "
+        f"(total with it {measured['total']:.2f})",
+        "  DynamoDB and SQS by operation: " + _costs(result.operation_cost()),
+    ]
+    return lines
+
+
+def _costs(values: dict[str, float]) -> str:
+    ordered = sorted(values.items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{name} {value:.3f}" for name, value in ordered if value >= 0.0005)
+
+
+def _per_message(values: dict[str, float], delivered: int) -> str:
+    ordered = sorted(values.items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{name} {n / delivered:.3f}" for name, n in ordered if n)
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from chalicelib.queue import SendQueue, SqsFanoutQueue
     from chalicelib.services.api_keys import ApiKeyService
     from chalicelib.services.clients import ClientService
+    from chalicelib.services.counting import StreamCounter
     from chalicelib.services.dispatch import Dispatcher
     from chalicelib.services.observability import ServiceGauges
     from chalicelib.services.purge import Purger
@@ -92,6 +93,15 @@ class Services:
         from chalicelib.services.stats import StatsService  # noqa: PLC0415
 
         return StatsService(self.clock, self.task_repository, self.message_repository)
+
+    @cached_property
+    def counting(self) -> StreamCounter:
+        """What the messages table's stream handler calls: the counts."""
+        from chalicelib.services.counting import StreamCounter  # noqa: PLC0415
+        from chalicelib.storage.messages import DynamoCountLedger  # noqa: PLC0415
+
+        self.bind_storage()
+        return StreamCounter(DynamoCountLedger())
 
     @cached_property
     def gauges(self) -> ServiceGauges:

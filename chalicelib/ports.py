@@ -15,6 +15,7 @@ from typing import Generic, Protocol, TypeVar
 
 from chalicelib.domain.api_keys import StoredKey
 from chalicelib.domain.clients import Client, ClientProfile
+from chalicelib.domain.counting import StatusChange
 from chalicelib.domain.fanout import Segment, SegmentState
 from chalicelib.domain.lifecycle import Change, MessageState
 from chalicelib.domain.messages import Message, MessageStatus
@@ -160,10 +161,24 @@ class MessageRepository(Protocol):
     def pending(
         self, task_id: int, *, cursor: str | None, limit: int
     ) -> tuple[list[MessageState], str | None]:
-        """A page of the task's pending messages (the sweep at the end)."""
+        """The task's pending messages among the next ``limit`` of its messages (the
+        sweep at the end): a page may hold fewer, even none, with a cursor after it."""
+        ...
+
+    def has_pending(self, task_id: int) -> bool:
+        """Whether any message of the task is pending, read from the messages themselves
+        (the counts follow the stream, a moment behind)."""
         ...
 
     def counts(self, task_ids: Sequence[int]) -> dict[int, Counts]: ...
+
+
+class CountLedger(Protocol):
+    def add(self, shard_id: str, task_id: int, changes: Sequence[StatusChange]) -> None:
+        """Count the changes of one task from one stream shard (in the shard's order)
+        that its counters have not counted yet, and move the shard's mark past them, in
+        one conditional write: a batch delivered again counts nothing twice."""
+        ...
 
 
 class TaskRepository(Protocol):

@@ -26,18 +26,29 @@ import contextlib
 import copy
 import io
 import json
+import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from werkzeug.datastructures import Headers
 from werkzeug.serving import run_simple
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 from werkzeug.wsgi import get_input_stream
 
-from local.journal import DYNAMODB_WRITES, SNAPSHOT_EVERY, SQS_RECORDED, Call, Journal
+from local.capacity import IndexSpec, write_units
+from local.journal import (
+    DYNAMODB_ITEM_WRITES,
+    DYNAMODB_WRITES,
+    SNAPSHOT_EVERY,
+    SQS_RECORDED,
+    Call,
+    Journal,
+)
 
 _in_transaction = threading.local()
 # Moto's server answers requests on many threads with no isolation between them: one
@@ -127,9 +138,100 @@ def _parsed(raw: bytes) -> Any:
         return {}
 
 
+# The header an item write's answer carries: its write request units by table and index,
+# as DynamoDB would bill them (local/capacity.py), e.g. {"messages": 1, "messages/by_x": 2}.
+WRITE_UNITS_HEADER = "X-Local-Write-Units"
+
+
+def _touched(request: dict[str, Any], op: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """(kind, table, key or item) of each item a write request names."""
+    if op in ("PutItem", "UpdateItem", "DeleteItem"):
+        kind = op.removesuffix("Item")
+        return [(kind, request["TableName"], request["Item" if kind == "Put" else "Key"])]
+    if op == "BatchWriteItem":
+        found = []
+        for table, writes in request.get("RequestItems", {}).items():
+            for write in writes:
+                if "PutRequest" in write:
+                    found.append(("Put", table, write["PutRequest"]["Item"]))
+                elif "DeleteRequest" in write:
+                    found.append(("Delete", table, write["DeleteRequest"]["Key"]))
+        return found
+    found = []
+    for entry in request.get("TransactItems", []):
+        kind, body = next(iter(entry.items()))
+        found.append((kind, body["TableName"], body["Item" if kind == "Put" else "Key"]))
+    return found
+
+
+class WriteUnits:
+    """Reads each item a write touches before and after it (under the write lock), and
+    what DynamoDB would bill for it."""
+
+    def __init__(self, region: str, request: dict[str, Any], op: str) -> None:
+        self._op = op
+        try:
+            self._backend = _backend(region)
+            self._items = [
+                (table, self._key(table, kind, item)) for kind, table, item in _touched(request, op)
+            ]
+            self._before = [self._image(table, key) for table, key in self._items]
+        except Exception:  # a malformed request: moto answers it with its own error
+            self._items = []
+
+    def _key(self, table_name: str, kind: str, item: dict[str, Any]) -> dict[str, Any]:
+        return _key_of(self._backend, kind, {"TableName": table_name, "Key": item, "Item": item})
+
+    def _image(self, table: str, key: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            found = self._backend.get_item(table, key)
+        except Exception:
+            return None
+        return None if found is None else dict(found.to_json()["Attributes"])
+
+    def after(self, accepted: bool) -> dict[str, int]:
+        units: dict[str, int] = {}
+        transactional = self._op == "TransactWriteItems"
+        for (table, key), before in zip(self._items, self._before, strict=True):
+            after = self._image(table, key) if accepted else before
+            item_units = write_units(
+                before,
+                after,
+                self._indexes(table),
+                applied=accepted,
+                transactional=transactional,
+            )
+            for name, n in item_units.items():
+                label = table if name == "table" else f"{table}/{name}"
+                units[label] = units.get(label, 0) + n
+        return units
+
+    def _indexes(self, table_name: str) -> list[IndexSpec]:
+        table = self._backend.get_table(table_name)
+        keys = tuple(k for k in (table.hash_key_attr, table.range_key_attr) if k)
+        return [
+            IndexSpec(
+                name=index.name,
+                keys=tuple(index.schema_key_attrs),
+                projection=(index.projection or {}).get("ProjectionType", "ALL"),
+                table_keys=keys,
+                included=tuple((index.projection or {}).get("NonKeyAttributes", [])),
+            )
+            for index in table.global_indexes
+        ]
+
+
+def _backend(region: str) -> Any:
+    from moto.core.models import DEFAULT_ACCOUNT_ID  # noqa: PLC0415
+    from moto.dynamodb.models import dynamodb_backends  # noqa: PLC0415
+
+    return dynamodb_backends[DEFAULT_ACCOUNT_ID][region]
+
+
 class Recorder:
-    """WSGI layer in front of moto: DynamoDB writes one at a time; accepted writes (and
-    the receipts that name the jobs a delete removes) go to the journal when there is one."""
+    """WSGI layer in front of moto: DynamoDB writes one at a time, each answered with the
+    write units it would cost (``WRITE_UNITS_HEADER``); accepted writes (and the receipts
+    that name the jobs a delete removes) go to the journal when there is one."""
 
     def __init__(self, app: Any, journal: Journal | None) -> None:
         self._app = app
@@ -157,8 +259,17 @@ class Recorder:
         environ["CONTENT_LENGTH"] = str(len(request))
         lock = _writes if name == "dynamodb" else contextlib.nullcontext()
         with lock:
+            units = (
+                WriteUnits(_region(environ), _parsed(request), op)
+                if name == "dynamodb" and op in DYNAMODB_ITEM_WRITES
+                else None
+            )
             answer_iter, status, headers = run_wsgi_app(self._app, environ, buffered=True)
             answer = b"".join(answer_iter)
+            if units is not None:
+                billed = units.after(accepted=status.startswith("200"))
+                headers = Headers(headers)
+                headers[WRITE_UNITS_HEADER] = json.dumps(billed, separators=(",", ":"))
             if self._journal is not None and status.startswith("200"):
                 self._journal.record(name, _region(environ), op, _parsed(request), _parsed(answer))
                 if name == "dynamodb":
@@ -212,6 +323,32 @@ class MotoItems:
             stored.put_item(item)
 
 
+def new_stream_shards() -> None:
+    """After a restore, each table's stream starts a new shard, empty, under a new id.
+
+    Restoring wrote every item again (the snapshot) and replayed the journal, and moto
+    put all of it on the stream (under its one fixed shard id and numbering); the counts
+    those writes made were restored with the counters. Counting them again would count
+    twice, and the marks of the old shard would skip the new records, so the stream
+    goes on from a shard nothing has read.
+    """
+    from moto.core.models import DEFAULT_ACCOUNT_ID  # noqa: PLC0415
+    from moto.dynamodb.models import dynamodb_backends  # noqa: PLC0415
+    from moto.dynamodb.models.table import StreamShard  # noqa: PLC0415
+
+    started = time.time_ns() // 1000
+    for region in {"us-east-1", os.environ.get("AWS_REGION"), os.environ.get("AWS_DEFAULT_REGION")}:
+        if not region:
+            continue
+        for table in dynamodb_backends[DEFAULT_ACCOUNT_ID][region].tables.values():
+            if table.stream_shard is None:
+                continue
+            shard = StreamShard(DEFAULT_ACCOUNT_ID, table)
+            shard.id = f"shardId-{started:020d}-local"
+            shard.starting_sequence_number = started * 10**6
+            table.stream_shard = shard
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m local.emulator", description=__doc__)
     parser.add_argument("-H", "--host", default="127.0.0.1")
@@ -243,6 +380,7 @@ def main(argv: list[str] | None = None) -> None:
             f"[emulator] restored from {journal.folder}: {json.dumps(restored.summary())}",
             flush=True,
         )
+        new_stream_shards()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: sys.exit(0))
     run_simple(

@@ -2,9 +2,13 @@
 
 ``chalice local`` serves HTTP routes only, so these parts drive the other handlers of
 ``app.py`` exactly as Lambda would: the schedule fires the dispatcher every
-``TICK_SECONDS``, and queue pollers long-poll the emulated SQS queue, hand each batch to
+``TICK_SECONDS``; queue pollers long-poll the emulated SQS queues, hand each batch to
 the sender (or the fan-out worker) as an SQS event, and delete only the jobs the handler
-did not report in ``batchItemFailures`` (partial batch responses). Delays are SQS's own.
+did not report in ``batchItemFailures`` (partial batch responses); and a stream poller
+reads the messages table's stream (moto emulates DynamoDB Streams) shard by shard, in
+order, and hands each batch to the counting handler as Lambda's event source mapping
+does (with the ``shardId`` its tumbling window adds), moving on only past what was not
+reported failed. Delays are SQS's own.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from datetime import datetime as _datetime
 from typing import Any
 
 from chalicelib import logs
@@ -197,3 +202,134 @@ class QueueRunner(_Loop):
                     {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)
                 ],
             )
+
+
+STREAM_BATCH_SIZE = 1000
+STREAM_POLL_SECONDS = 0.5
+
+
+def stream_event(records: list[dict[str, Any]], shard_id: str, stream_arn: str) -> dict[str, Any]:
+    """Records from GetRecords as Lambda hands them over (times as epoch seconds)."""
+    converted = []
+    for record in records:
+        body = dict(record["dynamodb"])
+        created = body.get("ApproximateCreationDateTime")
+        if isinstance(created, _datetime):
+            body["ApproximateCreationDateTime"] = created.timestamp()
+        body.setdefault("SizeBytes", 1)
+        converted.append({**record, "dynamodb": body, "eventSourceARN": stream_arn})
+    return {"Records": converted, "shardId": shard_id, "eventSourceARN": stream_arn}
+
+
+class StreamPoller:
+    """Lambda's event source mapping on the messages table's stream, for one process:
+    each shard from its start (TRIM_HORIZON), a parent before its children; a checkpoint
+    per shard that moves past the records the handler did not report failed."""
+
+    def __init__(self, handler: Any, batch_size: int = STREAM_BATCH_SIZE) -> None:
+        import app as app_module  # noqa: PLC0415 - loaded after the environment is set
+        from chalicelib.storage.models import MessageModel  # noqa: PLC0415
+
+        wired = app_module.services()
+        wired.bind_storage()
+        import boto3  # noqa: PLC0415
+
+        region = wired.settings.aws_region
+        self._streams = boto3.client(
+            "dynamodbstreams",
+            region_name=region,
+            # botocore names an account's own streams endpoint, which moto's in-process
+            # mock (the tests) does not know; the regional one is the same service.
+            endpoint_url=wired.settings.aws_endpoint_url
+            or f"https://streams.dynamodb.{region}.amazonaws.com",
+        )
+        self._table = MessageModel.Meta.table_name
+        self._handler = handler
+        self._batch_size = batch_size
+        self._checkpoints: dict[str, str | None] = {}
+        self._lock = threading.Lock()
+
+    def _stream_arn(self) -> str | None:
+        streams = self._streams.list_streams(TableName=self._table).get("Streams", [])
+        return str(streams[-1]["StreamArn"]) if streams else None
+
+    def drain(self) -> int:
+        """Batches until the stream has nothing new: the counts have caught up."""
+        total = 0
+        while handled := self.poll():
+            total += handled
+        return total
+
+    def poll(self) -> int:
+        """One batch of each shard's new records to the handler; the records handled."""
+        with self._lock:
+            arn = self._stream_arn()
+            if arn is None:
+                return 0
+            shards = self._streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+            handled = 0
+            for shard in shards:  # DescribeStream lists parents before their children
+                handled += self._poll_shard(arn, shard["ShardId"])
+            return handled
+
+    def _poll_shard(self, arn: str, shard_id: str) -> int:
+        """One batch from the shard's checkpoint; the records the handler took."""
+        after = self._checkpoints.get(shard_id)
+        start: dict[str, Any] = (
+            {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": after}
+            if after
+            else {"ShardIteratorType": "TRIM_HORIZON"}
+        )
+        iterator = self._streams.get_shard_iterator(StreamArn=arn, ShardId=shard_id, **start)
+        records = self._streams.get_records(
+            ShardIterator=iterator["ShardIterator"], Limit=self._batch_size
+        ).get("Records", [])
+        if not records:
+            return 0
+        event = stream_event(records, shard_id, arn)
+        answer = self._handler(event, LambdaContext("count_messages", timeout_seconds=60))
+        reported = (answer or {}).get("batchItemFailures", [])
+        failed = [item["itemIdentifier"] for item in reported]
+        sequences = [str(r["dynamodb"]["SequenceNumber"]) for r in records]
+        if failed:
+            # Lambda starts again at the failed record: keep the checkpoint before it.
+            first = sequences.index(min(failed, key=int))
+            if first:
+                self._checkpoints[shard_id] = sequences[first - 1]
+            return first
+        self._checkpoints[shard_id] = sequences[-1]
+        return len(records)
+
+
+class StreamRunner(_Loop):
+    """Feeds the ``count_messages`` handler from the messages table's stream."""
+
+    name = "stream (counts)"
+
+    def __init__(self, poll_seconds: float = STREAM_POLL_SECONDS) -> None:
+        super().__init__()
+        self._poll_seconds = poll_seconds
+        self._poller: StreamPoller | None = None
+
+    def start(self) -> None:
+        import app as app_module  # noqa: PLC0415
+
+        def handler(event: dict[str, Any], context: LambdaContext) -> Any:
+            return app_module.count_messages(event, context)  # looked up at each call
+
+        self._poller = StreamPoller(handler)
+        self._spawn(1)
+
+    def step(self) -> None:
+        assert self._poller is not None
+        # Like the mapping's batching window: wait, unless a full batch is ready already.
+        if self._poller.poll() < STREAM_BATCH_SIZE:
+            self._stop.wait(self._poll_seconds)
+
+    def stop(self) -> None:
+        super().stop()
+        if self._poller is not None:
+            try:  # count what was written up to now: a restart starts a new stream shard
+                self._poller.drain()
+            except Exception:
+                log.exception("could not read the stream's last records")

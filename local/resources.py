@@ -52,9 +52,24 @@ def _queue_with_dlq(sqs: Any, name: str) -> tuple[str, str]:
     return url, dlq_url
 
 
+def ensure_message_stream() -> None:
+    """The messages table's stream, which the counts follow (a table created before it
+    was needed gets it now)."""
+    connection: Any = models.MessageModel._get_connection().connection
+    name = models.MessageModel.Meta.table_name
+    described = connection.describe_table(name)
+    if described.get("StreamSpecification", {}).get("StreamEnabled"):
+        return
+    connection.client.update_table(
+        TableName=name,
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+
+
 def ensure_resources(services: Services) -> list[str]:
     """Tables and queues; returns the names of the tables created now."""
     services.bind_storage()
     created = models.create_tables()
+    ensure_message_stream()
     ensure_queues(services)
     return created

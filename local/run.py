@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from chalicelib.bootstrap import bootstrap
 from chalicelib.domain.api_keys import KEY_PREFIX
 from local.fake_provider import FakeProvider, FakeProviderState
-from local.lambda_runner import QueueRunner, ScheduleRunner
+from local.lambda_runner import QueueRunner, ScheduleRunner, StreamRunner
 from local.resources import ensure_resources
 from local.state import data_dir, development_key_file, emulator_url_file, state_dir
 from local.supervisor import (
@@ -262,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         ScheduleRunner(tick_seconds=tick),
         QueueRunner(concurrency=concurrency),
         QueueRunner(fanout_workers, handler="fan_out", batch_size=1, timeout_seconds=60),
+        StreamRunner(),
     ]
 
     def ready() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,8 +16,10 @@ from moto import mock_aws
 import app as app_module
 from chalicelib.bootstrap import bootstrap
 from chalicelib.settings import reset_settings
+from chalicelib.storage import messages as message_store
 from local.fake_provider import FakeProvider, FakeProviderState
 from local.gateway import SpecLocalGateway
+from local.lambda_runner import StreamPoller
 from local.resources import ensure_resources
 from local.run import stage_environment
 
@@ -119,12 +121,25 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, fake_provider: FakeProvider) -> Ite
 
 
 @pytest.fixture
-def services(aws_env: None, clock: FrozenClock) -> Iterator[Any]:
-    """Services wired on moto with the frozen clock, tables created, used by the app."""
+def services(aws_env: None, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Services wired on moto with the frozen clock, tables created, used by the app.
+
+    The counts follow the messages table's stream: each read of them first hands the
+    stream's new records to the app's counting handler (``local/lambda_runner.py``'s
+    poller, as Lambda's mapping would), so a test sees them once the stream caught up.
+    """
     with mock_aws():
         wired = bootstrap(clock=clock)
         ensure_resources(wired)
         app_module.use_services(wired)
+        poller = StreamPoller(app_module.count_messages)
+        read_counts = message_store.counts
+
+        def counts_caught_up(task_ids: Sequence[int]) -> Any:
+            poller.drain()
+            return read_counts(task_ids)
+
+        monkeypatch.setattr(message_store, "counts", counts_caught_up)
         try:
             yield wired
         finally:

@@ -1,8 +1,9 @@
 """In-memory fakes of what the sending engine talks to (``chalicelib/ports.py``).
 
 They keep the semantics the engine relies on: conditional writes on the generation,
-counts that move with statuses, a queue with delays, visibility and at-least-once
-delivery, a provider that de-duplicates nothing. Every call is one I/O step of a
+a change stream of the messages (ordered per shard, shards that split, at-least-once
+delivery) from which the counts are kept, a queue with delays, visibility and
+at-least-once delivery, a provider that de-duplicates nothing. Every call is one I/O step of a
 :class:`World`, which can make the caller die (``Crash``) before or after any of them;
 the simulation test (``tests/sim``) drives them with a seeded scheduler.
 """
@@ -16,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from chalicelib.domain.counting import StatusChange, counter_slot, deltas, not_counted
 from chalicelib.domain.fanout import Segment, SegmentState
 from chalicelib.domain.lifecycle import Change, MessageState, Timing, created, ms
 from chalicelib.domain.provider import Outcome, ProviderResult, judge
@@ -31,6 +33,9 @@ from chalicelib.ports import (
     WaitingMessage,
 )
 from chalicelib.queue import FanoutJob, SendJob
+from chalicelib.services.counting import StreamCounter
+
+COUNTER_SLOTS = 8
 
 # The production defaults (chalicelib/settings.py), for tests of the engine on the fakes.
 TIMING = Timing(
@@ -98,12 +103,125 @@ class StoredMessage:
     sent_at: datetime | None = None
 
 
+@dataclass
+class StreamShard:
+    """A shard of the messages table's stream: records in order; closed when split."""
+
+    shard_id: str
+    parent: str | None
+    records: list[dict[str, object]] = field(default_factory=list)
+    closed: bool = False
+    read_up_to: int = 0  # records handled (the event source mapping's checkpoint)
+
+
+class FakeStream:
+    """DynamoDB Streams as the counts see it: each write of a message is one record
+    with the status before and after, in its item's shard; a split closes the open
+    shards and opens two children (a task's messages then spread over both, by client)."""
+
+    def __init__(self) -> None:
+        self.shards: list[StreamShard] = [StreamShard("shard-0", None)]
+        self._sequence = 1000
+        self._split_for: dict[str, tuple[str, str]] = {}
+
+    def _open_shard(self, client_id: int) -> StreamShard:
+        shard = self.shards[0]
+        while shard.closed:
+            left, right = self._split_for[shard.shard_id]
+            name = left if client_id % 2 == 0 else right
+            shard = next(s for s in self.shards if s.shard_id == name)
+        return shard
+
+    def record(self, task_id: int, client_id: int, before: str | None, after: str | None) -> None:
+        self._sequence += 1
+        image = lambda status: None if status is None else {"status": {"S": status}}  # noqa: E731
+        self._open_shard(client_id).records.append(
+            {
+                "eventName": "INSERT" if before is None else "MODIFY",
+                "dynamodb": {
+                    "Keys": {"task_id": {"N": str(task_id)}, "client_id": {"N": str(client_id)}},
+                    "SequenceNumber": str(self._sequence),
+                    "OldImage": image(before),
+                    "NewImage": image(after),
+                },
+            }
+        )
+
+    def split(self) -> None:
+        for shard in [s for s in self.shards if not s.closed]:
+            shard.closed = True
+            left = StreamShard(f"{shard.shard_id}.0", shard.shard_id)
+            right = StreamShard(f"{shard.shard_id}.1", shard.shard_id)
+            self._split_for[shard.shard_id] = (left.shard_id, right.shard_id)
+            self.shards += [left, right]
+
+    def readable(self) -> list[StreamShard]:
+        """Shards with records to handle whose parent is done (Lambda's order)."""
+        done = {s.shard_id for s in self.shards if s.closed and s.read_up_to == len(s.records)}
+        return [
+            s
+            for s in self.shards
+            if s.read_up_to < len(s.records) and (s.parent is None or s.parent in done)
+        ]
+
+    def deliver(self, counter: StreamCounter, rng: random.Random) -> None:
+        """One batch of one shard, as Lambda's event source mapping hands it over: from
+        the checkpoint, in order; the checkpoint moves only past what the handler
+        did not report (a crash moves nothing); now and then a batch handled well is
+        delivered again anyway, or only its first half is (a bisected retry)."""
+        shards = self.readable()
+        if not shards:
+            return
+        shard = rng.choice(shards)
+        start = shard.read_up_to
+        batch = shard.records[start : start + rng.randint(1, 12)]
+        result = counter.handle(shard.shard_id, batch)  # type: ignore[arg-type]
+        handled = len(batch)
+        if result.failed_sequence is not None:
+            sequences = [str(r["dynamodb"]["SequenceNumber"]) for r in batch]  # type: ignore[index]
+            handled = sequences.index(result.failed_sequence)
+        if rng.random() < 0.1:
+            handled = rng.randint(0, handled)  # delivered again, whole or in part
+        shard.read_up_to = start + handled
+
+    def drain(self, counter: StreamCounter, rng: random.Random) -> None:
+        while self.readable():
+            self.deliver(counter, rng)
+
+
+class FakeCountLedger:
+    """The counter items: counts and each shard's mark, one conditional write a batch."""
+
+    def __init__(self, world: World) -> None:
+        self._world = world
+        self.items: dict[tuple[int, int], tuple[Counter[str], dict[str, int]]] = {}
+
+    def add(self, shard_id: str, task_id: int, changes: Sequence[StatusChange]) -> None:
+        self._world.io("counters.add")
+        key = (task_id, counter_slot(shard_id, COUNTER_SLOTS))
+        counts, marks = self.items.setdefault(key, (Counter(), {}))
+        todo = not_counted(changes, marks.get(shard_id))
+        if todo:
+            counts.update(deltas(todo))
+            marks[shard_id] = max(change.sequence for change in todo)
+        self._world.done("counters.add")
+
+    def counts(self, task_id: int) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for (owner, _), (counts, _) in self.items.items():
+            if owner == task_id:
+                total.update(counts)
+        return total
+
+
 class FakeMessages:
     def __init__(self, world: World, tasks: FakeTasks) -> None:
         self._world = world
         self._tasks = tasks
         self.items: dict[tuple[int, int], StoredMessage] = {}
-        self._counts: dict[int, Counter[str]] = {}
+        self.stream = FakeStream()
+        self.ledger = FakeCountLedger(world)
+        self.counter = StreamCounter(self.ledger)
 
     def create(
         self,
@@ -124,10 +242,8 @@ class FakeMessages:
                 existing.append(recipient)
                 continue
             self.items[key] = StoredMessage(task_id, recipient, created(recipient.client_id))
+            self.stream.record(task_id, recipient.client_id, None, "pending")
             made.append(recipient)
-        counts = self._counts.setdefault(task_id, Counter())
-        counts["total"] += len(made)
-        counts["pending"] += len(made)
         self._world.done("messages.create")
         return Created(made, existing)
 
@@ -157,9 +273,9 @@ class FakeMessages:
                 continue
             if not change.outcome_only and stored.state.generation != change.expect_generation:
                 continue
-            counts = self._counts.setdefault(task_id, Counter())
-            counts[stored.state.status.value] -= 1
-            counts[change.after.status.value] += 1
+            self.stream.record(
+                task_id, change.client_id, stored.state.status.value, change.after.status.value
+            )
             generation = max(stored.state.generation, change.after.generation)
             stored.state = replace(change.after, generation=generation)
             if change.sent:
@@ -194,26 +310,33 @@ class FakeMessages:
     def pending(
         self, task_id: int, *, cursor: str | None, limit: int
     ) -> tuple[list[MessageState], str | None]:
+        """Like a filtered Query: the pending among the next ``limit`` messages."""
         self._world.io("messages.pending")
         after = int(cursor) if cursor else 0
-        found = sorted(
+        read = sorted(
             (
                 m
                 for m in self.items.values()
-                if m.task_id == task_id and m.state.pending and m.recipient.client_id > after
+                if m.task_id == task_id and m.recipient.client_id > after
             ),
             key=lambda m: m.recipient.client_id,
         )
-        page = found[:limit]
-        more = str(page[-1].recipient.client_id) if len(found) > limit else None
+        page = read[:limit]
+        more = str(page[-1].recipient.client_id) if len(read) > limit else None
         self._world.done("messages.pending")
-        return [m.state for m in page], more
+        return [m.state for m in page if m.state.pending], more
+
+    def has_pending(self, task_id: int) -> bool:
+        self._world.io("messages.has_pending")
+        found = any(m.task_id == task_id and m.state.pending for m in self.items.values())
+        self._world.done("messages.has_pending")
+        return found
 
     def counts(self, task_ids: Sequence[int]) -> dict[int, Counts]:
         self._world.io("messages.counts")
         answer = {}
         for task_id in task_ids:
-            c = self._counts.get(task_id, Counter())
+            c = self.ledger.counts(task_id)
             answer[task_id] = Counts(
                 total=c["total"],
                 pending=c["pending"],

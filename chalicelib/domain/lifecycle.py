@@ -160,8 +160,10 @@ class Timing:
 def current_copy(state: MessageState | None, job: JobFacts, now_ms: int) -> Refusal | None:
     """Is this job the copy that may act on the message? (Refusal if not.)
 
-    The current copy carries the stored generation; the copy whose sender claimed the
-    message and died (generation one behind, lease lapsed) may take over.
+    The current copy carries the stored generation. Once a claim's lease has lapsed (its
+    sender died, or gave it up), any older copy may take over: the claiming sender's own
+    job comes back from the queue when its sender dies, and that is the claim's way
+    forward (a claim writes no wake time, see ``on_job``).
     """
     if state is None:
         return Refusal("message unknown")
@@ -170,7 +172,7 @@ def current_copy(state: MessageState | None, job: JobFacts, now_ms: int) -> Refu
     if job.generation == state.generation and state.phase is not Phase.CLAIMED:
         return None
     if (
-        job.generation == state.generation - 1
+        job.generation < state.generation
         and state.phase is Phase.CLAIMED
         and not state.held_at(now_ms)
     ):
@@ -227,7 +229,10 @@ def on_job(  # noqa: PLR0911 - one return per rule, in the order they apply
             phase=Phase.CLAIMED,
             generation=state.generation + 1,
             claimed_until_ms=until,
-            wake_ms=until,  # if the holder dies, the dispatcher takes it back then
+            # No wake time: the claiming job stays in the queue (in flight) until its
+            # sender is done, and comes back if the sender dies; writing one would cost
+            # two index writes a message (this claim, and the final status).
+            wake_ms=None,
             not_before_ms=None,
         )
         return Decision(Change(state, after, Step.CLAIM, "claimed for a provider call"), call=True)

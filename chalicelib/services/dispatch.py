@@ -263,7 +263,9 @@ class Dispatcher:
     def _finish_if_final(self, task: SendingTask, report: DispatchReport) -> bool:
         """Finish the task when none of its messages is pending any more."""
         counts = self._messages.counts([task.id])[task.id]
-        if counts.pending:
+        # The counts follow the messages' stream a moment behind: none pending by them is
+        # checked against the messages themselves (once a task, as a rule).
+        if counts.pending or self._messages.has_pending(task.id):
             return False
         self._tasks.set_status(task, TaskStatus.FINISHED, self._clock())
         report.finished += 1
@@ -423,8 +425,10 @@ class Dispatcher:
             report.tasks = 1
             try:
                 self._hold_segment(task, segment, held, deadline, report)
-            except TaskGone:
-                log.info("task deleted during fan-out")
+            except (TaskGone, StaleTask):
+                # Deleted meanwhile (nothing more for it), or its fan-out's end was written
+                # by someone else (the schedule reads the task again).
+                log.info("task deleted or changed during fan-out")
             except StaleSegment:
                 log.info("fan-out segment taken over by another worker")
         self._report(report, "fan-out run")

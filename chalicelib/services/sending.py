@@ -188,6 +188,8 @@ class Sender:
                     continue
                 reason = refusal.reason if refusal else "another copy in the same batch"
                 not_sent(item, reason, "dropped", result)
+                if refusal is not None and state is not None and state.held_at(now_ms):
+                    self._after_lease(item, state, now, result)
             if chosen is None or state is None:
                 continue
             task = tasks.get(chosen.job.task_id)
@@ -279,6 +281,22 @@ class Sender:
         except Exception:
             log.exception("could not queue the next job; the dispatcher wakes the message")
 
+    def _after_lease(
+        self, item: Job, state: MessageState, now: datetime, result: BatchResult
+    ) -> None:
+        """This copy meets a claim it may not act on yet (another sender holds it, or its
+        own claim is too short to call on): a claim has no wake time, so the copy comes
+        back when the lease ends, and takes over if nobody recorded an answer by then.
+        If queueing fails, the job returns from the queue (a batch item failure)."""
+        if state.claimed_until_ms is None:
+            return
+        delay = max(0.0, (state.claimed_until_ms - lifecycle.ms(now)) / 1000) + 1
+        try:
+            self._queue.send([item.job], delay_seconds=delay)
+        except Exception:
+            log.exception("could not queue the job for the lease's end; it comes back")
+            result.failed_record_ids.append(item.record.record_id)
+
     # --- the calls --------------------------------------------------------------------
 
     def _call_all(
@@ -331,8 +349,9 @@ class Sender:
             claimed_until_ms=claim.state.claimed_until_ms,
         )
         if reason is not None and now + connect < task.end:
-            # Too late for this claim: the dispatcher takes the message back when it lapses.
+            # Too late for this claim: a copy of the job takes the message back when it lapses.
             not_sent(claim.item, reason, "dropped", result)
+            self._after_lease(claim.item, claim.state, now, result)
             return Answered(claim.item, None)
         if reason is not None:
             change = lifecycle.expire(claim.state, reason)

@@ -2,31 +2,36 @@
 
 The lifecycle (``chalicelib/domain/lifecycle.py``) decides every change; this module
 writes it conditionally: on the message still being pending at the generation it was
-read at, so a stale or concurrent actor changes nothing. A change of status runs in one
-DynamoDB transaction with the matching change of its task's counts, so the counts stay
-equal to a recount of the messages whatever the queue or the provider does.
+read at, so a stale or concurrent actor changes nothing. Each message is its own
+single-item write (a creation is a ``PutItem`` on the key being free, a change an
+``UpdateItem`` on the state read): one write unit, where an item of a transaction costs
+two, and nothing is bought by writing a batch's messages together, since each stands or
+falls on its own condition.
 
-Counts live on ``COUNTER_SHARDS`` counter items per task; counts add up whichever item
-holds them, so each transaction puts its deltas on one shard picked at random and
-concurrent senders rarely contend for an item. The stats add the shards up.
+The counts are not written here: the messages table's stream carries every change to
+``chalicelib/services/counting.py``, which adds them to ``COUNTER_SHARDS`` counter items
+per task exactly once each (``chalicelib/domain/counting.py``); the stats add the
+shards up. They follow the messages a moment behind (the stream's delay), so what must
+know now (is anything still pending?) reads the messages themselves.
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
+import json
 import random
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
 
-from pynamodb.exceptions import TransactWriteError, UpdateError
+from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 from pynamodb.expressions.update import Action
-from pynamodb.transactions import TransactWrite
 
 from chalicelib import logs
+from chalicelib.domain.counting import StatusChange, counter_slot, deltas, not_counted
 from chalicelib.domain.lifecycle import Change, MessageState, Phase
 from chalicelib.domain.messages import Message, MessageStatus, message_id
 from chalicelib.ports import (
@@ -42,24 +47,28 @@ from chalicelib.storage.models import (
     CounterModel,
     MessageModel,
     TaskModel,
-    live_task_condition,
-    transaction_connection,
 )
-from chalicelib.storage.pagination import KeySchema, decode_cursor, key_from, take_page
+from chalicelib.storage.pagination import (
+    KeySchema,
+    decode_cursor,
+    encode_cursor,
+    key_from,
+    take_page,
+)
 
-__all__ = ["DynamoMessages", "counts", "create_messages"]
+__all__ = ["DynamoCountLedger", "DynamoMessages", "counts", "create_messages"]
 
 log = logs.get_logger("storage.messages")
 
 COUNTER_SHARDS = 8
-MAX_TRANSACTION_ITEMS = 100
-CONDITIONAL_CHECK_FAILED = "ConditionalCheckFailed"
-TRANSACTION_CONFLICT = "TransactionConflict"
+CONDITIONAL_CHECK_FAILED = "ConditionalCheckFailedException"
 CONFLICT_ATTEMPTS = 8
 STATUSES = tuple(status.value for status in MessageStatus)
+# Items a filtered page of a task's messages reads at most (the stats' status filter,
+# the sweep): a request's cost is bounded whatever the task's size.
+MAX_ITEMS_READ = 1000
 
 TABLE_KEY: KeySchema = {"task_id": "N", "client_id": "N"}
-STATUS_KEY: KeySchema = {"task_id": "N", "client_id": "N", "status": "S"}
 WAKE_KEY: KeySchema = {"task_id": "N", "client_id": "N", "wake_ms": "N"}
 
 
@@ -67,122 +76,71 @@ def counter_name(task_id: int, shard: int) -> str:
     return f"task#{task_id}#{shard}"
 
 
-def any_shard() -> int:
-    return random.randrange(COUNTER_SHARDS)  # noqa: S311 - load spreading, not secrecy
-
-
-def _failed_items(error: TransactWriteError) -> list[str | None]:
-    return [reason.code if reason else None for reason in error.cancellation_reasons]
-
-
-def _transact(build: Callable[[TransactWrite], None]) -> None:
-    """Run a transaction, retrying while it only lost a race for an item (conflict)."""
-    for attempt in range(CONFLICT_ATTEMPTS):
-        try:
-            with TransactWrite(connection=transaction_connection()) as tx:
-                build(tx)
-            return
-        except TransactWriteError as error:
-            reasons = _failed_items(error)
-            conflicted = TRANSACTION_CONFLICT in reasons
-            if not conflicted or CONDITIONAL_CHECK_FAILED in reasons:
-                raise
-            if attempt == CONFLICT_ATTEMPTS - 1:
-                raise
-            time.sleep(random.uniform(0, 0.02 * 2**attempt))  # noqa: S311 - jitter
-
-
 ItemT = TypeVar("ItemT")
+ResultT = TypeVar("ResultT")
 
 
-def _write_what_applies(
-    items: list[ItemT], build: Callable[[TransactWrite, list[ItemT]], None], *, first: int = 0
-) -> tuple[list[ItemT], list[ItemT]]:
-    """Run one transaction over ``items``; when some items' conditions fail, set those
-    aside and run it again without them. ``first`` is the position of ``items[0]`` in the
-    transaction (after any checks ``build`` adds before the items); a failed check
-    outside the items is raised. Returns (written, refused)."""
-    remaining, refused = list(items), []
-    while remaining:
-        try:
-            _transact(lambda tx, chunk=remaining: build(tx, chunk))  # type: ignore[misc]
-        except TransactWriteError as error:
-            reasons = _failed_items(error)
-            failed = {
-                i - first for i, code in enumerate(reasons) if code == CONDITIONAL_CHECK_FAILED
-            }
-            if not failed or any(not 0 <= i < len(remaining) for i in failed):
-                raise
-            refused += [item for i, item in enumerate(remaining) if i in failed]
-            remaining = [item for i, item in enumerate(remaining) if i not in failed]
-            continue
-        break
-    return remaining, refused
+@functools.cache
+def _writes() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=10, thread_name_prefix="message-writes")
 
 
-def _count_actions(changes: dict[str, int]) -> list[Any]:
-    return [getattr(CounterModel, name).add(delta) for name, delta in changes.items() if delta]
+def _each(write: Callable[[ItemT], ResultT], items: Sequence[ItemT]) -> list[ResultT]:
+    """One request per item, sent together (ten at a time): a page takes the time of a
+    few writes. Each runs in a copy of the caller's context (its log fields)."""
+    if len(items) <= 1:
+        return [write(item) for item in items]
+    context = contextvars.copy_context()
+    return list(_writes().map(lambda item: context.copy().run(write, item), items))
 
 
-# Messages one transaction can hold beside the task check and the counter update.
-MESSAGES_PER_TRANSACTION = MAX_TRANSACTION_ITEMS - 2
+def _conditional_failure(error: PutError | UpdateError) -> bool:
+    return error.cause_response_code == CONDITIONAL_CHECK_FAILED
 
 
 def create_messages(
     task_id: int, clients: Sequence[Recipient], now: datetime, expires_at: datetime | None = None
 ) -> Created:
-    """One message per client, written with the counts, in as few transactions as fit;
-    ``expires_at`` is their TTL stamp (in the same write: no write unit of its own)."""
-    created: list[Recipient] = []
-    existing: list[Recipient] = []
-    for start in range(0, len(clients), MESSAGES_PER_TRANSACTION):
-        chunk = clients[start : start + MESSAGES_PER_TRANSACTION]
-        part = _create_chunk(task_id, chunk, now, expires_at)
-        created += part.created
-        existing += part.existing
-    return Created(created=created, existing=existing)
-
-
-def _create_chunk(
-    task_id: int, clients: Sequence[Recipient], now: datetime, expires_at: datetime | None
-) -> Created:
-    """One transaction: the task check, the messages and the counts.
-
-    A message that already exists (an interrupted run wrote it) makes the transaction
-    fail on its condition; it is set aside and the rest is written again.
-    """
-
-    def build(tx: TransactWrite, page: list[Recipient]) -> None:
-        tx.condition_check(
-            TaskModel, task_id, condition=TaskModel.id.exists() & live_task_condition()
-        )
-        for client in page:
-            tx.save(
-                MessageModel(
-                    task_id,
-                    client.client_id,
-                    id=message_id(task_id, client.client_id),
-                    status=MessageStatus.PENDING.value,
-                    phase=Phase.QUEUED.value,
-                    created_at=now,
-                    attempts=0,
-                    job_gen=0,
-                    phone=client.phone,
-                    utc=client.utc,
-                    expires_at=expires_at,
-                ),
-                condition=MessageModel.task_id.does_not_exist(),
-            )
-        count = len(page)
-        counter = CounterModel(counter_name(task_id, any_shard()))
-        tx.update(counter, actions=_count_actions({"total": count, "pending": count}))
-
+    """One message per client, each a PutItem on its key being free; TaskGone if the task
+    was deleted. A message that exists already (an interrupted run wrote it) is left as
+    it is and reported apart. ``expires_at`` is their TTL stamp (in the same write: no
+    write unit of its own)."""
     try:
-        created, existing = _write_what_applies(list(clients), build, first=1)
-    except TransactWriteError as error:
-        if _failed_items(error)[:1] == [CONDITIONAL_CHECK_FAILED]:
-            raise TaskGone from None
-        raise
+        task = TaskModel.get(task_id, consistent_read=True, attributes_to_get=["deleted"])
+    except DoesNotExist:
+        raise TaskGone from None
+    if task.deleted:
+        raise TaskGone
+
+    def put(client: Recipient) -> bool | None:
+        message = MessageModel(
+            task_id,
+            client.client_id,
+            id=message_id(task_id, client.client_id),
+            status=MessageStatus.PENDING.value,
+            phase=Phase.QUEUED.value,
+            created_at=now,
+            attempts=0,
+            job_gen=0,
+            phone=client.phone,
+            utc=client.utc,
+            expires_at=expires_at,
+        )
+        try:
+            message.save(condition=MessageModel.task_id.does_not_exist())
+        except PutError as error:
+            if _conditional_failure(error):
+                return False
+            log.exception("message creation failed", extra={"client_id": client.client_id})
+            return None
+        return True
+
+    outcomes = _each(put, list(clients))
+    if any(outcome is None for outcome in outcomes):
+        # The page is read again: what was written now is found then, as existing.
+        raise RuntimeError("some messages of the page could not be written")
+    created = [client for client, new in zip(clients, outcomes, strict=True) if new]
+    existing = [client for client, new in zip(clients, outcomes, strict=True) if not new]
     return Created(created=created, existing=existing)
 
 
@@ -273,15 +231,9 @@ class DynamoMessages:
         *,
         expires_at: datetime | None = None,
     ) -> set[int]:
-        """A change of status goes in a transaction with the counts (as many per
-        transaction as fit); any other change is one conditional update of one item.
+        """Each change is one conditional update of one item, sent together;
         ``expires_at`` (the TTL stamp) rides on each write."""
-        written: set[int] = set()
-        moving = [change for change in changes if change.status_changed]
-        staying = [change for change in changes if not change.status_changed]
 
-        # Independent items: one request each, sent together (a batch's claims take the
-        # time of one write, and half the write units of a transaction).
         def write(change: Change) -> bool | None:
             try:
                 return _update(task_id, change, now, expires_at)
@@ -289,20 +241,13 @@ class DynamoMessages:
                 log.exception("message write failed", extra={"client_id": change.client_id})
                 return None  # neither written nor refused: the caller retries it
 
-        done = list(_updates().map(write, staying)) if len(staying) > 1 else map(write, staying)
+        written: set[int] = set()
         failed: set[int] = set()
-        for change, ok in zip(staying, done, strict=True):
+        for change, ok in zip(changes, _each(write, list(changes)), strict=True):
             if ok:
                 written.add(change.client_id)
             elif ok is None:
                 failed.add(change.client_id)
-        for start in range(0, len(moving), MAX_TRANSACTION_ITEMS - 1):
-            chunk = moving[start : start + MAX_TRANSACTION_ITEMS - 1]
-            try:
-                written |= _move_chunk(task_id, chunk, now, expires_at)
-            except Exception:
-                log.exception("message transaction failed")
-                failed |= {change.client_id for change in chunk}
         if failed:
             raise PartialWrite(written, failed)
         return written
@@ -330,16 +275,24 @@ class DynamoMessages:
     def pending(
         self, task_id: int, *, cursor: str | None, limit: int
     ) -> tuple[list[MessageState], str | None]:
-        results = MessageModel.by_task_status.query(
-            task_id,
-            MessageModel.status == MessageStatus.PENDING.value,
-            last_evaluated_key=decode_cursor(
-                cursor, STATUS_KEY, {"task_id": str(task_id), "status": MessageStatus.PENDING.value}
-            ),
-            limit=limit + 1,
+        items, after = _filtered_page(
+            task_id, MessageStatus.PENDING, cursor=cursor, limit=limit, consistent=True
         )
-        items, after = take_page(results, limit, lambda m: key_from(m, STATUS_KEY))
         return [_state(message) for message in items], after
+
+    def has_pending(self, task_id: int) -> bool:
+        # Small pages first: while the counts trail a new task, its first page answers.
+        cursor: str | None = None
+        size = 25
+        while True:
+            items, cursor = _filtered_page(
+                task_id, MessageStatus.PENDING, cursor=cursor, limit=size, consistent=True
+            )
+            if items:
+                return True
+            if cursor is None:
+                return False
+            size = min(size * 4, MAX_ITEMS_READ)
 
     def counts(self, task_ids: Sequence[int]) -> dict[int, Counts]:
         return counts(task_ids)
@@ -347,27 +300,40 @@ class DynamoMessages:
     def page(
         self, task_id: int, *, status: MessageStatus | None, limit: int, cursor: str | None
     ) -> Page[Message]:
-        """An index key condition, never a filter: the cost is the page's, at any size."""
+        """By key, ``limit`` messages; with a status, those with it among the next
+        ``limit`` (at least 100) of the task's messages: a page may hold fewer, even none,
+        and a cursor to go on. Either way the cost is the page's, at any task size."""
         if status is None:
             start = decode_cursor(cursor, TABLE_KEY, {"task_id": str(task_id)})
             results = MessageModel.query(task_id, last_evaluated_key=start, limit=limit + 1)
-            schema = TABLE_KEY
+            items, next_cursor = take_page(results, limit, lambda m: key_from(m, TABLE_KEY))
         else:
-            fixed = {"task_id": str(task_id), "status": status.value}
-            results = MessageModel.by_task_status.query(
-                task_id,
-                MessageModel.status == status.value,
-                last_evaluated_key=decode_cursor(cursor, STATUS_KEY, fixed),
-                limit=limit + 1,
+            items, next_cursor = _filtered_page(
+                task_id, status, cursor=cursor, limit=max(limit, 100), consistent=False
             )
-            schema = STATUS_KEY
-        items, next_cursor = take_page(results, limit, lambda m: key_from(m, schema))
+            if len(items) > limit:
+                items = items[:limit]
+                next_cursor = encode_cursor(key_from(items[-1], TABLE_KEY))
         return Page([_message(item) for item in items], next_cursor)
 
 
-@functools.cache
-def _updates() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=10, thread_name_prefix="message-writes")
+def _filtered_page(
+    task_id: int, status: MessageStatus, *, cursor: str | None, limit: int, consistent: bool
+) -> tuple[list[MessageModel], str | None]:
+    """One Query of the task's partition: the messages with ``status`` among the next
+    ``limit`` read, and the cursor after the last one read (None at the end)."""
+    start = decode_cursor(cursor, TABLE_KEY, {"task_id": str(task_id)})
+    results = MessageModel.query(
+        task_id,
+        filter_condition=MessageModel.status == status.value,
+        last_evaluated_key=start,
+        page_size=limit,
+        consistent_read=consistent,
+    )
+    page = next(results.page_iter)
+    items = [MessageModel.from_raw_data(raw) for raw in page.get("Items", [])]
+    last = page.get("LastEvaluatedKey")
+    return items, (encode_cursor(last) if last else None)
 
 
 def _update(
@@ -378,31 +344,10 @@ def _update(
             actions=_actions(change, now, expires_at), condition=_condition(change)
         )
     except UpdateError as error:
-        if error.cause_response_code == "ConditionalCheckFailedException":
+        if _conditional_failure(error):
             return False
         raise
     return True
-
-
-def _move_chunk(
-    task_id: int, changes: list[Change], now: datetime, expires_at: datetime | None = None
-) -> set[int]:
-    def build(tx: TransactWrite, chunk: list[Change]) -> None:
-        for change in chunk:
-            tx.update(
-                MessageModel(task_id, change.client_id),
-                actions=_actions(change, now, expires_at),
-                condition=_condition(change),
-            )
-        deltas: Counter[str] = Counter()
-        for change in chunk:
-            deltas[change.before.status.value] -= 1
-            deltas[change.after.status.value] += 1
-        counter = CounterModel(counter_name(task_id, any_shard()))
-        tx.update(counter, actions=_count_actions(dict(deltas)))
-
-    moved, _ = _write_what_applies(changes, build)
-    return {change.client_id for change in moved}
 
 
 def counts(task_ids: Sequence[int]) -> dict[int, Counts]:
@@ -418,6 +363,46 @@ def counts(task_ids: Sequence[int]) -> dict[int, Counts]:
         for field in sums[task_id]:
             sums[task_id][field] += int(getattr(item, field) or 0)
     return {task_id: Counts(**values) for task_id, values in sums.items()}
+
+
+class DynamoCountLedger:
+    """The counter items behind ``CountLedger`` (``chalicelib/ports.py``): one per
+    task and slot; a shard writes to the slot its id hashes to."""
+
+    def add(self, shard_id: str, task_id: int, changes: Sequence[StatusChange]) -> None:
+        name = counter_name(task_id, counter_slot(shard_id, COUNTER_SHARDS))
+        for attempt in range(CONFLICT_ATTEMPTS):
+            try:
+                item: CounterModel | None = CounterModel.get(name, consistent_read=True)
+            except DoesNotExist:
+                item = None
+            marks: dict[str, str] = json.loads(item.marks) if item and item.marks else {}
+            version = int(item.marks_version) if item and item.marks_version else None
+            mark = marks.get(shard_id)
+            todo = not_counted(changes, None if mark is None else int(mark))
+            if not todo:
+                return  # all counted already: a batch delivered again
+            marks[shard_id] = str(max(change.sequence for change in todo))
+            actions: list[Any] = [
+                getattr(CounterModel, field).add(n) for field, n in deltas(todo).items()
+            ]
+            actions += [
+                CounterModel.marks.set(json.dumps(marks, sort_keys=True)),
+                CounterModel.marks_version.set((version or 0) + 1),
+            ]
+            condition = (
+                CounterModel.marks_version.does_not_exist()
+                if version is None
+                else CounterModel.marks_version == version
+            )
+            try:
+                CounterModel(name).update(actions=actions, condition=condition)
+                return
+            except UpdateError as error:
+                if not _conditional_failure(error) or attempt == CONFLICT_ATTEMPTS - 1:
+                    raise
+                # Another shard wrote to this item since it was read: read it again.
+                time.sleep(random.uniform(0, 0.02 * 2**attempt))  # noqa: S311 - jitter
 
 
 def _message(item: MessageModel) -> Message:

@@ -12,11 +12,14 @@ Access patterns:
 - a task by id: ``tasks``; the due tasks: ``open_by_start``, a sparse index of the
   unfinished tasks sorted by start time;
 - a task's message counts by status: ``counters``, a few shard items a task
-  (``task#<id>#<shard>``) that every status change updates in its transaction;
-- a message by (task, client): ``messages``; a task's messages with a status:
-  ``by_task_status``; its messages the dispatcher must look at, by the time it must
-  (waiting for a window or a retry, or claimed by a sender that may die):
-  ``parked_by_wake`` (sparse: only messages with a ``wake_ms``);
+  (``task#<id>#<shard>``) that the messages table's stream keeps
+  (``chalicelib/domain/counting.py``); a task's fan-out segments: ``counters`` items
+  ``fanout#<task>#<segment>``;
+- a message by (task, client): ``messages``; a task's messages (with a status: the
+  same partition, filtered, a bounded number of items a page); its messages the
+  dispatcher must look at, by the time it must (waiting for a window or a retry):
+  ``parked_by_wake`` (sparse: only messages with a ``wake_ms``). No index by status:
+  every status change would write it twice (a key change), and every claim once;
 - the deleted tasks whose messages are still to be removed: ``open_by_start``, shard
   ``purge`` (see OpenTasksByStart).
 
@@ -132,6 +135,10 @@ class CounterModel(Model):
     sent = NumberAttribute(null=True)
     failed = NumberAttribute(null=True)
     expired = NumberAttribute(null=True)
+    # The stream's marks: {shard id: last sequence number counted}, as JSON, and their
+    # version, which every count write checks and moves (chalicelib/domain/counting.py).
+    marks = UnicodeAttribute(null=True)
+    marks_version = NumberAttribute(null=True)
 
 
 class FanoutSegmentModel(Model):
@@ -234,17 +241,6 @@ def live_task_condition() -> Any:
     return TaskModel.deleted.does_not_exist() | (TaskModel.deleted == False)  # noqa: E712
 
 
-class MessagesByStatus(GlobalSecondaryIndex["MessageModel"]):  # type: ignore[no-untyped-call]
-    """A task's messages with one status: the stats filter and the expiry sweep."""
-
-    class Meta:
-        index_name = "by_task_status"
-        projection = AllProjection()
-
-    task_id = NumberAttribute(hash_key=True)
-    status = UnicodeAttribute(range_key=True)
-
-
 class ParkedMessagesByWake(GlobalSecondaryIndex["MessageModel"]):  # type: ignore[no-untyped-call]
     """Sparse index of the pending messages with a wake time: the dispatcher's way to
     find what waits for it (see ``docs/message-lifecycle.md``)."""
@@ -262,6 +258,8 @@ class MessageModel(Model):
 
     class Meta(BaseMeta):
         logical_name = "messages"
+        # The counts follow this stream (chalicelib/services/counting.py).
+        stream_view_type = "NEW_AND_OLD_IMAGES"
 
     task_id = NumberAttribute(hash_key=True)
     client_id = NumberAttribute(range_key=True)
@@ -289,7 +287,6 @@ class MessageModel(Model):
     # TTL: its task's end + a lease + the retention, from the end its last writer knew.
     expires_at = TTLAttribute(null=True)
 
-    by_task_status = MessagesByStatus()
     parked_by_wake = ParkedMessagesByWake()
 
 

@@ -15,6 +15,7 @@ FUNCTIONS = {
     "dispatch": "Dispatch",
     "fan_out": "FanOut",
     "send": "Send",
+    "count_messages": "CountMessages",
 }
 
 
@@ -71,6 +72,12 @@ def iam_requests(service: str, operation: str, params: dict[str, Any]) -> list[t
         action = operation.removesuffix("Batch")
         name = params.get("QueueName") or str(params["QueueUrl"]).rsplit("/", 1)[1]
         return [(f"sqs:{action}", f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}")]
+    if service == "dynamodbstreams":
+        # Lambda's event source mapping reads the stream with the function's role.
+        if operation == "ListStreams":
+            return [("dynamodb:ListStreams", f"{_table(params['TableName'])}/stream/*")]
+        arn = str(params.get("StreamArn") or _stream_of_iterator(params))
+        return [(f"dynamodb:{operation}", arn)]
     if service == "ssm":
         name = str(params["Name"])
         path = name if name.startswith("/") else f"/{name}"
@@ -105,3 +112,11 @@ def _dynamodb(operation: str, params: dict[str, Any]) -> list[tuple[str, str]]:
     if "IndexName" in params:
         resource += f"/index/{params['IndexName']}"
     return [(f"dynamodb:{operation}", resource)]
+
+
+def _stream_of_iterator(params: dict[str, Any]) -> str:
+    # GetRecords names a shard iterator; moto's (like DynamoDB's) holds the stream's ARN.
+    iterator = str(params["ShardIterator"])
+    start = iterator.index("arn:aws:dynamodb:")
+    arn = iterator[start:]
+    return arn.split("|")[0]

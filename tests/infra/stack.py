@@ -11,6 +11,8 @@ from typing import Any
 
 ACCOUNT = "123456789012"  # moto's default account, so ARNs compare with moto's calls
 REGION = "us-east-1"
+# A stream's ARN ends in its label, the time it was created: unknown until then.
+STREAM = "*"
 REST_API_ID = "a1b2c3d4e5"  # what Ref of the REST API answers
 NO_VALUE = object()
 
@@ -116,6 +118,9 @@ class Stack:
         props = self.properties(name)
         if kind == "AWS::DynamoDB::Table" and attribute == "Arn":
             return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{props['TableName']}"
+        if kind == "AWS::DynamoDB::Table" and attribute == "StreamArn":
+            assert "StreamSpecification" in props, name
+            return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{props['TableName']}/stream/{STREAM}"
         if kind == "AWS::SQS::Queue" and attribute == "Arn":
             return f"arn:aws:sqs:{REGION}:{ACCOUNT}:{props['QueueName']}"
         if kind == "AWS::SQS::Queue" and attribute == "QueueName":

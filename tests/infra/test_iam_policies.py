@@ -27,6 +27,7 @@ from chalicelib.services.api_keys import ApiKeyService
 from chalicelib.settings import reset_settings
 from chalicelib.storage.fanout import DynamoFanoutSegments
 from local.fake_provider import FakeProviderState
+from local.lambda_runner import StreamPoller
 from tests.conftest import SENDER_TOKEN, Api, FrozenClock, stage_environment
 from tests.infra.conftest import Packaged
 from tests.infra.iam import FUNCTIONS, Grant, grants_of, iam_requests, role_of
@@ -53,8 +54,13 @@ def _own_resources(stack: Stack, function: str) -> set[str]:
     log_group = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/{function_name}:*"
     parameter = stack.properties("Send")["Environment"]["Variables"]["SENDER_TOKEN_PARAMETER"]
     token = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{parameter}"
+    streams = [
+        stack.get_att(name, "StreamArn")
+        for name in stack.of_type("AWS::DynamoDB::Table")
+        if "StreamSpecification" in stack.properties(name)
+    ]
     queues = [stack.get_att(name, "Arn") for name in ("SendQueue", "FanoutQueue")]
-    return {*tables, *indexes, *queues, log_group, token}
+    return {*tables, *indexes, *streams, *queues, log_group, token}
 
 
 def test_policies_name_actions_and_the_stacks_own_resources(stack: Stack) -> None:
@@ -198,7 +204,23 @@ def containers(
             recorder.function = previous
 
     monkeypatch.setattr(ApiKeyService, "authenticate", authenticate)
-    return Containers(recorder, {name: bootstrap(clock=clock) for name in FUNCTIONS})
+    containers = Containers(recorder, {name: bootstrap(clock=clock) for name in FUNCTIONS})
+    real_poll = StreamPoller.drain
+
+    def poll(self: StreamPoller) -> int:
+        # The stream's event source mapping and the counting function, whoever reads
+        # the counts (tests/conftest.py lets the stream catch up before each read).
+        previous, recorder.function = recorder.function, "count_messages"
+        wired = app_module.services()
+        app_module.use_services(containers.services["count_messages"])
+        try:
+            return real_poll(self)
+        finally:
+            recorder.function = previous
+            app_module.use_services(wired)
+
+    monkeypatch.setattr(StreamPoller, "drain", poll)
+    return containers
 
 
 def _fail_next_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:

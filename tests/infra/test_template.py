@@ -103,7 +103,6 @@ def test_the_expected_indexes_exist(stack: Stack) -> None:
         ("clients", "by_code"): {"code": "HASH", "id": "RANGE"},
         ("clients", "by_tag"): {"tag_key": "HASH", "id": "RANGE"},
         ("tasks", "open_by_start"): {"open_shard": "HASH", "start_ms": "RANGE"},
-        ("messages", "by_task_status"): {"task_id": "HASH", "status": "RANGE"},
         ("messages", "parked_by_wake"): {"task_id": "HASH", "wake_ms": "RANGE"},
     }
     messages = stack.properties("MessagesTable")
@@ -158,6 +157,29 @@ def test_sender_reports_partial_batch_failures_from_the_send_queue(stack: Stack)
     assert props["BatchSize"] == 10
 
 
+def test_the_counts_follow_the_messages_stream_exactly(stack: Stack) -> None:
+    """The counting function reads the messages table's stream (old and new images: a
+    change of status), in batches, retried without limit and halved on an error (a
+    skipped record would leave the counts wrong for good), with the partial batch
+    response, one batch per shard at a time, and the shard's id in each event (the
+    tumbling window's), which the exactly-once marks are kept by."""
+    messages = stack.properties("MessagesTable")
+    assert messages["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
+    (source,) = stack.properties("CountMessages")["Events"].values()
+    assert source["Type"] == "DynamoDB"
+    props = source["Properties"]
+    assert props["Stream"] == stack.get_att("MessagesTable", "StreamArn")
+    assert props["StartingPosition"] == "TRIM_HORIZON"
+    assert props["BatchSize"] == 1000
+    assert 0 < props["MaximumBatchingWindowInSeconds"] <= 10
+    assert props["BisectBatchOnFunctionError"] is True
+    assert props["MaximumRetryAttempts"] == -1
+    assert props["MaximumRecordAgeInSeconds"] == -1
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert props["ParallelizationFactor"] == 1
+    assert 0 < props["TumblingWindowInSeconds"] <= 900
+
+
 # --- functions --------------------------------------------------------------------------
 
 
@@ -198,6 +220,7 @@ def test_function_timeouts_and_names(stack: Stack) -> None:
         "dispatch": 90,
         "fan_out": 60,
         "send": 30,
+        "count_messages": 60,
     }
     short = {
         "api_handler": "api",
@@ -205,6 +228,7 @@ def test_function_timeouts_and_names(stack: Stack) -> None:
         "dispatch": "dispatch",
         "fan_out": "fan-out",
         "send": "send",
+        "count_messages": "count-messages",
     }
     for name, p in props.items():
         assert p["FunctionName"] == f"notify-{stack.stage}-{short[name]}"

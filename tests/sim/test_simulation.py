@@ -248,7 +248,8 @@ def _key_of(body: str) -> tuple[int, int]:
 def step(sim: Sim) -> None:
     rng, world = sim.world.rng, sim.world
     action = rng.choices(
-        ["tick", "deliver", "fan-out", "advance", "operator"], weights=[1.0, 6.0, 2.0, 3.0, 0.25]
+        ["tick", "deliver", "fan-out", "advance", "operator", "stream", "split"],
+        weights=[1.0, 6.0, 2.0, 3.0, 0.25, 3.0, 0.05],
     )[0]
     if rng.random() < 0.15:
         world.crash_at = world.io_steps + rng.randint(1, 14)
@@ -268,6 +269,11 @@ def step(sim: Sim) -> None:
                 sim.dispatcher.fan_out_segment(job, rng.choice([0.5, 5.0, 30.0]))
         elif action == "advance":
             world.advance(rng.choice([0.2, 1.0, 3.0, 10.0, 30.0]))
+        elif action == "stream":
+            sim.messages.stream.deliver(sim.messages.counter, rng)
+        elif action == "split":
+            sim.messages.stream.split()
+            sim.stats["stream splits"] += 1
         else:
             operator_acts(sim, concurrent=False)
     except Crash:
@@ -320,13 +326,24 @@ def watch_provider(sim: Sim) -> None:
 def way_forward(sim: Sim) -> None:
     """Every pending message of a live task before its end has a job of its current
     generation queued, a wake time, or a fan-out that will come back to it."""
-    current = Counter((j.task_id, j.client_id, j.generation) for j in sim.queue.bodies())
+    jobs = sim.queue.bodies()
+    current = Counter((j.task_id, j.client_id, j.generation) for j in jobs)
+    oldest = {}
+    for j in jobs:
+        oldest[(j.task_id, j.client_id)] = min(
+            j.generation, oldest.get((j.task_id, j.client_id), j.generation)
+        )
     for (task_id, client_id), message in sim.messages.items.items():
         state, task = message.state, sim.tasks.items[task_id]
         if not state.pending or task.deleted or sim.world.now >= task.end:
             continue
-        if current[(task_id, client_id, state.generation)] or state.phase is Phase.CLAIMED:
-            continue  # its job, or its holder (the lease's end wakes it, or the sweep)
+        if current[(task_id, client_id, state.generation)]:
+            continue  # its job
+        if (
+            state.phase is Phase.CLAIMED
+            and oldest.get((task_id, client_id), state.generation) < state.generation
+        ):
+            continue  # an older copy (its holder's, in flight) takes over once the lease lapses
         if state.wake_ms is not None and state.wake_ms < ms(task.end):
             continue  # the dispatcher will look at it before the end
         if state.not_before_ms is not None and state.not_before_ms >= ms(task.end):
@@ -339,9 +356,14 @@ def way_forward(sim: Sim) -> None:
 
 
 def finish(sim: Sim) -> None:
-    """Past every end plus the lease, one dispatcher run finishes everything."""
+    """Past every end plus the lease, a dispatcher run expires what is left, and once the
+    stream has been read to its end, the next finishes every task."""
     last_end = max(t.end for t in sim.tasks.items.values())
     sim.world.now = max(sim.world.now, last_end) + LEASE + timedelta(seconds=1)
+    rng = sim.world.rng
+    sim.messages.stream.drain(sim.messages.counter, rng)
+    sim.dispatcher.dispatch_due(60)
+    sim.messages.stream.drain(sim.messages.counter, rng)
     sim.dispatcher.dispatch_due(60)
 
 

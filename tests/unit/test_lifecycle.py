@@ -60,13 +60,7 @@ def pending(phase: Phase = Phase.QUEUED, generation: int = 4, **fields: Any) -> 
 
 def claimed(until_ms: int, generation: int = 4, **fields: Any) -> MessageState:
     """A message a sender claimed for a call (with the job copy of ``generation - 1``)."""
-    return pending(
-        Phase.CLAIMED,
-        generation,
-        claimed_until_ms=until_ms,
-        wake_ms=until_ms,
-        **fields,
-    )
+    return pending(Phase.CLAIMED, generation, claimed_until_ms=until_ms, **fields)
 
 
 def final(status: MessageStatus) -> MessageState:
@@ -140,9 +134,16 @@ def test_the_claiming_copy_is_refused_while_the_lease_holds() -> None:
     assert current_copy(state, JobFacts(3, None), NOW_MS) == Refusal("another sender holds it")
 
 
-def test_an_older_copy_of_a_lapsed_claim_is_stale() -> None:
+@pytest.mark.parametrize("generation", [0, 2])
+def test_an_older_copy_takes_over_a_lapsed_claim_too(generation: int) -> None:
+    # A claim writes no wake time: whichever older copy comes back after the lease (the
+    # claiming copy of a take-over is two behind) carries the message on.
     state = claimed(until_ms=NOW_MS - 1, generation=4)
-    assert current_copy(state, JobFacts(2, None), NOW_MS) == Refusal("stale copy")
+    assert current_copy(state, JobFacts(generation, None), NOW_MS) is None
+    held = claimed(until_ms=NOW_MS + 1, generation=4)
+    assert current_copy(held, JobFacts(generation, None), NOW_MS) == Refusal(
+        "another sender holds it"
+    )
 
 
 @pytest.mark.parametrize(
@@ -221,7 +222,7 @@ def test_on_job_in_an_open_window_claims_for_a_provider_call(not_before_ms: int 
         phase=Phase.CLAIMED,
         generation=5,
         claimed_until_ms=until,
-        wake_ms=until,  # the dispatcher takes it back when the lease lapses
+        wake_ms=None,  # no index write: the claiming job comes back if its sender dies
         not_before_ms=None,
     )
     assert change.after.held_at(NOW_MS)
@@ -509,7 +510,9 @@ def test_wake_leaves_a_message_held_by_a_live_sender_to_it(rejudge: bool) -> Non
 @pytest.mark.parametrize("rejudge", [False, True])
 @pytest.mark.parametrize("lapsed_by_ms", [0, 30_000])
 def test_wake_takes_back_an_abandoned_claim(rejudge: bool, lapsed_by_ms: int) -> None:
-    state = claimed(until_ms=NOW_MS - lapsed_by_ms, generation=4, attempts=1)
+    # Claims written before issue 17 carry a wake time (the lease's end): still honoured.
+    until = NOW_MS - lapsed_by_ms
+    state = claimed(until_ms=until, generation=4, attempts=1, wake_ms=until)
     decision = decided(wake(state, NOW_MS, end=END, rejudge=rejudge, timing=TIMING))
     assert decision.queue_at_ms == NOW_MS
     assert not decision.call
@@ -668,6 +671,7 @@ class SimJob:
     generation: int
     not_before_ms: int | None
     deliver_ms: int  # SQS caps a delay at 15 minutes
+    returned: bool = False  # handed out again by SQS (or requeued for a lease): not lost
 
 
 @dataclass
@@ -710,14 +714,19 @@ class World:
         state = self.state
         if not state.pending:
             return
-        # A way forward: a job copy in the queue, or a time the dispatcher looks at it.
+        # A way forward: a job copy in the queue, or a time the dispatcher looks at it;
+        # for a claim, its holder, whose job comes back if it dies (an older copy).
+        if state.phase is Phase.CLAIMED:
+            assert state.claimed_until_ms is not None
+            assert any(job.generation < state.generation for job in self.in_flight()), state
+            return
         assert state.phase is Phase.QUEUED or state.wake_ms is not None, state
         if state.wake_ms is None:
             assert any(job.generation == state.generation for job in self.jobs), state
-        if state.phase is Phase.CLAIMED:
-            assert state.claimed_until_ms is not None
-            assert state.wake_ms is not None
-            assert state.wake_ms >= state.claimed_until_ms
+
+    def in_flight(self) -> list[SimJob]:
+        """Queued copies and those held by a sender's call (SQS keeps them till deleted)."""
+        return self.jobs + [job for _, job in self.calls]
 
     def read(self) -> MessageState:
         """What a sender or the dispatcher read: now and then a state since overwritten."""
@@ -731,12 +740,14 @@ class World:
         self.jobs.append(SimJob(generation, not_before_ms, deliver))
 
     def apply(self, decision: Decision, job: SimJob | None = None) -> None:
-        if not self.write(decision.change):
-            return
-        after = decision.change.after
         if decision.call:
             assert job is not None
-            self.calls.append((after, job))
+            self.calls.append((decision.change.after, job))  # its job is held meanwhile
+        if not self.write(decision.change):
+            if decision.call:
+                self.calls.pop()
+            return
+        after = decision.change.after
         if decision.queue_at_ms is not None:
             self.queue(after.generation, decision.queue_at_ms, decision.queue_at_ms)
 
@@ -745,8 +756,22 @@ class World:
     def deliver(self, job: SimJob, opening: datetime | None, *, fresh: bool = False) -> None:
         self.jobs.remove(job)
         state = self.state if fresh else self.read()
+        written = len(self.history)
+        self._judge(job, state, opening)
+        if state is not self.state and len(self.history) == written:
+            # Read before a write that came after: in a real race that writer carries the
+            # message on; nothing ran alongside here, so the copy sees the state as it is.
+            self._judge(job, self.state, opening)
+
+    def _judge(self, job: SimJob, state: MessageState, opening: datetime | None) -> None:
         facts = JobFacts(job.generation, job.not_before_ms)
         if current_copy(state, facts, ms(self.now)) is not None:
+            if state.held_at(ms(self.now)) and state.claimed_until_ms is not None:
+                # The sender queues the copy again for the lease's end (the claim's way
+                # forward if its holder dies: a claim has no wake time).
+                self.jobs.append(
+                    replace(job, deliver_ms=state.claimed_until_ms + 1000, returned=True)
+                )
             return  # dropped
         verdict = on_job(state, facts, TASK, self.now, opening=opening, timing=TIMING)
         assert isinstance(verdict, Decision)  # the task is never deleted here
@@ -770,11 +795,12 @@ class World:
             )
         )
 
-    def die(self, index: int, *, comes_back: bool) -> None:
-        """The sender dies holding the claim; SQS may hand its copy out again later."""
+    def die(self, index: int, *, comes_back_after: timedelta) -> None:
+        """The sender dies holding the claim; SQS hands its copy out again after the
+        visibility timeout (in AWS longer than the lease; here either way)."""
         _, job = self.calls.pop(index)
-        if comes_back:
-            self.queue(job.generation, job.not_before_ms, ms(self.now) + LEASE_MS)
+        at = ms(self.now + comes_back_after)
+        self.jobs.append(replace(job, deliver_ms=at, returned=True))
 
     def dispatch(self, *, rejudge: bool, fresh: bool = False) -> None:
         state = self.state if fresh else self.read()
@@ -827,12 +853,13 @@ def random_history(world: World, events: int) -> None:
             outcome = rng.choice([Outcome.SENT, Outcome.RETRY, Outcome.RETRY, Outcome.PERMANENT])
             world.answer(rng.randrange(len(world.calls)), outcome)
         elif event == "die" and world.calls:
-            world.die(rng.randrange(len(world.calls)), comes_back=rng.random() < 0.5)
+            visibility = timedelta(seconds=rng.choice([10, 180]))
+            world.die(rng.randrange(len(world.calls)), comes_back_after=visibility)
         elif event == "wake":
             world.dispatch(rejudge=rng.random() < 0.2)
         elif event == "lose":
             # Any copy but the first (the fan-out checkpoint queues that one again).
-            lost = [job for job in world.jobs if job.generation > 0]
+            lost = [job for job in world.jobs if job.generation > 0 and not job.returned]
             if lost:
                 world.jobs.remove(rng.choice(lost))
         world.check()
