@@ -31,6 +31,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from werkzeug.serving import run_simple
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 from werkzeug.wsgi import get_input_stream
 
+from chalicelib.settings import Settings
 from local.capacity import IndexSpec, write_units
 from local.journal import (
     DYNAMODB_ITEM_WRITES,
@@ -314,6 +316,12 @@ class MotoItems:
 
         return dynamodb_backends[DEFAULT_ACCOUNT_ID][region].get_table(table)
 
+    def exists(self, region: str, table: str) -> bool:
+        from moto.core.models import DEFAULT_ACCOUNT_ID  # noqa: PLC0415
+        from moto.dynamodb.models import dynamodb_backends  # noqa: PLC0415
+
+        return table in dynamodb_backends[DEFAULT_ACCOUNT_ID][region].tables
+
     def dump(self, region: str, table: str) -> list[dict[str, Any]]:
         return [item.to_json()["Attributes"] for item in self._table(region, table).all_items()]
 
@@ -321,6 +329,36 @@ class MotoItems:
         stored = self._table(region, table)
         for item in items:
             stored.put_item(item)
+
+
+def recount_messages(items: MotoItems, region: str, messages: str, counters: str) -> int:
+    """After a restore, each task's counts set from its messages; returns the tasks.
+
+    The counts follow the messages table's stream a moment behind, and a restore starts
+    the stream over (``new_stream_shards``): what a killed stack had written but not yet
+    counted would be lost for good. So the restored messages are counted again, once,
+    here: each task's first counter item holds its counts, the others zero, and no
+    stream marks (the new shard starts unread). Local only: a walk of the whole table.
+    """
+    from chalicelib.storage.messages import COUNTER_SHARDS, STATUSES, counter_name  # noqa: PLC0415
+
+    if not items.exists(region, messages) or not items.exists(region, counters):
+        return 0
+    stored = items.dump(region, messages)
+    by_task: dict[int, Counter[str]] = {}
+    for item in stored:
+        task_id = int(item["task_id"]["N"])
+        by_task.setdefault(task_id, Counter())[item["status"]["S"]] += 1
+    rows = []
+    for task_id, statuses in by_task.items():
+        for shard in range(COUNTER_SHARDS):
+            counts = statuses if shard == 0 else Counter()
+            row: dict[str, Any] = {"name": {"S": counter_name(task_id, shard)}}
+            row["total"] = {"N": str(sum(counts.values()))}
+            row.update({status: {"N": str(counts[status])} for status in STATUSES})
+            rows.append(row)
+    items.load(region, counters, rows)
+    return len(by_task)
 
 
 def new_stream_shards() -> None:
@@ -379,6 +417,10 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"[emulator] restored from {journal.folder}: {json.dumps(restored.summary())}",
             flush=True,
+        )
+        settings = Settings.from_env(os.environ)
+        recount_messages(
+            MotoItems(), settings.aws_region, settings.messages_table, settings.counters_table
         )
         new_stream_shards()
     for sig in (signal.SIGINT, signal.SIGTERM):

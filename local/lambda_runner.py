@@ -256,9 +256,14 @@ class StreamPoller:
     def drain(self) -> int:
         """Batches until the stream has nothing new: the counts have caught up."""
         total = 0
-        while handled := self.poll():
+        while True:
+            before = dict(self._checkpoints)
+            handled = self.poll()
             total += handled
-        return total
+            if not handled or self._checkpoints == before:
+                # Nothing new, or nothing taken past where each shard stood (the handler
+                # keeps reporting the same first record failed): no further progress now.
+                return total
 
     def poll(self) -> int:
         """One batch of each shard's new records to the handler; the records handled."""
