@@ -13,7 +13,7 @@ Environment: ``PORT`` (API port, default 8000), ``MOTO_PORT`` (emulator port, de
 free one when 4800 is busy), ``API_KEY`` (the development key to accept; generated when unset),
 ``SENDER_URL`` and ``SENDER_TOKEN`` (the provider; the fake one when unset),
 ``TICK_SECONDS`` (default 5), ``SENDER_CONCURRENCY`` (queue pollers, default 4),
-``FANOUT_WORKERS`` (fan-out queue pollers, default 2),
+``FANOUT_WORKERS`` (fan-out queue pollers, default 1),
 ``FAKE_PROVIDER_PORT``, ``FAKE_PROVIDER_LATENCY_MS`` and ``FAKE_PROVIDER_FAILURE_RATE``,
 ``LOG_LEVEL``, ``LOG_STYLE`` (``pretty`` by default here, ``json`` as in Lambda),
 ``FRESH`` (``1``: discard the data kept from earlier runs and start empty).
@@ -193,7 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     fresh = fresh_requested(os.environ.get("FRESH"))
     tick = float(os.environ.get("TICK_SECONDS") or 5)
     concurrency = int(os.environ.get("SENDER_CONCURRENCY") or 4)
-    fanout_workers = int(os.environ.get("FANOUT_WORKERS") or 2)
+    # One: the emulator is CPU-bound, so more workers add no speed here (docs/performance.md,
+    # "Fan-out"), only jobs ahead of a mailing started later.
+    fanout_workers = int(os.environ.get("FANOUT_WORKERS") or 1)
     env = build_environment(os.environ, emulator_url)
     env.pop("API_KEY", None)  # the key lives in the table, not in the children's env
     env.pop("FRESH", None)
