@@ -13,7 +13,7 @@ from typing import Any
 from chalice.app import Chalice, CloudWatchEvent, Rate, SQSEvent
 
 from chalicelib import http, logs
-from chalicelib.api import auth, clients, docs, health, stats, stoplist, tasks
+from chalicelib.api import audience, auth, clients, docs, health, stats, stoplist, tasks
 from chalicelib.bootstrap import services, use_services
 from chalicelib.settings import read_settings_now
 
@@ -24,7 +24,7 @@ __all__ = ["app", "dispatch", "fan_out", "send", "services", "use_services"]
 app = Chalice(app_name="notify", configure_logs=False)
 http.install(app)
 # In the order of the paths in openapi.json (auth holds the authorizer, no route).
-for blueprint in (auth, health, clients, tasks, stats, stoplist, docs):
+for blueprint in (auth, health, clients, tasks, stats, audience, stoplist, docs):
     app.register_blueprint(blueprint.bp)
 
 # Fixed when the app loads (`chalice package` loads it with the stage's environment):

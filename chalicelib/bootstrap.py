@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from chalicelib.provider import Provider
     from chalicelib.queue import SendQueue, SqsFanoutQueue
     from chalicelib.services.api_keys import ApiKeyService
+    from chalicelib.services.audience import AudienceService
     from chalicelib.services.clients import ClientService
     from chalicelib.services.dispatch import Dispatcher
     from chalicelib.services.observability import ServiceGauges
@@ -88,6 +89,15 @@ class Services:
             sleep=self._sleep,
             delete_grace_seconds=self.settings.delete_grace(),
         )
+
+    @cached_property
+    def audience(self) -> AudienceService:
+        """The audience preview: exact counts and a sample (issue 18)."""
+        from chalicelib.services.audience import AudienceService  # noqa: PLC0415
+        from chalicelib.storage.audience import DynamoAudience  # noqa: PLC0415
+
+        self.bind_storage()
+        return AudienceService(DynamoAudience())
 
     @cached_property
     def stoplist(self) -> StopListService:

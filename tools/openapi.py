@@ -342,6 +342,7 @@ TAGS = [
     {"name": "clients", "description": "The client directory"},
     {"name": "tasks", "description": "Mailing tasks and their lifecycle"},
     {"name": "statistics", "description": "Delivery statistics"},
+    {"name": "audience", "description": "Who a filter reaches, before a mailing"},
     {"name": "stop list", "description": "Phones no message may go to"},
     {"name": "service", "description": "Health"},
     {"name": "documentation", "description": "This document and its Swagger UI page"},

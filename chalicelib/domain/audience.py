@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from chalicelib.domain.clients import ClientProfile
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class CountKey:
     """The clients with this code (None: any code) and this tag (None: any tag)."""
 
@@ -49,7 +49,7 @@ def deltas(before: ClientProfile | None, after: ClientProfile | None) -> dict[Co
         moved.update(keys_of(after))
     if before is not None:
         moved.subtract(keys_of(before))
-    return {key: n for key, n in sorted(moved.items()) if n}
+    return {key: n for key, n in moved.items() if n}
 
 
 def filter_keys(codes: Sequence[str], tags: Sequence[str]) -> list[CountKey]:

@@ -1,11 +1,15 @@
-"""A task's audience, read one DynamoDB page at a time for the fan-out."""
+"""A task's audience, read one DynamoDB page at a time for the fan-out; its exact counts
+(``chalicelib/domain/audience.py``) and a sample, for the preview."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from chalicelib.domain.audience import CountKey
+from chalicelib.domain.clients import Client
 from chalicelib.domain.fanout import Segment
 from chalicelib.ports import AudiencePart, Recipient
+from chalicelib.storage.clients import client_of, counter_name
 from chalicelib.storage.models import ClientModel, CounterModel, tag_key
 from chalicelib.storage.pagination import KeySchema, decode_cursor, encode_cursor
 
@@ -13,10 +17,17 @@ ALL_KEY: KeySchema = {"id": "N"}
 CODE_KEY: KeySchema = {"id": "N", "code": "S"}
 TAG_KEY: KeySchema = {"id": "N", "tag_key": "S"}
 CLIENT_IDS = "clients"  # the id sequence's name (chalicelib/storage/clients.py)
+# The preview's sample: every id, at most this many pages read, and pages of this many
+# clients where a tag filter may drop most of them (a code's partition, tags listed).
+MAX_ID = 2**63 - 1
+EVERY_ID = Segment(index=0, part=0, rank=0, ranks=1, lo=1, hi=MAX_ID, max_id=MAX_ID)
+SAMPLE_REQUESTS = 10
+SAMPLE_FILTERED_PAGE = 100
 
 
 class DynamoAudience:
-    """The clients table behind the engine's ``Audience`` (``chalicelib/ports.py``)."""
+    """The clients table behind the engine's ``Audience`` and the preview's
+    ``AudienceCounts`` (``chalicelib/ports.py``)."""
 
     def max_client_id(self) -> int:
         """The clients' id sequence (``chalicelib/storage/ids.py``): every client has an
@@ -38,6 +49,49 @@ class DynamoAudience:
         costs a bounded amount of work per call instead of a walk of the whole partition.
         A code's or a tag's segment is a range of the index's sort key (the client id);
         everyone's is one segment of a parallel scan, less the ids above the plan's."""
+        clients, after = self._raw_page(part, segment, cursor, tags, size)
+        recipients = [Recipient(int(c.id), str(c.phone), str(c.utc)) for c in clients]
+        return recipients, after
+
+    def counts(self, keys: Sequence[CountKey]) -> dict[CountKey, int]:
+        """The counters' values, read consistently: one BatchGetItem per 100 counters
+        (PynamoDB splits them and asks again for unprocessed keys)."""
+        by_name = {counter_name(key): key for key in keys}
+        if not by_name:
+            return {}
+        found = CounterModel.batch_get(
+            list(by_name), consistent_read=True, attributes_to_get=["name", "value"]
+        )
+        return {by_name[item.name]: int(item.value or 0) for item in found}
+
+    def sample(self, parts: Sequence[AudiencePart], tags: Sequence[str], size: int) -> list[Client]:
+        """The first ``size`` matching clients of ``parts`` in order, read by the fan-out's
+        own queries over every id, at most ``SAMPLE_REQUESTS`` pages in all: a rare tag in
+        a large code's partition costs a bounded read, and the sample may come out short."""
+        found: list[Client] = []
+        requests = 0
+        for part in parts:
+            cursor: str | None = None
+            while len(found) < size and requests < SAMPLE_REQUESTS:
+                wanted = size - len(found)
+                page_size = (
+                    max(wanted, SAMPLE_FILTERED_PAGE) if tags and part.kind == "code" else wanted
+                )
+                clients, cursor = self._raw_page(part, EVERY_ID, cursor, tags, page_size)
+                requests += 1
+                found += [client_of(c) for c in clients[:wanted]]
+                if cursor is None:
+                    break
+        return found
+
+    def _raw_page(
+        self,
+        part: AudiencePart,
+        segment: Segment,
+        cursor: str | None,
+        tags: Sequence[str],
+        size: int,
+    ) -> tuple[list[ClientModel], str | None]:
         ids = (segment.lo, segment.hi)
         if part.kind != "all" and segment.lo > segment.hi:
             return [], None  # an empty range (fewer ids than ranges)
@@ -73,5 +127,4 @@ class DynamoAudience:
         raw_page = next(results.page_iter, None) or {}
         clients = [ClientModel.from_raw_data(item) for item in raw_page.get("Items", [])]
         after = results.page_iter.last_evaluated_key
-        recipients = [Recipient(int(c.id), str(c.phone), str(c.utc)) for c in clients]
-        return recipients, encode_cursor(after) if after else None
+        return clients, encode_cursor(after) if after else None

@@ -10,11 +10,13 @@ from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
+from chalicelib.domain.audience import CountKey, deltas
 from chalicelib.domain.clients import Client, ClientProfile
 from chalicelib.ports import Page, PhoneTaken, StaleClient
 from chalicelib.storage.ids import next_id
 from chalicelib.storage.models import (
     ClientModel,
+    CounterModel,
     PhoneModel,
     tag_key,
     transaction_connection,
@@ -35,7 +37,31 @@ def _failed_items(error: TransactWriteError) -> list[bool]:
     ]
 
 
-def _client(item: ClientModel) -> Client:
+# Audience counters: items of the counters table, ``value`` the count. A tag is named by
+# its digest (fixed length, any tag fits a key), which also keeps a pair's name
+# unambiguous: the digest first, then the code.
+COUNTER_PREFIX = "aud#"
+
+
+def counter_name(key: CountKey) -> str:
+    if key.code is not None and key.tag is not None:
+        return f"{COUNTER_PREFIX}pair#{tag_key(key.tag)}#{key.code}"
+    if key.code is not None:
+        return f"{COUNTER_PREFIX}code#{key.code}"
+    if key.tag is not None:
+        return f"{COUNTER_PREFIX}tag#{tag_key(key.tag)}"
+    return f"{COUNTER_PREFIX}all"
+
+
+def _count(tx: TransactWrite, before: ClientProfile | None, after: ClientProfile | None) -> None:
+    """Move the audience counters (``chalicelib/domain/audience.py``) in the client's own
+    transaction, after its items: so they are exact whenever the transaction commits.
+    A write that keeps the code and the tag moves none."""
+    for key, delta in deltas(before, after).items():
+        tx.update(CounterModel(counter_name(key)), actions=[CounterModel.value.add(delta)])
+
+
+def client_of(item: ClientModel) -> Client:
     return Client(
         id=int(item.id),
         phone=item.phone,
@@ -62,7 +88,7 @@ class DynamoClients:
 
     def get(self, client_id: int) -> Client | None:
         try:
-            return _client(ClientModel.get(client_id, consistent_read=True))
+            return client_of(ClientModel.get(client_id, consistent_read=True))
         except ClientModel.DoesNotExist:
             return None
 
@@ -84,11 +110,12 @@ class DynamoClients:
                     PhoneModel(item.phone, client_id=item.id),
                     condition=PhoneModel.phone.does_not_exist(),
                 )
+                _count(tx, None, profile)
         except TransactWriteError as error:
             if any(_failed_items(error)):
                 raise PhoneTaken from None
             raise
-        return _client(item)
+        return client_of(item)
 
     def update(self, client: Client, profile: ClientProfile, now: datetime) -> Client:
         """One optimistic attempt; a phone change moves the phone's claim in the same
@@ -114,9 +141,12 @@ class DynamoClients:
                         condition=PhoneModel.phone.does_not_exist(),
                     )
                 tx.update(_item(client), actions=actions, condition=ClientModel.id.exists())
+                # Conditional on the version read: ``client``'s code and tag are the stored.
+                _count(tx, client, profile)
         except TransactWriteError as error:
             failed = _failed_items(error)
-            if new_phone and len(failed) == 3 and failed[1] and not failed[2]:
+            # The items in order: the old phone, the new phone, the client, the counters.
+            if new_phone and failed[1] and not failed[2]:
                 raise PhoneTaken from None
             if any(failed):
                 raise StaleClient from None
@@ -132,6 +162,7 @@ class DynamoClients:
                     condition=PhoneModel.client_id == client.id,
                 )
                 tx.delete(_item(client), condition=ClientModel.id.exists())
+                _count(tx, client, None)
         except TransactWriteError as error:
             if any(_failed_items(error)):
                 raise StaleClient from None
@@ -160,4 +191,4 @@ class DynamoClients:
             results = ClientModel.scan(last_evaluated_key=start, limit=fetch)
             schema = TABLE_KEY
         items, next_cursor = take_page(results, limit, lambda c: key_from(c, schema))
-        return Page([_client(item) for item in items], next_cursor)
+        return Page([client_of(item) for item in items], next_cursor)

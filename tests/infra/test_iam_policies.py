@@ -255,6 +255,8 @@ def _exercise(
         assert api.patch(f"/api/clients/{gone}", {"phone": "79000000099"}).status_code == 200
         assert api.delete(f"/api/clients/{gone}").status_code == 204
         _stoplist_paths(api)
+        for audience in ({}, {"codes": ["900"], "tags": ["vip"]}, {"tags": ["vip"]}):
+            assert api.post("/api/audience/preview", {"filter": audience}).status_code == 200
         by_tag = _task(api, "12:29", "14:00", filter={"tags": ["vip"]})
         _task(api, "12:30", "14:00")  # everyone
         _task(api, "12:40", "14:00")  # everyone, started by the schedule

@@ -14,6 +14,7 @@ import app as app_module
 from chalicelib import apidocs
 from chalicelib.api.operation import operation_of
 from chalicelib.schemas import (
+    AudiencePreviewIn,
     ClientCreate,
     ClientUpdate,
     StopEntryCreate,
@@ -28,7 +29,14 @@ DOCUMENT = openapi.build()
 PUBLIC = {("/api/health", "GET"), ("/openapi.json", "GET"), ("/docs", "GET")}
 REQUEST_MODELS: dict[str, Any] = {
     model.__name__: model
-    for model in (ClientCreate, ClientUpdate, TaskCreate, TaskUpdate, StopEntryCreate)
+    for model in (
+        ClientCreate,
+        ClientUpdate,
+        TaskCreate,
+        TaskUpdate,
+        StopEntryCreate,
+        AudiencePreviewIn,
+    )
 }
 
 
