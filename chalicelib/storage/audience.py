@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from chalicelib.domain.audience import CountKey
-from chalicelib.domain.clients import Client
+from chalicelib.domain.audience import CountKey, tally
+from chalicelib.domain.clients import Client, ClientProfile
 from chalicelib.domain.fanout import Segment
 from chalicelib.ports import AudiencePart, Recipient
-from chalicelib.storage.clients import client_of, counter_name
+from chalicelib.storage.clients import COUNTER_PREFIX, client_of, counter_name
 from chalicelib.storage.models import ClientModel, CounterModel, tag_key
 from chalicelib.storage.pagination import KeySchema, decode_cursor, encode_cursor
 
@@ -128,3 +128,49 @@ class DynamoAudience:
         clients = [ClientModel.from_raw_data(item) for item in raw_page.get("Items", [])]
         after = results.page_iter.last_evaluated_key
         return clients, encode_cursor(after) if after else None
+
+
+# --- the rebuild (tools/recount_audience.py) and bulk loads ---------------------------
+
+# Written by a rebuild: the counters are known to hold every client (see ``counted``).
+COUNTED_MARKER = "audience-counted"
+
+
+def counted() -> bool:
+    """A rebuild has run in this stage: counters kept since hold every client."""
+    try:
+        CounterModel.get(COUNTED_MARKER, consistent_read=True)
+    except CounterModel.DoesNotExist:
+        return False
+    return True
+
+
+def recount(now_ms: int) -> dict[CountKey, int]:
+    """Set every audience counter from a scan of the clients (a one-off: the clients
+    created before the counters existed), zero the counters no client is in any more,
+    and mark the stage counted. Client writes meanwhile would be counted wrongly: run it
+    while none happen. Returns the counts written."""
+    profiles = (
+        ClientProfile(phone="", code=item.code, tag=item.tag, utc="")
+        for item in ClientModel.scan(attributes_to_get=["code", "tag"])
+    )
+    counts = tally(profiles)
+    names = {counter_name(key): n for key, n in counts.items()}
+    stale = [
+        item.name
+        for item in CounterModel.scan(
+            CounterModel.name.startswith(COUNTER_PREFIX), attributes_to_get=["name"]
+        )
+        if item.name not in names
+    ]
+    with CounterModel.batch_write() as batch:
+        for name, value in [*names.items(), *((name, 0) for name in stale)]:
+            batch.save(CounterModel(name, value=value))
+    CounterModel(COUNTED_MARKER, value=now_ms).save()
+    return counts
+
+
+def add_counts(counts: dict[CountKey, int]) -> None:
+    """Add to the counters (clients loaded in bulk outside the API, as the benchmarks do)."""
+    for key, n in counts.items():
+        CounterModel(counter_name(key)).update(actions=[CounterModel.value.add(n)])
