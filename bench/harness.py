@@ -177,7 +177,7 @@ def local_stack(extra_env: dict[str, str]) -> Iterator[Stack]:
             emulator.stop()
 
 
-def seed_clients(count: int, code: str = "900", first_id: int = 1) -> None:
+def seed_clients(count: int, code: str = "900", first_id: int = 1, tag: str = "") -> None:
     """Bulk-load clients (the fan-out only reads them; phones' uniqueness is not at stake),
     and move the clients' id sequence past them, as the API would have: a mailing's
     audience ends at that sequence's value when it starts (chalicelib/domain/fanout.py),
@@ -196,8 +196,8 @@ def seed_clients(count: int, code: str = "900", first_id: int = 1) -> None:
                     id=client_id,
                     phone=f"7{9_000_000_000 + client_id}",
                     code=code,
-                    tag="",
-                    tag_key=tag_key(""),
+                    tag=tag,
+                    tag_key=tag_key(tag),
                     utc="UTC",
                     created_at=now,
                     updated_at=now,
@@ -206,7 +206,7 @@ def seed_clients(count: int, code: str = "900", first_id: int = 1) -> None:
     # The preview's counters, as the API's writes would have moved them (all one pair).
     add_counts(
         dict.fromkeys(
-            [CountKey(code, ""), CountKey(code, None), CountKey(None, ""), EVERYONE], count
+            [CountKey(code, tag), CountKey(code, None), CountKey(None, tag), EVERYONE], count
         )
     )
     sequence = CounterModel("clients")

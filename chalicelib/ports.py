@@ -400,8 +400,14 @@ class AudienceCounts(Protocol):
         """The counters' values (a counter never written is absent)."""
         ...
 
-    def sample(self, parts: Sequence[AudiencePart], tags: Sequence[str], size: int) -> list[Client]:
-        """Up to ``size`` clients of ``parts`` (keeping ``tags`` in a code's part), the first
-        found by the fan-out's own index queries within a bounded read; fewer when the
-        matches are rare."""
+    def sample(
+        self,
+        parts: Sequence[AudiencePart],
+        codes: Sequence[str],
+        tags: Sequence[str],
+        size: int,
+    ) -> list[Client]:
+        """Up to ``size`` clients of ``parts`` (a code's part keeping ``tags``, a tag's
+        keeping ``codes``), the first found by the fan-out's own index queries within a
+        bounded read; fewer when the matches are rare."""
         ...

@@ -64,20 +64,28 @@ class DynamoAudience:
         )
         return {by_name[item.name]: int(item.value or 0) for item in found}
 
-    def sample(self, parts: Sequence[AudiencePart], tags: Sequence[str], size: int) -> list[Client]:
-        """The first ``size`` matching clients of ``parts`` in order, read by the fan-out's
-        own queries over every id, at most ``SAMPLE_REQUESTS`` pages in all: a rare tag in
-        a large code's partition costs a bounded read, and the sample may come out short."""
+    def sample(
+        self,
+        parts: Sequence[AudiencePart],
+        codes: Sequence[str],
+        tags: Sequence[str],
+        size: int,
+    ) -> list[Client]:
+        """The first ``size`` clients of ``parts`` in order (a code's keeping ``tags``, a
+        tag's keeping ``codes``), read by the fan-out's own queries over every id, at most
+        ``SAMPLE_REQUESTS`` pages in all: rare matches in a large partition cost a bounded
+        read, and the sample may come out short."""
         found: list[Client] = []
         requests = 0
         for part in parts:
             cursor: str | None = None
             while len(found) < size and requests < SAMPLE_REQUESTS:
                 wanted = size - len(found)
-                page_size = (
-                    max(wanted, SAMPLE_FILTERED_PAGE) if tags and part.kind == "code" else wanted
+                filtered = (tags and part.kind == "code") or (codes and part.kind == "tag")
+                page_size = max(wanted, SAMPLE_FILTERED_PAGE) if filtered else wanted
+                clients, cursor = self._raw_page(
+                    part, EVERY_ID, cursor, tags, page_size, codes=codes
                 )
-                clients, cursor = self._raw_page(part, EVERY_ID, cursor, tags, page_size)
                 requests += 1
                 found += [client_of(c) for c in clients[:wanted]]
                 if cursor is None:
@@ -91,6 +99,8 @@ class DynamoAudience:
         cursor: str | None,
         tags: Sequence[str],
         size: int,
+        *,
+        codes: Sequence[str] = (),
     ) -> tuple[list[ClientModel], str | None]:
         ids = (segment.lo, segment.hi)
         if part.kind != "all" and segment.lo > segment.hi:
@@ -111,6 +121,7 @@ class DynamoAudience:
             results = ClientModel.by_tag.query(
                 tag_key(part.value or ""),
                 ClientModel.id.between(*ids),
+                filter_condition=ClientModel.code.is_in(*codes) if codes else None,
                 last_evaluated_key=decode_cursor(cursor, schema),
                 page_size=size,
             )

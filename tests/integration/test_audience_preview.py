@@ -163,6 +163,8 @@ def dynamodb_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
     def counting_call(client: Any, operation: str, params: dict[str, Any]) -> Any:
         if client.meta.service_model.service_name == "dynamodb":
             calls[operation] += 1
+            if "IndexName" in params:
+                calls[f"{operation} {params['IndexName']}"] += 1
         return real_call(client, operation, params)
 
     monkeypatch.setattr(BaseClient, "_make_api_call", counting_call)
@@ -181,7 +183,9 @@ def test_only_everyone_scans_and_the_reads_are_few(api: Api, dynamodb_calls: Cou
     ]:
         dynamodb_calls.clear()
         preview(api, filter_)
-        calls = {op: n for op, n in dynamodb_calls.items() if op != "GetItem"}  # the key
+        calls = {  # the key's GetItem and the index breakdown left out
+            op: n for op, n in dynamodb_calls.items() if op != "GetItem" and " " not in op
+        }
         assert calls == most, (filter_, calls)
 
 
@@ -193,5 +197,34 @@ def test_the_largest_filter_reads_its_ten_thousand_counters(
     dynamodb_calls.clear()
     answer = preview(api, big)
     assert answer["count"] == 1 and answer["sample"][0]["code"] == "c7"
-    assert dynamodb_calls["BatchGetItem"] == 100  # 100 keys a request
+    # The codes' and tags' own counters (200: two requests), then the one pair of a code
+    # and a tag somebody has, not the 10,000 pairs.
+    assert dynamodb_calls["BatchGetItem"] == 3
     assert dynamodb_calls["Scan"] == 0
+
+
+def test_every_code_and_tag_populated_reads_every_pair(
+    api: Api, dynamodb_calls: Counter[str]
+) -> None:
+    codes, tags = [f"c{n}" for n in range(20)], [f"t{n}" for n in range(20)]
+    for n in range(20):
+        add(api, n, codes[n], tags[(n + 1) % 20])
+    dynamodb_calls.clear()
+    assert preview(api, {"codes": codes, "tags": tags})["count"] == 20
+    assert dynamodb_calls["BatchGetItem"] == 1 + 4  # 40 totals, then 400 pairs
+
+
+def test_the_sample_walks_the_smaller_side(api: Api, dynamodb_calls: Counter[str]) -> None:
+    for n in range(30):
+        add(api, n, "900", "" if n < 28 else "rare")
+    for n in range(30, 35):
+        add(api, n, "901", "common")
+    dynamodb_calls.clear()
+    answer = preview(api, {"codes": ["900"], "tags": ["rare"]})
+    assert answer["count"] == 2
+    assert [c["tag"] for c in answer["sample"]] == ["rare", "rare"]
+    assert dynamodb_calls["Query by_tag"] == 1 and dynamodb_calls["Query by_code"] == 0
+    dynamodb_calls.clear()
+    answer = preview(api, {"codes": ["901"], "tags": ["common", "rare"]})
+    assert answer["count"] == 5
+    assert dynamodb_calls["Query by_code"] == 1 and dynamodb_calls["Query by_tag"] == 0
