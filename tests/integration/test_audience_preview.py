@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from botocore.client import BaseClient
+from botocore.exceptions import ClientError
 
 from chalicelib.storage.models import CounterModel
 from tests.conftest import Api
@@ -228,3 +229,39 @@ def test_the_sample_walks_the_smaller_side(api: Api, dynamodb_calls: Counter[str
     answer = preview(api, {"codes": ["901"], "tags": ["common", "rare"]})
     assert answer["count"] == 5
     assert dynamodb_calls["Query by_code"] == 1 and dynamodb_calls["Query by_tag"] == 0
+
+
+def test_a_write_that_meets_another_on_a_counter_is_tried_again(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every client write now shares the everyone counter with every other: DynamoDB
+    cancels one of two transactions that meet on it (TransactionConflict). That is a
+    moment's contention, not a refusal: the write is tried again, and counted once."""
+    real_call = BaseClient._make_api_call
+    conflicts = {"left": 2}
+
+    def conflicting_call(client: Any, operation: str, params: dict[str, Any]) -> Any:
+        if operation == "TransactWriteItems" and conflicts["left"]:
+            conflicts["left"] -= 1
+            reasons = [{"Code": "None"}] * (len(params["TransactItems"]) - 1)
+            raise ClientError(
+                {
+                    "Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
+                    "CancellationReasons": [*reasons, {"Code": "TransactionConflict"}],
+                },
+                operation,
+            )
+        return real_call(client, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", conflicting_call)
+    created = add(api, 1, "900", "vip")
+    conflicts["left"] = 1
+    assert api.patch(f"/api/clients/{created['id']}", {"tag": "new"}).status_code == 200
+    conflicts["left"] = 1
+    second = add(api, 2, "900", "vip")
+    conflicts["left"] = 2
+    assert api.delete(f"/api/clients/{second['id']}").status_code == 204
+    assert conflicts["left"] == 0
+    assert preview(api, {})["count"] == 1
+    assert preview(api, {"tags": ["new"]})["count"] == 1
+    assert preview(api, {"tags": ["vip"]})["count"] == 0
