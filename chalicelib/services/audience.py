@@ -36,7 +36,7 @@ class AudienceService:
             keys = filter_keys(codes, tags)
             values = self._audience.counts(keys)
             count = count_of(keys, values)
-            populated = {key.code or key.tag for key in keys if values.get(key, 0) > 0}
+            populated = {key.code if codes else key.tag for key in keys if values.get(key, 0) > 0}
             parts = [
                 part
                 for part in audience_parts(codes, tags)
