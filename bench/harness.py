@@ -274,12 +274,15 @@ def local_stack(extra_env: dict[str, str]) -> Iterator[Stack]:
             emulator.stop()
 
 
-def seed_clients(count: int, code: str = "900", first_id: int = 1) -> None:
+def seed_clients(count: int, code: str = "900", first_id: int = 1, tag: str = "") -> None:
     """Bulk-load clients (the fan-out only reads them; phones' uniqueness is not at stake),
     and move the clients' id sequence past them, as the API would have: a mailing's
-    audience ends at that sequence's value when it starts (chalicelib/domain/fanout.py)."""
+    audience ends at that sequence's value when it starts (chalicelib/domain/fanout.py),
+    and add them to the preview's audience counters (chalicelib/domain/audience.py)."""
     from datetime import UTC, datetime  # noqa: PLC0415
 
+    from chalicelib.domain.audience import EVERYONE, CountKey  # noqa: PLC0415
+    from chalicelib.storage.audience import add_counts  # noqa: PLC0415
     from chalicelib.storage.models import ClientModel, CounterModel, tag_key  # noqa: PLC0415
 
     now = datetime.now(UTC)
@@ -290,13 +293,19 @@ def seed_clients(count: int, code: str = "900", first_id: int = 1) -> None:
                     id=client_id,
                     phone=f"7{9_000_000_000 + client_id}",
                     code=code,
-                    tag="",
-                    tag_key=tag_key(""),
+                    tag=tag,
+                    tag_key=tag_key(tag),
                     utc="UTC",
                     created_at=now,
                     updated_at=now,
                 )
             )
+    # The preview's counters, as the API's writes would have moved them (all one pair).
+    add_counts(
+        dict.fromkeys(
+            [CountKey(code, tag), CountKey(code, None), CountKey(None, tag), EVERYONE], count
+        )
+    )
     sequence = CounterModel("clients")
     highest = first_id + count - 1
     sequence.update(

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from chalicelib.provider import Provider
     from chalicelib.queue import SendQueue, SqsFanoutQueue
     from chalicelib.services.api_keys import ApiKeyService
+    from chalicelib.services.audience import AudienceService
     from chalicelib.services.clients import ClientService
     from chalicelib.services.counting import StreamCounter
     from chalicelib.services.dispatch import Dispatcher
@@ -34,10 +35,12 @@ if TYPE_CHECKING:
     from chalicelib.services.purge import Purger
     from chalicelib.services.sending import Sender
     from chalicelib.services.stats import StatsService
+    from chalicelib.services.stoplist import StopListService
     from chalicelib.services.tasks import TaskService
     from chalicelib.storage.api_keys import DynamoApiKeys
     from chalicelib.storage.clients import DynamoClients
     from chalicelib.storage.messages import DynamoMessages
+    from chalicelib.storage.stoplist import DynamoStopList
     from chalicelib.storage.tasks import DynamoTasks
 
 
@@ -87,6 +90,29 @@ class Services:
             sleep=self._sleep,
             delete_grace_seconds=self.settings.delete_grace(),
         )
+
+    @cached_property
+    def audience(self) -> AudienceService:
+        """The audience preview: exact counts and a sample (issue 18)."""
+        from chalicelib.services.audience import AudienceService  # noqa: PLC0415
+        from chalicelib.storage.audience import DynamoAudience  # noqa: PLC0415
+
+        self.bind_storage()
+        return AudienceService(DynamoAudience())
+
+    @cached_property
+    def stoplist(self) -> StopListService:
+        from chalicelib.services.stoplist import StopListService  # noqa: PLC0415
+
+        return StopListService(self.clock, self.stoplist_repository)
+
+    @cached_property
+    def stoplist_repository(self) -> DynamoStopList:
+        """Also what the sender will check right before each provider call."""
+        from chalicelib.storage.stoplist import DynamoStopList  # noqa: PLC0415
+
+        self.bind_storage()
+        return DynamoStopList()
 
     @cached_property
     def stats(self) -> StatsService:

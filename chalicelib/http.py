@@ -237,13 +237,27 @@ def install(app: Chalice) -> None:
                 "request",
                 extra={
                     "method": event.method,
-                    "path": (event.context or {}).get("path"),
+                    "path": logged_path((event.context or {}).get("path"), event.path),
                     "route": event.path,
                     "status": response.status_code,
                     "latency_ms": watch.elapsed_ms,
                 },
             )
         return response
+
+
+def logged_path(path: str | None, route: str) -> str | None:
+    """The request's path with the segment a route names ``{phone}`` masked (a path
+    carries a phone: ``DELETE /api/stoplist/{phone}``). Aligned from the end, as a
+    deployed path starts with the stage's (``/v1``)."""
+    if path is None or "{phone}" not in route:
+        return path
+    trimmed = path.rstrip("/")
+    parts, names = trimmed.split("/"), route.rstrip("/").split("/")
+    for offset, name in enumerate(reversed(names), start=1):
+        if name == "{phone}" and offset <= len(parts):
+            parts[-offset] = logs.mask_phone(parts[-offset])
+    return "/".join(parts) + path[len(trimmed) :]
 
 
 def _body_size(request: Request) -> int:

@@ -14,12 +14,14 @@ from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
 from chalicelib.domain.api_keys import StoredKey
+from chalicelib.domain.audience import CountKey
 from chalicelib.domain.clients import Client, ClientProfile
 from chalicelib.domain.counting import StatusChange
 from chalicelib.domain.fanout import Segment, SegmentState
 from chalicelib.domain.lifecycle import Change, MessageState
 from chalicelib.domain.messages import Message, MessageStatus
 from chalicelib.domain.provider import ProviderResult
+from chalicelib.domain.stoplist import StopEntry
 from chalicelib.domain.tasks import SendingTask, Task, TaskPlan, TaskStatus
 from chalicelib.queue import FanoutJob, SendJob
 
@@ -54,6 +56,10 @@ class StaleClient(Exception):
 
 class PhoneTaken(Exception):
     """Another client holds the phone."""
+
+
+class AlreadyStopped(Exception):
+    """The phone is on the stop list already."""
 
 
 class KeyTaken(Exception):
@@ -380,4 +386,43 @@ class MessageStats(Protocol):
         self, task_id: int, *, status: MessageStatus | None, limit: int, cursor: str | None
     ) -> Page[Message]:
         """A task's messages, all or those with one status."""
+        ...
+
+
+class StopList(Protocol):
+    """The stop list (``chalicelib/domain/stoplist.py``)."""
+
+    def add(self, entry: StopEntry) -> None:
+        """AlreadyStopped if the phone is on it."""
+        ...
+
+    def remove(self, phone: str) -> bool:
+        """Take the phone off; False if it was not on the list."""
+        ...
+
+    def page(self, *, limit: int, cursor: str | None) -> Page[StopEntry]: ...
+
+    def stopped(self, phones: Sequence[str]) -> set[str]:
+        """Which of these phones are on the list, read consistently (the sender's check
+        right before its provider calls)."""
+        ...
+
+
+class AudienceCounts(Protocol):
+    """The audience preview: exact counts (``chalicelib/domain/audience.py``) and a sample."""
+
+    def counts(self, keys: Sequence[CountKey]) -> dict[CountKey, int]:
+        """The counters' values (a counter never written is absent)."""
+        ...
+
+    def sample(
+        self,
+        parts: Sequence[AudiencePart],
+        codes: Sequence[str],
+        tags: Sequence[str],
+        size: int,
+    ) -> list[Client]:
+        """Up to ``size`` clients of ``parts`` (a code's part keeping ``tags``, a tag's
+        keeping ``codes``), the first found by the fan-out's own index queries within a
+        bounded read; fewer when the matches are rare."""
         ...

@@ -23,6 +23,7 @@ from pydantic import (
 
 from chalicelib.domain.clients import CODE_MAX, TAG_MAX, normalize_phone, validate_utc
 from chalicelib.domain.messages import MessageStatus
+from chalicelib.domain.stoplist import REASON_MAX
 from chalicelib.domain.tasks import (
     FILTER_MAX_ITEMS,
     TEXT_MAX,
@@ -274,6 +275,38 @@ ItemT = TypeVar("ItemT", bound=BaseModel)
 class Page(BaseModel, Generic[ItemT]):
     items: list[ItemT]
     next: str | None = Field(description="Cursor of the next page, null on the last one")
+
+
+class StopEntryCreate(RequestModel):
+    phone: Phone
+    reason: (
+        Annotated[
+            str,
+            Field(
+                max_length=REASON_MAX,
+                description="Why the phone is stopped, for people reading the list",
+                examples=["asked not to be contacted"],
+            ),
+        ]
+        | None
+    ) = None
+
+
+class StopEntryOut(BaseModel):
+    phone: str
+    reason: str | None = Field(description="null when none was given")
+    created_at: InstantOut
+
+
+class AudiencePreviewIn(RequestModel):
+    filter: TaskFilter = Field(default_factory=TaskFilter)
+
+
+class AudiencePreviewOut(BaseModel):
+    count: int = Field(description="Exactly how many clients the filter matches now")
+    sample: list[ClientOut] = Field(
+        description="Some of them (at most 10): the first the mailing's own reading finds"
+    )
 
 
 class HealthOut(BaseModel):

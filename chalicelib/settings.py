@@ -91,6 +91,8 @@ class Settings:
     retention_days: int = 180
     # The purge pass after each scheduled dispatcher run (within the function's timeout).
     purge_budget_seconds: float = 20.0
+    # The stop list's table (issue 18).
+    stoplist_table: str = "notify-local-stoplist"
 
     def retention(self) -> Retention:
         return Retention(
@@ -148,6 +150,7 @@ class Settings:
             park_after_seconds=float(env.get("PARK_AFTER_SECONDS", "900")),
             wake_lead_seconds=float(env.get("WAKE_LEAD_SECONDS", "60")),
             retention_days=_positive_days(env, "RETENTION_DAYS", 180),
+            stoplist_table=env.get("STOPLIST_TABLE", f"{prefix}-stoplist"),
         )
 
 

@@ -31,6 +31,7 @@ import os
 import secrets
 import socket
 import sys
+import time
 from collections.abc import Mapping
 
 from chalicelib.bootstrap import bootstrap
@@ -62,6 +63,16 @@ def stage_environment(stage: str = STAGE) -> dict[str, str]:
     return {str(k): str(v) for k, v in env.items()}
 
 
+def count_audience_once() -> None:
+    """Kept data may hold clients from before the preview's counters existed: count them
+    once (tools/recount_audience.py); the stage is then marked, and writes keep it exact."""
+    from chalicelib.storage import audience  # noqa: PLC0415 - bound by ensure_resources
+
+    if not audience.counted():
+        counts = audience.recount(now_ms=int(time.time() * 1000))
+        print(f"[bootstrap] audience counters rebuilt: {len(counts)} counters")
+
+
 class Bootstrap:
     """Creates tables and queues, registers the development key; then has nothing to run."""
 
@@ -74,6 +85,7 @@ class Bootstrap:
         services = bootstrap()
         created = ensure_resources(services)
         print(f"[bootstrap] tables created: {', '.join(created) or 'none (all present)'}")
+        count_audience_once()
         services.api_keys.ensure("development", self.api_key)
 
     def stop(self) -> None:

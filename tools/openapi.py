@@ -130,6 +130,14 @@ PARAMETERS: dict[str, Json] = {
         "schema": ID_SCHEMA,
         "example": 1,
     },
+    "phone": {
+        "name": "phone",
+        "in": "path",
+        "required": True,
+        "description": "The stopped phone, 7 followed by ten digits (anything else is 404)",
+        "schema": {"type": "string", "pattern": "^7[0-9]{10}$"},
+        "example": "79001234567",
+    },
     "asset": {
         "name": "asset",
         "in": "path",
@@ -334,6 +342,8 @@ TAGS = [
     {"name": "clients", "description": "The client directory"},
     {"name": "tasks", "description": "Mailing tasks and their lifecycle"},
     {"name": "statistics", "description": "Delivery statistics"},
+    {"name": "audience", "description": "Who a filter reaches, before a mailing"},
+    {"name": "stop list", "description": "Phones no message may go to"},
     {"name": "service", "description": "Health"},
     {"name": "documentation", "description": "This document and its Swagger UI page"},
 ]

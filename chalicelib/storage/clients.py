@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import random
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, replace
 from datetime import datetime
 
@@ -10,11 +12,14 @@ from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
+from chalicelib import logs
+from chalicelib.domain.audience import CountKey, deltas
 from chalicelib.domain.clients import Client, ClientProfile
 from chalicelib.ports import Page, PhoneTaken, StaleClient
 from chalicelib.storage.ids import next_id
 from chalicelib.storage.models import (
     ClientModel,
+    CounterModel,
     PhoneModel,
     tag_key,
     transaction_connection,
@@ -22,6 +27,7 @@ from chalicelib.storage.models import (
 from chalicelib.storage.pagination import KeySchema, decode_cursor, key_from, take_page
 
 CONDITIONAL_CHECK_FAILED = "ConditionalCheckFailed"
+log = logs.get_logger("clients")
 
 TABLE_KEY: KeySchema = {"id": "N"}
 CODE_KEY: KeySchema = {"id": "N", "code": "S"}
@@ -35,7 +41,58 @@ def _failed_items(error: TransactWriteError) -> list[bool]:
     ]
 
 
-def _client(item: ClientModel) -> Client:
+# Audience counters: items of the counters table, ``value`` the count. A tag is named by
+# its digest (fixed length, any tag fits a key), which also keeps a pair's name
+# unambiguous: the digest first, then the code.
+COUNTER_PREFIX = "aud#"
+
+
+def counter_name(key: CountKey) -> str:
+    if key.code is not None and key.tag is not None:
+        return f"{COUNTER_PREFIX}pair#{tag_key(key.tag)}#{key.code}"
+    if key.code is not None:
+        return f"{COUNTER_PREFIX}code#{key.code}"
+    if key.tag is not None:
+        return f"{COUNTER_PREFIX}tag#{tag_key(key.tag)}"
+    return f"{COUNTER_PREFIX}all"
+
+
+# A transaction DynamoDB cancelled only because another held one of its items at that
+# moment (every client write shares the audience counters, ``_count``) is tried again
+# after a short random pause, growing, this many times in all.
+CONFLICT_ATTEMPTS = 4
+CONFLICT_PAUSE_SECONDS = 0.02
+TRANSACTION_CONFLICT = "TransactionConflict"
+
+
+def _conflict_only(error: TransactWriteError) -> bool:
+    codes = {reason.code for reason in error.cancellation_reasons if reason is not None}
+    return TRANSACTION_CONFLICT in codes and CONDITIONAL_CHECK_FAILED not in codes
+
+
+def _transact(write: Callable[[TransactWrite], None]) -> None:
+    """One transaction of the items ``write`` adds, retried on conflicts alone."""
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        try:
+            with TransactWrite(connection=transaction_connection()) as tx:
+                write(tx)
+            return
+        except TransactWriteError as error:
+            if attempt == CONFLICT_ATTEMPTS or not _conflict_only(error):
+                raise
+            log.info("client write met another, tried again", extra={"attempt": attempt})
+        time.sleep(random.uniform(0, CONFLICT_PAUSE_SECONDS * 2**attempt))  # noqa: S311
+
+
+def _count(tx: TransactWrite, before: ClientProfile | None, after: ClientProfile | None) -> None:
+    """Move the audience counters (``chalicelib/domain/audience.py``) in the client's own
+    transaction, after its items: so they are exact whenever the transaction commits.
+    A write that keeps the code and the tag moves none."""
+    for key, delta in deltas(before, after).items():
+        tx.update(CounterModel(counter_name(key)), actions=[CounterModel.value.add(delta)])
+
+
+def client_of(item: ClientModel) -> Client:
     return Client(
         id=int(item.id),
         phone=item.phone,
@@ -62,61 +119,77 @@ class DynamoClients:
 
     def get(self, client_id: int) -> Client | None:
         try:
-            return _client(ClientModel.get(client_id, consistent_read=True))
+            return client_of(ClientModel.get(client_id, consistent_read=True))
         except ClientModel.DoesNotExist:
             return None
 
     def create(self, profile: ClientProfile, now: datetime) -> Client:
-        item = ClientModel(
-            id=next_id("clients"),
-            phone=profile.phone,
-            code=profile.code,
-            tag=profile.tag,
-            tag_key=tag_key(profile.tag),
-            utc=profile.utc,
-            created_at=now,
-            updated_at=now,
-        )
+        client_id = next_id("clients")
+
+        def item() -> ClientModel:
+            return ClientModel(
+                id=client_id,
+                phone=profile.phone,
+                code=profile.code,
+                tag=profile.tag,
+                tag_key=tag_key(profile.tag),
+                utc=profile.utc,
+                created_at=now,
+                updated_at=now,
+            )
+
+        def write(tx: TransactWrite) -> None:
+            tx.save(item(), condition=ClientModel.id.does_not_exist())
+            tx.save(
+                PhoneModel(profile.phone, client_id=client_id),
+                condition=PhoneModel.phone.does_not_exist(),
+            )
+            _count(tx, None, profile)
+
         try:
-            with TransactWrite(connection=transaction_connection()) as tx:
-                tx.save(item, condition=ClientModel.id.does_not_exist())
-                tx.save(
-                    PhoneModel(item.phone, client_id=item.id),
-                    condition=PhoneModel.phone.does_not_exist(),
-                )
+            _transact(write)
         except TransactWriteError as error:
             if any(_failed_items(error)):
                 raise PhoneTaken from None
             raise
-        return _client(item)
+        created = item()
+        created.version = 1  # what the save stored (a stored item's first version)
+        return client_of(created)
 
     def update(self, client: Client, profile: ClientProfile, now: datetime) -> Client:
         """One optimistic attempt; a phone change moves the phone's claim in the same
         transaction."""
-        actions: list[Action] = [
-            ClientModel.phone.set(profile.phone),
-            ClientModel.code.set(profile.code),
-            ClientModel.tag.set(profile.tag),
-            ClientModel.tag_key.set(tag_key(profile.tag)),
-            ClientModel.utc.set(profile.utc),
-            ClientModel.updated_at.set(now),
-        ]
         new_phone = profile.phone != client.phone
+
+        def write(tx: TransactWrite) -> None:
+            # Built anew for each attempt: PynamoDB adds the version's action to the list.
+            actions: list[Action] = [
+                ClientModel.phone.set(profile.phone),
+                ClientModel.code.set(profile.code),
+                ClientModel.tag.set(profile.tag),
+                ClientModel.tag_key.set(tag_key(profile.tag)),
+                ClientModel.utc.set(profile.utc),
+                ClientModel.updated_at.set(now),
+            ]
+            if new_phone:
+                tx.delete(
+                    PhoneModel(client.phone, client_id=client.id),
+                    condition=PhoneModel.client_id == client.id,
+                )
+                tx.save(
+                    PhoneModel(profile.phone, client_id=client.id),
+                    condition=PhoneModel.phone.does_not_exist(),
+                )
+            tx.update(_item(client), actions=actions, condition=ClientModel.id.exists())
+            # Conditional on the version read: ``client``'s code and tag are the stored.
+            _count(tx, client, profile)
+
         try:
-            with TransactWrite(connection=transaction_connection()) as tx:
-                if new_phone:
-                    tx.delete(
-                        PhoneModel(client.phone, client_id=client.id),
-                        condition=PhoneModel.client_id == client.id,
-                    )
-                    tx.save(
-                        PhoneModel(profile.phone, client_id=client.id),
-                        condition=PhoneModel.phone.does_not_exist(),
-                    )
-                tx.update(_item(client), actions=actions, condition=ClientModel.id.exists())
+            _transact(write)
         except TransactWriteError as error:
             failed = _failed_items(error)
-            if new_phone and len(failed) == 3 and failed[1] and not failed[2]:
+            # The items in order: the old phone, the new phone, the client, the counters.
+            if new_phone and failed[1] and not failed[2]:
                 raise PhoneTaken from None
             if any(failed):
                 raise StaleClient from None
@@ -125,13 +198,17 @@ class DynamoClients:
         return replace(client, **asdict(profile), updated_at=now, version=version)
 
     def delete(self, client: Client) -> None:
+
+        def write(tx: TransactWrite) -> None:
+            tx.delete(
+                PhoneModel(client.phone, client_id=client.id),
+                condition=PhoneModel.client_id == client.id,
+            )
+            tx.delete(_item(client), condition=ClientModel.id.exists())
+            _count(tx, client, None)
+
         try:
-            with TransactWrite(connection=transaction_connection()) as tx:
-                tx.delete(
-                    PhoneModel(client.phone, client_id=client.id),
-                    condition=PhoneModel.client_id == client.id,
-                )
-                tx.delete(_item(client), condition=ClientModel.id.exists())
+            _transact(write)
         except TransactWriteError as error:
             if any(_failed_items(error)):
                 raise StaleClient from None
@@ -160,4 +237,4 @@ class DynamoClients:
             results = ClientModel.scan(last_evaluated_key=start, limit=fetch)
             schema = TABLE_KEY
         items, next_cursor = take_page(results, limit, lambda c: key_from(c, schema))
-        return Page([_client(item) for item in items], next_cursor)
+        return Page([client_of(item) for item in items], next_cursor)

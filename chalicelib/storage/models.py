@@ -21,7 +21,11 @@ Access patterns:
   ``parked_by_wake`` (sparse: only messages with a ``wake_ms``). No index by status:
   every status change would write it twice (a key change), and every claim once;
 - the deleted tasks whose messages are still to be removed: ``open_by_start``, shard
-  ``purge`` (see OpenTasksByStart).
+  ``purge`` (see OpenTasksByStart);
+- whether phones are stopped: ``stoplist``, keyed by phone (one BatchGetItem for a
+  batch's phones); the whole list, paged: a scan, listing it all being the point;
+- audience counts (the preview): ``counters``, items ``aud#...`` that every client write
+  updates in its transaction (``chalicelib/domain/audience.py``).
 
 Tasks and messages carry ``expires_at``, the tables' DynamoDB TTL attribute (epoch
 seconds): DynamoDB deletes an item once it has passed (``chalicelib/domain/retention.py``).
@@ -308,6 +312,18 @@ class ApiKeyModel(Model):
     revoked_at = UTCDateTimeAttribute(null=True)
 
 
+class StopEntryModel(Model):
+    """A phone on the stop list (``chalicelib/domain/stoplist.py``), keyed by the phone:
+    the sender's check before each provider call is one BatchGetItem of its phones."""
+
+    class Meta(BaseMeta):
+        logical_name = "stoplist"
+
+    phone = UnicodeAttribute(hash_key=True)
+    reason = UnicodeAttribute(null=True)
+    created_at = UTCDateTimeAttribute()
+
+
 MODELS: tuple[type[Model], ...] = (
     ClientModel,
     PhoneModel,
@@ -315,6 +331,7 @@ MODELS: tuple[type[Model], ...] = (
     ApiKeyModel,
     TaskModel,
     MessageModel,
+    StopEntryModel,
 )
 # Other models of the tables above: bound with them, never created.
 VIEWS: tuple[type[Model], ...] = (TaskProgressModel, FanoutSegmentModel)
@@ -326,6 +343,7 @@ _TABLE_SETTING: dict[str, str] = {
     "api_keys": "api_keys_table",
     "tasks": "tasks_table",
     "messages": "messages_table",
+    "stoplist": "stoplist_table",
 }
 
 

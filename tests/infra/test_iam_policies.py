@@ -276,6 +276,9 @@ def _exercise(
         assert api.get(f"/api/clients/{gone}").status_code == 200
         assert api.patch(f"/api/clients/{gone}", {"phone": "79000000099"}).status_code == 200
         assert api.delete(f"/api/clients/{gone}").status_code == 204
+        _stoplist_paths(api)
+        for audience in ({}, {"codes": ["900"], "tags": ["vip"]}, {"tags": ["vip"]}):
+            assert api.post("/api/audience/preview", {"filter": audience}).status_code == 200
         by_tag = _task(api, "12:29", "14:00", filter={"tags": ["vip"]})
         _task(api, "12:30", "14:00")  # everyone
         _task(api, "12:40", "14:00")  # everyone, started by the schedule
@@ -321,6 +324,15 @@ def _exercise(
         assert api.delete(f"/api/tasks/{by_tag}").status_code == 204
     with act("dispatch"):
         queue.tick()  # the purge pass removes its messages and counts
+
+
+def _stoplist_paths(api: Api) -> None:
+    """The stop list's routes: add (and add again: 409), list, remove (and again: 404)."""
+    for status in (201, 409):
+        assert api.post("/api/stoplist/", {"phone": "79000000077"}).status_code == status
+    assert api.get("/api/stoplist/").status_code == 200
+    for status in (204, 404):
+        assert api.delete("/api/stoplist/79000000077").status_code == status
 
 
 def _fan_out_paths(

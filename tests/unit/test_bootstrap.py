@@ -36,7 +36,7 @@ for name in sys.argv[1:]:
 print(json.dumps({"optimize": sys.flags.optimize, "bound": bound}))
 """
 
-ENTITIES = ("clients", "phones", "counters", "api-keys", "tasks", "messages")
+ENTITIES = ("clients", "phones", "counters", "api-keys", "tasks", "messages", "stoplist")
 TABLES = sorted(f"notify-opt-{name}" for name in ENTITIES)
 
 

@@ -125,3 +125,18 @@ def test_cors_only_when_an_origin_is_configured() -> None:
     assert config is not None
     assert config.allow_origin == "https://app.example"
     assert "Authorization" in config.allow_headers
+
+
+@pytest.mark.parametrize(
+    ("path", "logged"),
+    [
+        ("/api/stoplist/79001234567", "/api/stoplist/7900***4567"),
+        ("/v1/api/stoplist/79001234567/", "/v1/api/stoplist/7900***4567/"),
+        ("/api/stoplist/abc", "/api/stoplist/***"),
+    ],
+)
+def test_a_phone_in_the_path_is_masked_in_the_request_log(path: str, logged: str) -> None:
+    assert http.logged_path(path, "/api/stoplist/{phone}") == logged
+    assert http.logged_path("/api/clients/71234567890", "/api/clients/{client_id}") == (
+        "/api/clients/71234567890"
+    )

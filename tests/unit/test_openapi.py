@@ -13,14 +13,30 @@ from openapi_spec_validator import validate
 import app as app_module
 from chalicelib import apidocs
 from chalicelib.api.operation import operation_of
-from chalicelib.schemas import ClientCreate, ClientUpdate, TaskCreate, TaskUpdate, parse
+from chalicelib.schemas import (
+    AudiencePreviewIn,
+    ClientCreate,
+    ClientUpdate,
+    StopEntryCreate,
+    TaskCreate,
+    TaskUpdate,
+    parse,
+)
 from tests.conftest import ROOT
 from tools import openapi
 
 DOCUMENT = openapi.build()
 PUBLIC = {("/api/health", "GET"), ("/openapi.json", "GET"), ("/docs", "GET")}
 REQUEST_MODELS: dict[str, Any] = {
-    model.__name__: model for model in (ClientCreate, ClientUpdate, TaskCreate, TaskUpdate)
+    model.__name__: model
+    for model in (
+        ClientCreate,
+        ClientUpdate,
+        TaskCreate,
+        TaskUpdate,
+        StopEntryCreate,
+        AudiencePreviewIn,
+    )
 }
 
 
@@ -107,6 +123,8 @@ def test_every_operation_has_a_documented_success() -> None:
         ("/api/tasks/process", "POST"): "202",
         ("/api/clients/{client_id}", "DELETE"): "204",
         ("/api/tasks/{task_id}", "DELETE"): "204",
+        ("/api/stoplist", "POST"): "201",
+        ("/api/stoplist/{phone}", "DELETE"): "204",
     }
     for path, method, operation in operations():
         successes = [status for status in operation["responses"] if status.startswith("2")]
@@ -116,7 +134,13 @@ def test_every_operation_has_a_documented_success() -> None:
 
 
 def test_list_operations_document_paging() -> None:
-    for path in ("/api/clients", "/api/tasks", "/api/tasks/stats", "/api/tasks/{task_id}/stats"):
+    for path in (
+        "/api/clients",
+        "/api/tasks",
+        "/api/tasks/stats",
+        "/api/tasks/{task_id}/stats",
+        "/api/stoplist",
+    ):
         names = {resolve(p)["name"] for p in DOCUMENT["paths"][path]["get"]["parameters"]}
         assert {"limit", "cursor"} <= names
     limit = DOCUMENT["components"]["parameters"]["limit"]["schema"]
