@@ -231,6 +231,7 @@ class Services:
             stage=self.settings.stage,
             max_check_age=timedelta(seconds=self.settings.max_check_age_seconds),
             retention=self.settings.retention(),
+            stops=self.stoplist_repository,
         )
 
 

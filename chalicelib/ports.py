@@ -104,6 +104,8 @@ class Counts:
     sent: int = 0
     failed: int = 0
     expired: int = 0
+    cancelled: int = 0
+    suppressed: int = 0
 
     def by_status(self) -> dict[str, int]:
         return {status.value: getattr(self, status.value) for status in MessageStatus}
@@ -370,6 +372,11 @@ class TaskCatalog(Protocol):
     def update(self, task: Task, plan: TaskPlan, now: datetime, *, rejudge: bool) -> Task:
         """Store ``plan`` if the task is as read (StaleTask otherwise); ``rejudge`` has the
         engine judge its waiting messages again."""
+        ...
+
+    def set_control(self, task: Task, status: TaskStatus, now: datetime, *, rejudge: bool) -> Task:
+        """Store an operator's pause, resume or cancel: StaleTask if the task changed
+        since ``task`` was read; ``rejudge`` has waiting messages judged again."""
         ...
 
     def delete(self, task_id: int, now: datetime) -> bool:

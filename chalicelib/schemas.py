@@ -226,6 +226,8 @@ class MessageCounts(BaseModel):
     sent: int
     failed: int
     expired: int
+    cancelled: int
+    suppressed: int
 
 
 class TaskStatsItem(BaseModel):

@@ -343,6 +343,8 @@ class FakeMessages:
                 sent=c["sent"],
                 failed=c["failed"],
                 expired=c["expired"],
+                cancelled=c["cancelled"],
+                suppressed=c["suppressed"],
             )
         self._world.done("messages.counts")
         return answer
@@ -358,6 +360,8 @@ class FakeMessages:
             sent=statuses["sent"],
             failed=statuses["failed"],
             expired=statuses["expired"],
+            cancelled=statuses["cancelled"],
+            suppressed=statuses["suppressed"],
         )
 
 
@@ -366,6 +370,9 @@ class FakeTasks:
         self._world = world
         self.items: dict[int, SendingTask] = {}
         self.deleted_at: dict[int, datetime] = {}
+        self.closed: set[int] = set()  # cancelled tasks with nothing pending
+        # When the API answered a pause or cancel of each task (the last one).
+        self.held_at: dict[int, datetime] = {}
 
     def add(self, task: SendingTask) -> None:
         self.items[task.id] = task
@@ -381,7 +388,10 @@ class FakeTasks:
         found = [
             t
             for t in self.items.values()
-            if not t.deleted and t.status is not TaskStatus.FINISHED and t.start <= now
+            if not t.deleted
+            and t.status is not TaskStatus.FINISHED
+            and t.id not in self.closed
+            and t.start <= now
         ]
         self._world.done("tasks.due")
         return found
@@ -400,6 +410,8 @@ class FakeTasks:
         version = ((stored or task).version or 0) + 1
         new = replace(stored or task, status=status, version=version)
         self._write(task, new, check_version=True)
+        if status is TaskStatus.CANCELLED:
+            self.closed.add(task.id)
         self._world.done("tasks.set_status")
         return new
 
@@ -451,6 +463,23 @@ class FakeTasks:
         version = (stored.version or 0) + 1
         new = replace(stored, rejudge=rejudge, version=version, **changes)  # type: ignore[arg-type]
         self.items[task_id] = new
+        return new
+
+    def control(self, task_id: int, now: datetime, status: TaskStatus) -> SendingTask | None:
+        """Pause (PAUSED), resume (SCHEDULED or RUNNING: waiting messages are judged
+        again) or cancel (CANCELLED), as the task service stores them."""
+        stored = self.items.get(task_id)
+        if stored is None or stored.deleted:
+            return None
+        resumed = stored.status is TaskStatus.PAUSED and status in (
+            TaskStatus.SCHEDULED,
+            TaskStatus.RUNNING,
+        )
+        version = (stored.version or 0) + 1
+        new = replace(stored, status=status, rejudge=stored.rejudge or resumed, version=version)
+        self.items[task_id] = new
+        if status in (TaskStatus.PAUSED, TaskStatus.CANCELLED):
+            self.held_at[task_id] = now
         return new
 
     def delete(self, task_id: int, now: datetime) -> None:
@@ -644,6 +673,28 @@ class ProviderCall:
     msg_id: int
     arrived: datetime
     accepted: bool
+    phone: str = ""
+
+
+class FakeStopList:
+    """The stop list as the sender reads it (``StopList.stopped``); the operator's
+    changes come through ``stop``/``unstop``, without I/O steps of their own."""
+
+    def __init__(self, world: World) -> None:
+        self._world = world
+        self.since: dict[str, datetime] = {}  # phone -> when it was stopped
+
+    def stop(self, phone: str) -> None:
+        self.since.setdefault(phone, self._world.now)
+
+    def unstop(self, phone: str) -> None:
+        self.since.pop(phone, None)
+
+    def stopped(self, phones: Sequence[str]) -> set[str]:
+        self._world.io("stoplist.stopped")
+        found = {phone for phone in phones if phone in self.since}
+        self._world.done("stoplist.stopped")
+        return found
 
 
 @dataclass
@@ -669,7 +720,7 @@ class FakeProvider:
         # The request reaches the provider after a connect of up to the timeout.
         self.world.advance(rng.uniform(0, self.connect_timeout) * 0.99)
         mode = rng.choices(list(self.mix), weights=list(self.mix.values()))[0]
-        self.calls.append(ProviderCall(message_id, self.world.now, accepted=mode == "ok"))
+        self.calls.append(ProviderCall(message_id, self.world.now, mode == "ok", phone))
         if mode == "hang":
             self.world.advance(self.read_timeout)
             result = ProviderResult(Outcome.RETRY, None, "timeout")

@@ -28,7 +28,7 @@ bp = Blueprint(__name__)
 
 STATUS_VALUES = [status.value for status in MessageStatus]
 DETAIL_QUERY = ("status", *PAGED)
-COUNTS = {"pending": 1, "sent": 2, "failed": 0, "expired": 0}
+COUNTS = {"pending": 1, "sent": 2, "failed": 0, "expired": 0, "cancelled": 0, "suppressed": 0}
 MESSAGE = {
     "id": 10000000001,
     "client_id": 1,

@@ -13,6 +13,7 @@ from chalicelib.api.operation import CHANGED_MEANWHILE, PAGED, Operation
 from chalicelib.bootstrap import services
 from chalicelib.domain.tasks import (
     KEEP,
+    Control,
     SendWindow,
     Task,
     TaskChanges,
@@ -145,8 +146,8 @@ def update_task(task_id: str) -> Response:
 @Operation(
     "Delete (stop) a mailing task",
     "tasks",
-    "No provider call for the task starts after this answer. There is no "
-    "cancelled status: the task is gone.",
+    "No provider call for the task starts after this answer, and the task is gone with "
+    "its statistics (`POST /api/tasks/{task_id}/cancel` stops it and keeps them).",
     status=204,
     answer_description="Deleted and stopped; the answer has no body.",
 )
@@ -154,6 +155,61 @@ def update_task(task_id: str) -> Response:
 def delete_task(task_id: str) -> Response:
     services().tasks.delete(http.path_id(task_id, "Task"))
     return http.ok(None, status=204)
+
+
+@bp.route("/api/tasks/{task_id}/pause", methods=["POST"], **PROTECTED)
+@Operation(
+    "Pause a mailing task",
+    "tasks",
+    "A scheduled or running task becomes `paused`: no provider call for it starts after "
+    "this answer, and its fan-out stops where it is. Its end still applies: at the end its "
+    "pending messages expire, paused or not, and it is `finished`. The answer has no body "
+    "to read; any body is ignored.",
+    answer=TaskOut,
+    answer_example={**TASK, "status": "paused"},
+    conflict=f"The task is finished, cancelled or paused already; or it was {CHANGED_MEANWHILE}.",
+    conflict_example="The task is finished; only a scheduled or running task pauses.",
+)
+@http.endpoint
+def pause_task(task_id: str) -> Response:
+    task = services().tasks.control(http.path_id(task_id, "Task"), Control.PAUSE)
+    return http.ok(task_out(task))
+
+
+@bp.route("/api/tasks/{task_id}/resume", methods=["POST"], **PROTECTED)
+@Operation(
+    "Resume a paused mailing task",
+    "tasks",
+    "Back to `scheduled`, `running` or `finished`, as its times and messages say: it "
+    "carries on where it stopped (its fan-out included), no message twice. Any body is "
+    "ignored.",
+    answer=TaskOut,
+    answer_example={**TASK, "status": "running"},
+    conflict=f"The task is not paused; or it was {CHANGED_MEANWHILE}.",
+    conflict_example="The task is running; only a paused task resumes.",
+)
+@http.endpoint
+def resume_task(task_id: str) -> Response:
+    task = services().tasks.control(http.path_id(task_id, "Task"), Control.RESUME)
+    return http.ok(task_out(task))
+
+
+@bp.route("/api/tasks/{task_id}/cancel", methods=["POST"], **PROTECTED)
+@Operation(
+    "Cancel a mailing task",
+    "tasks",
+    "Stops the task for good and keeps it with its statistics: no provider call for it "
+    "starts after this answer; its pending messages become `cancelled` (the counts "
+    "follow within seconds). Any body is ignored.",
+    answer=TaskOut,
+    answer_example={**TASK, "status": "cancelled"},
+    conflict=f"The task is finished or cancelled already; or it was {CHANGED_MEANWHILE}.",
+    conflict_example="The task is finished; it can no longer be cancelled.",
+)
+@http.endpoint
+def cancel_task(task_id: str) -> Response:
+    task = services().tasks.control(http.path_id(task_id, "Task"), Control.CANCEL)
+    return http.ok(task_out(task))
 
 
 @bp.route("/api/tasks/process", methods=["POST"], **PROTECTED)

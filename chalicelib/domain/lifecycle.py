@@ -42,6 +42,9 @@ class Step(enum.StrEnum):
     SENT = "sent"
     FAIL = "failed"
     EXPIRE = "expired"
+    HOLD = "held"  # its task is paused: nothing until a resume wakes it
+    CANCEL = "cancelled"
+    SUPPRESS = "suppressed"
     WAKE = "woken"
     WATCH = "watched"
 
@@ -136,6 +139,8 @@ class TaskFacts:
 
     deleted: bool
     end: datetime
+    paused: bool = False
+    cancelled: bool = False
 
 
 # --- a job arrives ----------------------------------------------------------------------
@@ -200,14 +205,22 @@ def on_job(  # noqa: PLR0911 - one return per rule, in the order they apply
     *,
     opening: datetime | None,
     timing: Timing,
+    stopped: bool = False,
 ) -> Decision | Refusal:
     """A current copy of the job arrived (see :func:`current_copy`). ``opening`` is when
-    the client's send window next opens, None when open now (or no window)."""
+    the client's send window next opens, None when open now (or no window); ``stopped``
+    says the client's phone is on the stop list."""
     now_ms = ms(now)
     if task.deleted:
         return Refusal("task deleted")
+    if task.cancelled:
+        return Decision(cancel(state))
     if now >= task.end:
         return Decision(expire(state, "the task's end has passed"))
+    if stopped:
+        return Decision(suppress(state))
+    if task.paused:
+        return Decision(hold(state, task.end))
     if job.not_before_ms is not None and job.not_before_ms > now_ms:
         # Early (the queue caps delays at 15 minutes): wait again, same reason as before.
         phase = state.phase if state.phase in _WAITS else Phase.RETRY_WAIT
@@ -338,11 +351,42 @@ def may_call(
     claim lapses (``call``: connect and read), or another copy could call meanwhile."""
     if task.deleted:
         return "task deleted"
+    if task.cancelled:
+        return "the task was cancelled"
     if now + connect >= task.end:
         return "the task's end has passed"
+    if task.paused:
+        return "the task is paused"
     if claimed_until_ms is None or ms(now + call) >= claimed_until_ms:
         return "the claim could lapse during the call"
     return None
+
+
+def last_check(
+    held: MessageState,
+    task: TaskFacts,
+    now: datetime,
+    *,
+    connect: timedelta,
+    call: timedelta,
+    stopped: bool,
+) -> Decision | Refusal | None:
+    """The holder's last check before its call (:func:`may_call`), and what follows from
+    a refusal: None to call; a change to write (the end passed, the task cancelled or
+    paused, the phone stopped); or a Refusal when nothing may be written (the task is
+    gone) or the claim is too short to call on (its job comes back at the lease's end)."""
+    reason = may_call(task, now, connect=connect, call=call, claimed_until_ms=held.claimed_until_ms)
+    if task.deleted:
+        return Refusal("task deleted")
+    if task.cancelled:
+        return Decision(cancel(held))
+    if reason is not None and now + connect >= task.end:
+        return Decision(expire(held, reason))
+    if stopped:
+        return Decision(suppress(held))
+    if task.paused:
+        return Decision(hold(held, task.end))
+    return None if reason is None else Refusal(reason)
 
 
 # --- the provider answered --------------------------------------------------------------
@@ -439,6 +483,46 @@ def watch(state: MessageState, now_ms: int, *, end: datetime, timing: Timing) ->
 def expire(state: MessageState, reason: str) -> Change:
     """pending -> expired (the caller checked that the end has passed)."""
     return Change(state, _final(state, MessageStatus.EXPIRED), Step.EXPIRE, reason)
+
+
+def cancel(state: MessageState) -> Change:
+    """pending -> cancelled: its task was cancelled before it was sent."""
+    after = _final(state, MessageStatus.CANCELLED)
+    return Change(state, after, Step.CANCEL, "the task was cancelled")
+
+
+def suppress(state: MessageState) -> Change:
+    """pending -> suppressed: the phone was on the stop list when its turn came."""
+    after = _final(state, MessageStatus.SUPPRESSED)
+    return Change(state, after, Step.SUPPRESS, "the phone is on the stop list")
+
+
+def hold(state: MessageState, end: datetime) -> Change:
+    """The task is paused: the message waits with no job and a wake time the dispatcher
+    never reaches (the end), like a message set aside. A resume marks the task to have
+    its waiting messages judged again, which wakes it (a retry keeps its backoff); at
+    the end, the sweep expires it. A new generation: any other copy of its job is stale."""
+    phase = state.phase if state.phase is Phase.RETRY_WAIT else Phase.WINDOW_WAIT
+    due = state.not_before_ms if phase is Phase.RETRY_WAIT else None
+    after = replace(
+        state,
+        phase=phase,
+        generation=state.generation + 1,
+        claimed_until_ms=None,
+        wake_ms=ms(end),
+        not_before_ms=due,
+    )
+    return Change(state, after, Step.HOLD, "the task is paused")
+
+
+def sweep_cancelled(state: MessageState, now_ms: int) -> Change | Refusal:
+    """The task was cancelled: cancel what no live sender holds (a sender holding one
+    cancels it at its last check, or its lease lapses and the next sweep does)."""
+    if not state.pending:
+        return Refusal(f"message already {state.status.value}")
+    if state.held_at(now_ms):
+        return Refusal("a sender holds it")
+    return cancel(state)
 
 
 def _final(state: MessageState, status: MessageStatus) -> MessageState:

@@ -19,6 +19,8 @@ class MessageStatus(enum.StrEnum):
     SENT = "sent"
     FAILED = "failed"
     EXPIRED = "expired"
+    CANCELLED = "cancelled"  # its task was cancelled before it was sent
+    SUPPRESSED = "suppressed"  # its phone was on the stop list when its turn came
 
 
 @dataclass(frozen=True)

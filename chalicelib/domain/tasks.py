@@ -19,6 +19,16 @@ class TaskStatus(enum.StrEnum):
     SCHEDULED = "scheduled"
     RUNNING = "running"
     FINISHED = "finished"
+    PAUSED = "paused"  # an operator paused it; its end still applies
+    CANCELLED = "cancelled"  # stopped for good, kept with its statistics
+
+
+class Control(enum.StrEnum):
+    """An operator's action on a task (SPEC: campaign controls)."""
+
+    PAUSE = "pause"
+    RESUME = "resume"
+    CANCEL = "cancel"
 
 
 # While a task runs, only these may change (SPEC: task update rules).
@@ -91,6 +101,12 @@ class Task(TaskPlan):
 
     def status_at(self, now: datetime) -> TaskStatus:
         return effective_status(self.status, self.start, self.end, now)
+
+    def schedule_at(self, now: datetime) -> TaskStatus:
+        """Where its times put it (scheduled, running or finished), paused or not: the
+        rules for changing a paused task are those of the status it would have."""
+        stored = TaskStatus.SCHEDULED if self.status is TaskStatus.PAUSED else self.status
+        return effective_status(stored, self.start, self.end, now)
 
 
 @dataclass(frozen=True)
@@ -189,9 +205,15 @@ def format_instant(value: datetime) -> str:
 def effective_status(
     stored: TaskStatus, start: datetime, end: datetime, now: datetime
 ) -> TaskStatus:
-    """What the task is now, even if the schedule has not ticked since its start or end."""
+    """What the task is now, even if the schedule has not ticked since its start or end.
+    A cancelled task stays cancelled; a paused one is finished once its end has passed
+    (its pending messages expire at the end, paused or not)."""
+    if stored is TaskStatus.CANCELLED:
+        return TaskStatus.CANCELLED
     if stored is TaskStatus.FINISHED or now >= end:
         return TaskStatus.FINISHED
+    if stored is TaskStatus.PAUSED:
+        return TaskStatus.PAUSED
     if now >= start:
         return TaskStatus.RUNNING
     return TaskStatus.SCHEDULED
@@ -200,6 +222,8 @@ def effective_status(
 def check_update_allowed(status: TaskStatus, changed: Iterable[str]) -> None:
     """Raise Conflict when the lifecycle forbids changing these fields of the plan now."""
     changed = set(changed)
+    if status is TaskStatus.CANCELLED:
+        raise Conflict("The task was cancelled; it can no longer change.")
     if status is TaskStatus.FINISHED:
         raise Conflict("The task has finished; it can no longer change.")
     if status is TaskStatus.RUNNING:
@@ -209,6 +233,26 @@ def check_update_allowed(status: TaskStatus, changed: Iterable[str]) -> None:
                 "The task is running: only end_time and send_window may change "
                 f"(refused: {', '.join(frozen)})."
             )
+
+
+def control_target(control: Control, task: Task, now: datetime) -> TaskStatus:
+    """The status a control moves the task to (SPEC: campaign controls), or Conflict.
+
+    Pause: a scheduled or running task. Resume: a paused one, back to what its times
+    say (the dispatcher finishes it once nothing is pending). Cancel: anything not
+    finished or cancelled already, a paused task included."""
+    status = task.status_at(now)
+    if control is Control.PAUSE:
+        if status in (TaskStatus.SCHEDULED, TaskStatus.RUNNING):
+            return TaskStatus.PAUSED
+        raise Conflict(f"The task is {status.value}; only a scheduled or running task pauses.")
+    if control is Control.RESUME:
+        if status is TaskStatus.PAUSED:
+            return TaskStatus.RUNNING if now >= task.start else TaskStatus.SCHEDULED
+        raise Conflict(f"The task is {status.value}; only a paused task resumes.")
+    if status in (TaskStatus.FINISHED, TaskStatus.CANCELLED):
+        raise Conflict(f"The task is {status.value}; it can no longer be cancelled.")
+    return TaskStatus.CANCELLED
 
 
 def check_times(

@@ -61,6 +61,7 @@ class DispatchReport:
     started: int = 0
     enqueued: int = 0
     expired: int = 0
+    cancelled: int = 0
     finished: int = 0
     woken: int = 0
     incomplete: list[int] = field(default_factory=list)  # out of budget, resumes next run
@@ -148,16 +149,30 @@ class Dispatcher:
         report = DispatchReport()
         now = self._clock()
         task = self._tasks.get(task_id)
-        if task is None or task.start > now or now >= task.end:
+        if task is None:
+            return report
+        deadline = self._monotonic() + self._settings.api_dispatch_budget_seconds
+        if task.status is TaskStatus.CANCELLED:
+            # A page of its pending messages cancelled within the request; the schedule
+            # does the rest.
+            report.tasks = 1
+            with logs.bind(task_id=task_id):
+                self._guarded(
+                    task,
+                    lambda t: self._wind_up(t, now, deadline, report, cancelled=True, pages=1),
+                )
+            return report
+        if task.status is TaskStatus.PAUSED or task.start > now or now >= task.end:
             return report
         report.tasks = 1
-        deadline = self._monotonic() + self._settings.api_dispatch_budget_seconds
         with logs.bind(task_id=task_id):
             started = self._guarded(task, lambda t: self._start(t, now, report))
             if started is not None and started.rejudge:
-                # A new window or end: waiting messages are judged by it now, a page of
-                # them within the request; the schedule wakes the rest.
+                # A new window or end, or a resume: waiting messages are judged by it now,
+                # a page of them within the request; the schedule wakes the rest. The
+                # segments a pause stopped get their workers back at once.
                 self._guarded(started, lambda t: self._wake(t, now, deadline, report, pages=1))
+                self._guarded(started, self._requeue_segments)
             if started is not None and not started.fanout.done:
                 page = functools.partial(
                     self._inline_page, report=report, size=self._settings.fanout_page_size
@@ -172,6 +187,7 @@ class Dispatcher:
                 "TasksFinished": report.finished,
                 "MessagesEnqueued": report.enqueued,
                 "MessagesExpired": report.expired,
+                "MessagesCancelled": report.cancelled,
             },
             {},
             self._settings.stage,
@@ -184,6 +200,7 @@ class Dispatcher:
                 "enqueued": report.enqueued,
                 "woken": report.woken,
                 "expired": report.expired,
+                "cancelled": report.cancelled,
                 "finished": report.finished,
                 "incomplete": report.incomplete,
             },
@@ -212,9 +229,16 @@ class Dispatcher:
     def _keep_up(
         self, task: SendingTask, *, now: datetime, deadline: float, report: DispatchReport
     ) -> SendingTask | None:
-        """Everything a due task needs once a run, except its fan-out pages."""
+        """Everything a due task needs once a run, except its fan-out pages. A cancelled
+        task has its pending messages cancelled; a paused one waits (its jobs that arrive
+        hold their messages) until a resume or its end."""
+        if task.status is TaskStatus.CANCELLED:
+            self._wind_up(task, now, deadline, report, cancelled=True)
+            return None
         if now >= task.end:
             self._wind_up(task, now, deadline, report)
+            return None
+        if task.status is TaskStatus.PAUSED:
             return None
         task = self._start(task, now, report)
         task = self._plan(task, now)
@@ -233,43 +257,63 @@ class Dispatcher:
         return task
 
     def _wind_up(
-        self, task: SendingTask, now: datetime, deadline: float, report: DispatchReport
+        self,
+        task: SendingTask,
+        now: datetime,
+        deadline: float,
+        report: DispatchReport,
+        *,
+        cancelled: bool = False,
+        pages: int | None = None,
     ) -> None:
         """The end has passed: expire every pending message no live sender holds (those
-        are waited for), then finish."""
+        are waited for), then finish. For a cancelled task, cancel them, then close it
+        (it stays ``cancelled``)."""
         now_ms = ms(now)
         cursor: str | None = None
         in_flight = 0
-        while self._monotonic() < deadline:
+        sweep = lifecycle.sweep_cancelled if cancelled else lifecycle.sweep
+        while self._monotonic() < deadline and (pages is None or pages > 0):
+            pages = None if pages is None else pages - 1
             states, cursor = self._messages.pending(
                 task.id, cursor=cursor, limit=self._settings.fanout_page_size
             )
             changes = []
             for state in states:
-                verdict = lifecycle.sweep(state, now_ms)
+                verdict = sweep(state, now_ms)
                 if isinstance(verdict, lifecycle.Change):
                     changes.append(verdict)
                 else:
                     in_flight += 1
             expiry = self._expiry(task)
-            report.expired += len(self._messages.apply(task.id, changes, now, expires_at=expiry))
+            swept = len(self._messages.apply(task.id, changes, now, expires_at=expiry))
+            if cancelled:
+                report.cancelled += swept
+            else:
+                report.expired += swept
             if cursor is None:
                 break
         if in_flight:
             log.info("waiting for provider calls in flight", extra={"in_flight": in_flight})
-        if not self._finish_if_final(task, report):
+        final = TaskStatus.CANCELLED if cancelled else TaskStatus.FINISHED
+        if not self._finish_if_final(task, report, final):
             report.incomplete.append(task.id)
 
-    def _finish_if_final(self, task: SendingTask, report: DispatchReport) -> bool:
-        """Finish the task when none of its messages is pending any more."""
+    def _finish_if_final(
+        self, task: SendingTask, report: DispatchReport, final: TaskStatus = TaskStatus.FINISHED
+    ) -> bool:
+        """Finish (or close, cancelled) the task when none of its messages is pending."""
         counts = self._messages.counts([task.id])[task.id]
         # The counts follow the messages' stream a moment behind: none pending by them is
         # checked against the messages themselves (once a task, as a rule).
         if counts.pending or self._messages.has_pending(task.id):
             return False
-        self._tasks.set_status(task, TaskStatus.FINISHED, self._clock())
+        self._tasks.set_status(task, final, self._clock())
         report.finished += 1
-        log.info("task finished", extra={"messages": counts.by_status(), "total": counts.total})
+        log.info(
+            "task finished" if final is TaskStatus.FINISHED else "cancelled task closed",
+            extra={"messages": counts.by_status(), "total": counts.total},
+        )
         return True
 
     # --- waiting messages -------------------------------------------------------------
@@ -394,6 +438,23 @@ class Dispatcher:
             log.info("fan-out segments queued again", extra={"segments": stalled})
         return task
 
+    def _requeue_segments(self, task: SendingTask) -> SendingTask:
+        """A job for each segment not done and held by nobody (a pause let it go)."""
+        if not task.fanout.planned or task.fanout.done:
+            return task
+        segments = self._segments_of(task)
+        states = self._segments.states(task.id, [segment.index for segment in segments])
+        now_ms = ms(self._clock())
+        free = [
+            segment.index
+            for segment in segments
+            if (state := states.get(segment.index)) is None
+            or (not state.done and state.free(now_ms))
+        ]
+        if free:
+            self._fanout_queue.send([FanoutJob(task.id, index) for index in free])
+        return task
+
     def fan_out_body(self, body: str, budget_seconds: float) -> DispatchReport:
         """A fan-out queue record: a job that is not one of ours is logged and dropped
         (nothing can make it work)."""
@@ -413,7 +474,7 @@ class Dispatcher:
         deadline = self._monotonic() + budget_seconds
         with logs.bind(task_id=job.task_id, segment=job.segment):
             task = self._tasks.get(job.task_id)
-            if task is None or task.fanout.done or not task.fanout.planned:
+            if task is None or task.fanout.done or not task.fanout.planned or _held(task):
                 return report
             segments = self._segments_of(task)
             if job.segment >= len(segments) or self._clock() >= task.end:
@@ -457,6 +518,10 @@ class Dispatcher:
         lease_ms = self._settings.fanout_lease_seconds * 1000
         stop_at = min(deadline, self._monotonic() + self._settings.fanout_lease_seconds / 2)
         while not state.done and self._clock() < task.end:
+            task = self._current(task)
+            if _held(task):
+                self._let_go(task, state)  # a resume queues its job again
+                return
             size = self._room()
             if size is None or self._monotonic() >= stop_at:
                 self._let_go(task, state)
@@ -470,6 +535,14 @@ class Dispatcher:
             self._finish_fanout_if_done(task)
         else:
             self._let_go(task, state)  # the end passed: the sweep expires what is left
+
+    def _current(self, task: SendingTask) -> SendingTask:
+        """The task read again before a page: a pause, a cancel or a delete stops its
+        fan-out within a page (TaskGone when it was deleted)."""
+        fresh = self._tasks.get(task.id)
+        if fresh is None:
+            raise TaskGone
+        return fresh
 
     def _let_go(self, task: SendingTask, state: SegmentState) -> None:
         now_ms = ms(self._clock())
@@ -527,6 +600,9 @@ class Dispatcher:
         schedule is one more worker, and the API's start queues a first page at once).
         None when every segment left is held by a worker."""
         now = self._clock()
+        task = self._current(task)
+        if _held(task):
+            return None
         task = self._plan(task, now)
         segments = self._segments_of(task)
         states = self._segments.states(task.id, [segment.index for segment in segments])
@@ -588,6 +664,11 @@ class Dispatcher:
             },
         )
         return len(jobs)
+
+
+def _held(task: SendingTask) -> bool:
+    """Paused or cancelled: no fan-out page for it."""
+    return task.status in (TaskStatus.PAUSED, TaskStatus.CANCELLED)
 
 
 def _job(task_id: int, recipient: Recipient, decision: Decision) -> SendJob:

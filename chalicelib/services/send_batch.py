@@ -29,9 +29,9 @@ from chalicelib.clock import Clock
 from chalicelib.domain import lifecycle
 from chalicelib.domain.clients import parse_utc
 from chalicelib.domain.lifecycle import Change, Decision, MessageState, Step
-from chalicelib.domain.tasks import SendingTask, SendWindow
+from chalicelib.domain.tasks import SendingTask, SendWindow, TaskStatus
 from chalicelib.domain.windows import next_opening
-from chalicelib.ports import TaskRepository
+from chalicelib.ports import StopList, TaskRepository
 from chalicelib.queue import SendJob
 
 log = logs.get_logger("sender")
@@ -104,6 +104,48 @@ class BatchTasks:
             return known[0]
 
 
+class BatchStops:
+    """The stop list as the batch's phones are on it: read for the whole batch at once
+    (one request), and a phone read again right before its call when the batch's read
+    is older than ``max_age`` (SPEC: the stop list is checked right before each call).
+    Without a stop list (None) no phone is stopped."""
+
+    def __init__(self, stops: StopList | None, clock: Clock, max_age: timedelta) -> None:
+        self._stops = stops
+        self._clock = clock
+        self._max_age = max_age
+        self._lock = threading.Lock()
+        self._read: dict[str, tuple[bool, datetime]] = {}
+
+    def load(self, phones: Iterable[str]) -> None:
+        wanted = sorted(set(phones))
+        if self._stops is None or not wanted:
+            return
+        now = self._clock()
+        stopped = self._stops.stopped(wanted)
+        with self._lock:
+            for phone in wanted:
+                self._read[phone] = (phone in stopped, now)
+
+    def get(self, phone: str) -> bool:
+        known = self._read.get(phone)
+        return known is not None and known[0]
+
+    def fresh(self, phone: str) -> bool:
+        """Whether the phone is stopped, as read at most ``max_age`` ago."""
+        if self._stops is None:
+            return False
+        with self._lock:
+            now = self._clock()
+            known = self._read.get(phone)
+            if known is not None and now - known[1] <= self._max_age:
+                return known[0]
+        stopped = phone in self._stops.stopped([phone])
+        with self._lock:
+            self._read[phone] = (stopped, now)
+        return stopped
+
+
 @functools.lru_cache(maxsize=1024)
 def _zone(utc: str) -> tzinfo | None:
     try:
@@ -121,7 +163,12 @@ def window_opening(window: SendWindow | None, utc: str, now: datetime) -> dateti
 
 
 def facts(task: SendingTask) -> lifecycle.TaskFacts:
-    return lifecycle.TaskFacts(deleted=task.deleted, end=task.end)
+    return lifecycle.TaskFacts(
+        deleted=task.deleted,
+        end=task.end,
+        paused=task.status is TaskStatus.PAUSED,
+        cancelled=task.status is TaskStatus.CANCELLED,
+    )
 
 
 def by_message(jobs: list[Job]) -> dict[tuple[int, int], list[Job]]:
@@ -152,6 +199,9 @@ WORDS = {
     Step.WAIT: "deferred",
     Step.PARK: "parked",
     Step.SET_ASIDE: "set aside",
+    Step.HOLD: "held while its task is paused",
+    Step.CANCEL: "cancelled",
+    Step.SUPPRESS: "suppressed",
 }
 
 

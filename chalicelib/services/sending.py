@@ -36,11 +36,19 @@ from chalicelib.domain.lifecycle import Change, Decision, JobFacts, MessageState
 from chalicelib.domain.messages import RetryPolicy
 from chalicelib.domain.retention import Retention
 from chalicelib.domain.tasks import SendingTask
-from chalicelib.ports import JobQueue, MessageRepository, PartialWrite, Provider, TaskRepository
+from chalicelib.ports import (
+    JobQueue,
+    MessageRepository,
+    PartialWrite,
+    Provider,
+    StopList,
+    TaskRepository,
+)
 from chalicelib.queue import SendJob
 from chalicelib.services.send_batch import (
     Answered,
     BatchResult,
+    BatchStops,
     BatchTasks,
     Claimed,
     Job,
@@ -78,6 +86,7 @@ class Sender:
         parallel_calls: int = MAX_PARALLEL_CALLS,
         max_check_age: timedelta = MAX_CHECK_AGE,
         retention: Retention | None = None,
+        stops: StopList | None = None,
     ) -> None:
         self._clock = clock
         self._messages = messages
@@ -91,6 +100,7 @@ class Sender:
         self._parallel = parallel_calls
         self._max_check_age = max_check_age
         self._retention = retention
+        self._stops = stops
         self._first_send_known: set[int] = set()
         # Outcomes since this container started (the tests read them).
         self.totals: Counter[str] = Counter()
@@ -111,6 +121,8 @@ class Sender:
                 "MessagesFailed": outcomes.get("failed", 0),
                 "MessagesExpired": outcomes.get("expired", 0),
                 "MessagesRetried": outcomes.get("retry", 0),
+                "MessagesCancelled": outcomes.get("cancelled", 0),
+                "MessagesSuppressed": outcomes.get("suppressed", 0),
                 "ProviderLatency": result.provider_latencies_ms,
                 "DispatchLag": result.dispatch_lags_s,
             },
@@ -125,16 +137,18 @@ class Sender:
         if not jobs:
             return result
         tasks = BatchTasks(self._tasks, self._clock, self._max_check_age)
+        stops = BatchStops(self._stops, self._clock, self._max_check_age)
         try:
             tasks.load({item.job.task_id for item in jobs})
             states = self._states(jobs)
+            stops.load(item.job.phone for item in jobs)
         except Exception:
             log.exception("could not read tasks and messages; the batch will be retried")
             result.failed_record_ids += [item.record.record_id for item in jobs]
             result.count("error")
             return result
-        claimed = self._decide(jobs, tasks, states, result)
-        answered = self._call_all(claimed, tasks, result)
+        claimed = self._decide(jobs, tasks, stops, states, result)
+        answered = self._call_all(claimed, tasks, stops, result)
         self._record(answered, tasks, result)
         log.info("send batch", extra={"records": len(records), "outcomes": result.outcomes})
         return result
@@ -168,6 +182,7 @@ class Sender:
         self,
         jobs: list[Job],
         tasks: BatchTasks,
+        stops: BatchStops,
         states: dict[tuple[int, int], MessageState],
         result: BatchResult,
     ) -> list[Claimed]:
@@ -193,7 +208,7 @@ class Sender:
             if chosen is None or state is None:
                 continue
             task = tasks.get(chosen.job.task_id)
-            verdict = self._on_job(chosen, state, task, now)
+            verdict = self._on_job(chosen, state, task, now, stopped=stops.get(chosen.job.phone))
             if isinstance(verdict, Refusal):
                 not_sent(chosen, verdict.reason, "dropped", result)
             else:
@@ -216,7 +231,13 @@ class Sender:
         return claimed
 
     def _on_job(
-        self, item: Job, state: MessageState, task: SendingTask | None, now: datetime
+        self,
+        item: Job,
+        state: MessageState,
+        task: SendingTask | None,
+        now: datetime,
+        *,
+        stopped: bool,
     ) -> Decision | Refusal:
         job = item.job
         if task is None:
@@ -229,6 +250,7 @@ class Sender:
             now,
             opening=opening,
             timing=self._timing,
+            stopped=stopped,
         )
 
     def _apply(
@@ -300,10 +322,10 @@ class Sender:
     # --- the calls --------------------------------------------------------------------
 
     def _call_all(
-        self, claimed: list[Claimed], tasks: BatchTasks, result: BatchResult
+        self, claimed: list[Claimed], tasks: BatchTasks, stops: BatchStops, result: BatchResult
     ) -> list[Answered]:
         call: Callable[[Claimed], Answered | None] = functools.partial(
-            self._call, tasks=tasks, result=result
+            self._call, tasks=tasks, stops=stops, result=result
         )
         if self._parallel <= 1 or len(claimed) <= 1:
             answers = [call(item) for item in claimed]
@@ -323,16 +345,20 @@ class Sender:
                 answered.append(answer)
         return answered
 
-    def _call(self, claim: Claimed, *, tasks: BatchTasks, result: BatchResult) -> Answered | None:
+    def _call(
+        self, claim: Claimed, *, tasks: BatchTasks, stops: BatchStops, result: BatchResult
+    ) -> Answered | None:
         job = claim.item.job
         with logs.bind(task_id=job.task_id, message_id=job.message_id, client_id=job.client_id):
             try:
-                return self._call_one(claim, tasks, result)
+                return self._call_one(claim, tasks, stops, result)
             except Exception:
                 log.exception("send failed inside the service; the job will be retried")
                 return None
 
-    def _call_one(self, claim: Claimed, tasks: BatchTasks, result: BatchResult) -> Answered:
+    def _call_one(
+        self, claim: Claimed, tasks: BatchTasks, stops: BatchStops, result: BatchResult
+    ) -> Answered:
         job = claim.item.job
         token = self._provider.warm()  # slow first (a token read), then the last check
         task = tasks.fresh(job.task_id)
@@ -341,21 +367,21 @@ class Sender:
             not_sent(claim.item, "task deleted", "dropped", result)
             return Answered(claim.item, None)
         connect = timedelta(seconds=self._provider.connect_timeout)
-        reason = lifecycle.may_call(
+        verdict = lifecycle.last_check(
+            claim.state,
             facts(task),
             now,
             connect=connect,
             call=connect + timedelta(seconds=self._provider.read_timeout),
-            claimed_until_ms=claim.state.claimed_until_ms,
+            stopped=stops.fresh(job.phone),
         )
-        if reason is not None and now + connect < task.end:
+        if isinstance(verdict, Refusal):
             # Too late for this claim: a copy of the job takes the message back when it lapses.
-            not_sent(claim.item, reason, "dropped", result)
+            not_sent(claim.item, verdict.reason, "dropped", result)
             self._after_lease(claim.item, claim.state, now, result)
             return Answered(claim.item, None)
-        if reason is not None:
-            change = lifecycle.expire(claim.state, reason)
-            return Answered(claim.item, Decision(change))
+        if verdict is not None:
+            return Answered(claim.item, verdict)
         answer = self._provider.send(
             job.message_id, job.phone, task.text, attempt=job.attempt + 1, token=token
         )

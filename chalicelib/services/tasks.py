@@ -10,6 +10,7 @@ from datetime import datetime
 from chalicelib import logs
 from chalicelib.clock import Clock
 from chalicelib.domain.tasks import (
+    Control,
     Task,
     TaskChanges,
     TaskPlan,
@@ -17,6 +18,7 @@ from chalicelib.domain.tasks import (
     changed_fields,
     check_times,
     check_update_allowed,
+    control_target,
 )
 from chalicelib.errors import Conflict, NotFound
 from chalicelib.ports import Page, StaleTask, TaskCatalog
@@ -90,6 +92,8 @@ class TaskService:
             plan = changes.applied_to(task)
             changed = changed_fields(task, plan)
             status = task.status_at(now)
+            if status is TaskStatus.PAUSED:
+                status = task.schedule_at(now)  # a paused task changes as it would unpaused
             check_update_allowed(status, changed)
             if not changed:
                 return as_of(task, now)
@@ -109,6 +113,34 @@ class TaskService:
                 self._start_if_due(task, now)
             return as_of(task, now)
         raise Conflict("The task was changed by another request; try again.")
+
+    def control(self, task_id: int, control: Control) -> Task:
+        """Pause, resume or cancel (SPEC: campaign controls). A pause or cancel answers
+        once no sender can still begin a call for the task (the delete's grace); a
+        cancel's pending messages, and a resume's waiting ones, get a first page of the
+        dispatcher's work at once, the schedule does the rest."""
+        for _ in range(UPDATE_ATTEMPTS):
+            now = self._clock()
+            task = self._require(task_id)
+            target = control_target(control, task, now)
+            try:
+                task = self._tasks.set_control(task, target, now, rejudge=control is Control.RESUME)
+            except StaleTask:
+                continue  # changed meanwhile: re-read and apply the rules again
+            with logs.bind(task_id=task_id):
+                log.info(f"task {control.value}d", extra={"status": target.value})
+                if control is not Control.RESUME:
+                    self._sleep(self._delete_grace)
+                if control is Control.CANCEL or task.status_at(now) is TaskStatus.RUNNING:
+                    self._run_now(task)
+            return as_of(task, now)
+        raise Conflict("The task was changed by another request; try again.")
+
+    def _run_now(self, task: Task) -> None:
+        try:
+            self._on_due(task.id)
+        except Exception:
+            log.exception("the dispatcher's first page failed; the schedule will do it")
 
     def delete(self, task_id: int) -> None:
         if not self._tasks.delete(task_id, self._clock()):

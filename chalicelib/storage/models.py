@@ -139,6 +139,8 @@ class CounterModel(Model):
     sent = NumberAttribute(null=True)
     failed = NumberAttribute(null=True)
     expired = NumberAttribute(null=True)
+    cancelled = NumberAttribute(null=True)
+    suppressed = NumberAttribute(null=True)
     # The stream's marks: {shard id: last sequence number counted}, as JSON, and their
     # version, which every count write checks and moves (chalicelib/domain/counting.py).
     marks = UnicodeAttribute(null=True)

@@ -166,6 +166,18 @@ class DynamoTasks:
             actions.append(TaskModel.wake_all.set(True))
         return _update(task, actions, now)
 
+    def set_control(self, task: Task, status: TaskStatus, now: datetime, *, rejudge: bool) -> Task:
+        """An operator's pause, resume or cancel (``chalicelib/domain/tasks.py``), if the
+        task is as read: it stays on the due index, where the dispatcher sweeps a
+        paused task at its end and a cancelled one at once."""
+        actions: list[Action] = [
+            TaskModel.status.set(status.value),
+            TaskModel.open_shard.set(OPEN_SHARD),
+        ]
+        if rejudge:
+            actions.append(TaskModel.wake_all.set(True))
+        return _update(task, actions, now)
+
     def delete(self, task_id: int, now: datetime) -> bool:
         """A tombstone: senders reading the task see it gone; it leaves the due index for
         the purge shard, where the dispatcher finds it to remove its messages, and DynamoDB
@@ -211,14 +223,16 @@ class DynamoTasks:
         return found
 
     def set_status(self, task: SendingTask, status: TaskStatus, now: datetime) -> SendingTask:
-        """Move the stored status; a finished task leaves the due index and is stamped
-        to expire with its messages (same write)."""
+        """Move the stored status; a finished task, or a cancelled one with nothing left
+        pending, leaves the due index and is stamped to expire with its messages (same
+        write)."""
         shard = TaskModel.open_shard
+        closed = status in (TaskStatus.FINISHED, TaskStatus.CANCELLED)
         actions: list[Action] = [
             TaskModel.status.set(status.value),
-            shard.remove() if status is TaskStatus.FINISHED else shard.set(OPEN_SHARD),
+            shard.remove() if closed else shard.set(OPEN_SHARD),
         ]
-        if status is TaskStatus.FINISHED and self._retention is not None:
+        if closed and self._retention is not None:
             expiry = self._retention.finished_task_expiry(task.end, now)
             actions.append(TaskModel.expires_at.set(expiry))
         stored = _update(task, actions, now)

@@ -108,7 +108,14 @@ def test_a_due_mailing_reaches_the_fake_provider(stack: Stack) -> None:
             break
         time.sleep(0.3)
     assert row["total"] == 2
-    assert row["messages"] == {"pending": 0, "sent": 2, "failed": 0, "expired": 0}
+    assert row["messages"] == {
+        "pending": 0,
+        "sent": 2,
+        "failed": 0,
+        "expired": 0,
+        "cancelled": 0,
+        "suppressed": 0,
+    }
     detail = session.get(f"{stack.url}/api/tasks/{task_id}/stats", timeout=10).json()
     assert sorted(item["client_id"] for item in detail["items"]) == [1, 2]
     assert {item["status"] for item in detail["items"]} == {"sent"}

@@ -168,9 +168,16 @@ def test_metrics_endpoint_speaks_prometheus(
     assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
     families = {f.name: f for f in text_string_to_metric_families(response.body.decode())}
     messages = {s.labels["status"]: s.value for s in families["notify_messages"].samples}
-    assert messages == {"pending": 0, "sent": 3, "failed": 0, "expired": 0}
+    assert messages == {
+        "pending": 0,
+        "sent": 3,
+        "failed": 0,
+        "expired": 0,
+        "cancelled": 0,
+        "suppressed": 0,
+    }
     tasks = {s.labels["status"]: s.value for s in families["notify_tasks"].samples}
-    assert tasks == {"scheduled": 1, "running": 1, "finished": 0}
+    assert tasks == {"scheduled": 1, "running": 1, "finished": 0, "paused": 0, "cancelled": 0}
     assert families["notify_queue_jobs"].samples[0].value == 0
     assert families["notify_messages_created"].samples[0].value == 3
 

@@ -13,7 +13,7 @@ from tests.conftest import Api, FrozenClock
 from tests.integration.pipeline import Pipeline, messages_of
 from tests.integration.test_pipeline import add_client, add_task, counts, recount
 
-ZERO = {"pending": 0, "sent": 0, "failed": 0, "expired": 0}
+ZERO = {"pending": 0, "sent": 0, "failed": 0, "expired": 0, "cancelled": 0, "suppressed": 0}
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ what order, twice or never deleted (at-least-once), when the clock moves, when a
 handler dies (before or after any I/O step, the provider call included), what the
 provider answers (success, 5xx, 429, 400, garbage, a hang past the timeout), and what
 an operator does meanwhile, even in the middle of a handler (a later end, a new send
-window, a delete, a new task).
+window, a delete, a new task, a pause, a resume, a cancel, a phone stopped or unstopped).
 
 After each seed the invariants are checked (see ``check``); a failure prints the seed
 and the command that replays it. ``SEEDS=5000`` runs more, ``SEED=n`` starts there.
@@ -39,6 +39,7 @@ from tests.fakes import (
     FakeProvider,
     FakeQueue,
     FakeSegments,
+    FakeStopList,
     FakeTasks,
     ProviderCall,
     World,
@@ -69,11 +70,13 @@ class Sim:
     fanout_queue: FakeFanoutQueue
     audience: FakeAudience
     provider: FakeProvider
+    stops: FakeStopList
     dispatcher: Dispatcher
     sender: Sender
     delete_grace: timedelta
     violations: list[str] = field(default_factory=list)
     excused: set[int] = field(default_factory=set)  # answered, then a crash lost it
+    ever_stopped: set[str] = field(default_factory=set)
     unrecorded: set[int] = field(default_factory=set)
     dead_lettered: set[tuple[int, int]] = field(default_factory=set)
     next_task: int = 1
@@ -98,6 +101,7 @@ def build(seed: int) -> Sim:
     ]
     audience = FakeAudience(world, clients)
     fanout_queue = FakeFanoutQueue(world)
+    stops = FakeStopList(world)
     queue = FakeQueue(world, visibility=timedelta(seconds=rng.choice([10, 30, 90])))
     provider = FakeProvider(world, rng.choice(PROVIDERS), connect_timeout=1.0, read_timeout=2.0)
     settings = Settings.from_env(
@@ -142,6 +146,7 @@ def build(seed: int) -> Sim:
         rng=random.Random(seed),
         parallel_calls=1,  # one thread: the same seed, the same run
         max_check_age=timedelta(seconds=0.5),
+        stops=stops,
     )
     grace = timedelta(seconds=0.5 + provider.connect_timeout)
     sim = Sim(
@@ -153,6 +158,7 @@ def build(seed: int) -> Sim:
         fanout_queue,
         audience,
         provider,
+        stops,
         dispatcher,
         sender,
         grace,
@@ -190,7 +196,18 @@ def operator_acts(sim: Sim, *, concurrent: bool) -> None:
     API's immediate start runs when the request is on its own."""
     rng, now = sim.world.rng, sim.world.now
     live = [t for t in sim.tasks.items.values() if not t.deleted]
-    action = rng.choice(["end", "window", "delete", "create"])
+    action = rng.choice(
+        ["end", "window", "delete", "create", "pause", "resume", "cancel", "stop", "unstop"]
+    )
+    if action in ("stop", "unstop"):
+        recipient = rng.choice(sim.audience.clients)[0]
+        if action == "stop":
+            sim.stops.stop(recipient.phone)
+            sim.ever_stopped.add(recipient.phone)
+        else:
+            sim.stops.unstop(recipient.phone)
+        sim.stats[f"phone {action}ped"] += 1
+        return
     if action == "create" or not live:
         if concurrent:
             return
@@ -198,7 +215,23 @@ def operator_acts(sim: Sim, *, concurrent: bool) -> None:
     else:
         task = rng.choice(live)
         task_id = task.id
-        if task.status is TaskStatus.FINISHED or now >= task.end:
+        if task.status in (TaskStatus.FINISHED, TaskStatus.CANCELLED) or now >= task.end:
+            return
+        if action in ("pause", "resume", "cancel"):
+            paused = task.status is TaskStatus.PAUSED
+            if action != "cancel":
+                action = "resume" if paused else "pause"  # resumes as often as pauses
+            if action == "resume":
+                status = TaskStatus.RUNNING if now >= task.start else TaskStatus.SCHEDULED
+                sim.tasks.held_at.pop(task_id, None)
+            else:
+                status = TaskStatus.PAUSED if action == "pause" else TaskStatus.CANCELLED
+            sim.tasks.control(task_id, now, status)
+            done = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}[action]
+            sim.stats[done] += 1
+            if action == "pause" or concurrent:
+                return
+            sim.dispatcher.start_task(task_id)  # the API's first page of the rest
             return
         if action == "delete":
             sim.tasks.delete(task_id, now)
@@ -309,6 +342,12 @@ def watch_provider(sim: Sim) -> None:
         deleted = sim.tasks.deleted_at.get(task.id)
         if deleted is not None and call.arrived > deleted + sim.delete_grace:
             sim.fail(f"call for {call.msg_id} after the delete returned")
+        held = sim.tasks.held_at.get(task.id)
+        if held is not None and call.arrived > held + sim.delete_grace:
+            sim.fail(f"call for {call.msg_id} of a {task.status.value} task after the answer")
+        stopped = sim.stops.since.get(call.phone)
+        if stopped is not None and call.arrived > stopped + sim.delete_grace:
+            sim.fail(f"call for {call.msg_id} to a phone stopped at {stopped.isoformat()}")
         if call.accepted:
             sim.unrecorded.add(call.msg_id)
 
@@ -337,6 +376,10 @@ def way_forward(sim: Sim) -> None:
         state, task = message.state, sim.tasks.items[task_id]
         if not state.pending or task.deleted or sim.world.now >= task.end:
             continue
+        if task.status is TaskStatus.CANCELLED:
+            continue  # the dispatcher's sweep cancels it (checked at the end)
+        if task.status is TaskStatus.PAUSED or task.rejudge:
+            continue  # a resume, then the dispatcher's next run, wakes every waiting one
         if current[(task_id, client_id, state.generation)]:
             continue  # its job
         if (
@@ -378,8 +421,11 @@ def check(sim: Sim) -> None:
     for task in sim.tasks.items.values():
         if task.deleted:
             continue
-        if task.status is not TaskStatus.FINISHED:
-            sim.fail(f"task {task.id} not finished after its end and a sweep")
+        if task.status is TaskStatus.CANCELLED:
+            if task.id not in sim.tasks.closed:
+                sim.fail(f"cancelled task {task.id} not closed after a sweep")
+        elif task.status is not TaskStatus.FINISHED:
+            sim.fail(f"task {task.id} {task.status.value} after its end and a sweep")
         counts = sim.messages.counts([task.id])[task.id]
         if counts != sim.messages.recount(task.id):
             sim.fail(f"task {task.id} counts {counts} != {sim.messages.recount(task.id)}")
@@ -400,6 +446,11 @@ def check(sim: Sim) -> None:
         elif times > 1:
             sim.stats["acknowledged twice after a crash"] += 1
     for message in sim.messages.items.values():
+        status = message.state.status.value
+        if status == "cancelled" and sim.tasks.items[message.task_id].status.value != "cancelled":
+            sim.fail(f"message {message.task_id}/{message.recipient.client_id}: task not cancelled")
+        if status == "suppressed" and message.recipient.phone not in sim.ever_stopped:
+            sim.fail(f"message {message.task_id}/{message.recipient.client_id}: never stopped")
         if (
             message.state.status.value == "sent"
             and accepted[message.task_id * CLIENT_ID_SPAN + message.recipient.client_id] == 0
