@@ -71,7 +71,7 @@ class TestSendService:
 
     def send(self, task_id: int, phones: Sequence[str]) -> list[TestSendResult]:
         """One result per distinct phone, in the order first named; NotFound for a task
-        that does not exist or was deleted (then nothing is read or called)."""
+        that does not exist or was deleted (then nothing more is read, taken or called)."""
         started = self._monotonic()
         task = self._tasks.get(task_id)
         if task is None:
