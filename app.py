@@ -14,7 +14,17 @@ from typing import Any
 from chalice.app import Chalice, CloudWatchEvent, DynamoDBEvent, Rate, SQSEvent
 
 from chalicelib import http, logs
-from chalicelib.api import audience, auth, clients, docs, health, stats, stoplist, tasks
+from chalicelib.api import (
+    audience,
+    auth,
+    clients,
+    docs,
+    health,
+    stats,
+    stoplist,
+    tasks,
+    test_sends,
+)
 from chalicelib.bootstrap import services, use_services
 from chalicelib.settings import read_settings_now
 
@@ -25,7 +35,7 @@ __all__ = ["app", "count_messages", "dispatch", "fan_out", "send", "services", "
 app = Chalice(app_name="notify", configure_logs=False)
 http.install(app)
 # In the order of the paths in openapi.json (auth holds the authorizer, no route).
-for blueprint in (auth, health, clients, tasks, stats, audience, stoplist, docs):
+for blueprint in (auth, health, clients, tasks, stats, test_sends, audience, stoplist, docs):
     app.register_blueprint(blueprint.bp)
 
 # Fixed when the app loads (`chalice package` loads it with the stage's environment):

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from chalicelib.services.stats import StatsService
     from chalicelib.services.stoplist import StopListService
     from chalicelib.services.tasks import TaskService
+    from chalicelib.services.test_sends import TestSendService
     from chalicelib.storage.api_keys import DynamoApiKeys
     from chalicelib.storage.clients import DynamoClients
     from chalicelib.storage.messages import DynamoMessages
@@ -107,8 +108,23 @@ class Services:
         return StopListService(self.clock, self.stoplist_repository)
 
     @cached_property
+    def test_sends(self) -> TestSendService:
+        """A task's text sent now to a few phones (issue 18): the API calls the provider."""
+        from chalicelib.services.test_sends import TestSendService  # noqa: PLC0415
+        from chalicelib.storage.ids import DynamoTestSendNumbers  # noqa: PLC0415
+
+        self.bind_storage()
+        return TestSendService(
+            tasks=self.task_repository,
+            stoplist=self.stoplist_repository,
+            provider=self.provider,
+            numbers=DynamoTestSendNumbers(),
+        )
+
+    @cached_property
     def stoplist_repository(self) -> DynamoStopList:
-        """Also what the sender will check right before each provider call."""
+        """Also what the test sends check right before their provider calls, and what the
+        sender will."""
         from chalicelib.storage.stoplist import DynamoStopList  # noqa: PLC0415
 
         self.bind_storage()
@@ -210,9 +226,16 @@ class Services:
         return Purger(DynamoPurge())
 
     @cached_property
+    def provider(self) -> Provider:
+        """The external send API's client (the one given, in tests): the sender's and the
+        test sends'. In AWS its token is read from Parameter Store on the first call."""
+        from chalicelib.provider import Provider  # noqa: PLC0415
+
+        return self._provider or Provider.from_settings(self.settings)
+
+    @cached_property
     def sender(self) -> Sender:
         from chalicelib.domain.messages import RetryPolicy  # noqa: PLC0415
-        from chalicelib.provider import Provider  # noqa: PLC0415
         from chalicelib.services.sending import Sender  # noqa: PLC0415
 
         policy = RetryPolicy(
@@ -225,7 +248,7 @@ class Services:
             messages=self.message_repository,
             tasks=self.task_repository,
             queue=self.queue,
-            provider=self._provider or Provider.from_settings(self.settings),
+            provider=self.provider,
             policy=policy,
             timing=timing(self.settings),
             stage=self.settings.stage,

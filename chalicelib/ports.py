@@ -415,6 +415,15 @@ class StopList(Protocol):
         ...
 
 
+class TestSendNumbers(Protocol):
+    """The stage's count of test sends, whose msgIds are made from it
+    (``chalicelib/domain/messages.py``)."""
+
+    def take(self, count: int) -> list[int]:
+        """``count`` numbers never handed out before (1, 2, 3... over the stage's life)."""
+        ...
+
+
 class AudienceCounts(Protocol):
     """The audience preview: exact counts (``chalicelib/domain/audience.py``) and a sample."""
 

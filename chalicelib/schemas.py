@@ -31,6 +31,7 @@ from chalicelib.domain.tasks import (
     parse_hhmm,
     parse_instant,
 )
+from chalicelib.domain.test_sends import MAX_PHONES, TestSendStatus
 from chalicelib.errors import ValidationFailed
 
 Phone = Annotated[
@@ -308,6 +309,42 @@ class AudiencePreviewOut(BaseModel):
     count: int = Field(description="Exactly how many clients the filter matches now")
     sample: list[ClientOut] = Field(
         description="Some of them (at most 10): the first the mailing's own reading finds"
+    )
+
+
+class TestSendIn(RequestModel):
+    __test__ = False  # not a pytest test class
+
+    phones: list[Phone] = Field(
+        min_length=1,
+        max_length=MAX_PHONES,
+        description="1 to 5 phones; a phone named twice gets one send (and one result)",
+    )
+
+
+class TestSendResultOut(BaseModel):
+    __test__ = False
+
+    phone: str
+    status: Annotated[
+        str,
+        Field(
+            description="`sent`: the provider accepted it; `failed`: it did not (see "
+            "`error`); `suppressed`: the phone is on the stop list, no call was made",
+            json_schema_extra={"enum": [s.value for s in TestSendStatus]},
+        ),
+    ]
+    error: str | None = Field(
+        description="Why it was not sent (the provider's answer, such as `HTTP 400` or "
+        "`timeout`); null when sent"
+    )
+
+
+class TestSendOut(BaseModel):
+    __test__ = False
+
+    results: list[TestSendResultOut] = Field(
+        description="One per distinct phone, in the order the request named them"
     )
 
 

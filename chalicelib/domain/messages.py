@@ -9,9 +9,15 @@ from datetime import datetime
 
 # A message id is task_id * 10**10 + client_id: the same on every attempt for the same
 # task and client (the provider de-duplicates on it), readable by a person, and below
-# 2**63 while task ids stay under 922,337,203 and client ids under 10**10.
+# TEST_SEND_BASE while task ids stay under 900,000,000 and client ids under 10**10.
+# The ids from TEST_SEND_BASE + 1 up to 2**63 - 1 are the test sends' (POST
+# /api/tasks/{id}/test): test send n (a counter of the stage, never reused) is
+# TEST_SEND_BASE + n, so it can never equal a message's id, nor another test send's
+# (README, "Test sends"; docs/integration.md, section 9).
 CLIENT_ID_SPAN = 10**10
 MAX_MESSAGE_ID = 2**63 - 1
+TEST_SEND_BASE = 9 * 10**18
+MAX_TASK_ID = TEST_SEND_BASE // CLIENT_ID_SPAN - 1  # 899,999,999
 
 
 class MessageStatus(enum.StrEnum):
@@ -39,10 +45,21 @@ class Message:
 def message_id(task_id: int, client_id: int) -> int:
     if not 0 < client_id < CLIENT_ID_SPAN:
         raise ValueError(f"client id {client_id} does not fit a message id")
-    value = task_id * CLIENT_ID_SPAN + client_id
-    if value > MAX_MESSAGE_ID:
+    if not 0 < task_id <= MAX_TASK_ID:
         raise ValueError(f"task id {task_id} does not fit a message id")
-    return value
+    return task_id * CLIENT_ID_SPAN + client_id
+
+
+def message_id_of_test_send(number: int) -> int:
+    """The msgId of the ``number``-th test send of the stage (1, 2, 3...)."""
+    if not 0 < number <= MAX_MESSAGE_ID - TEST_SEND_BASE:
+        raise ValueError(f"test send {number} does not fit a message id")
+    return TEST_SEND_BASE + number
+
+
+def is_test_send_id(value: int) -> bool:
+    """Whether ``value`` is in the test sends' range (no message's id ever is)."""
+    return TEST_SEND_BASE < value <= MAX_MESSAGE_ID
 
 
 @dataclass(frozen=True)

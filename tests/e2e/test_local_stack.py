@@ -129,6 +129,28 @@ def test_a_due_mailing_reaches_the_fake_provider(stack: Stack) -> None:
     assert session.get(f"{stack.url}/api/clients/", timeout=10).status_code == 200
 
 
+def test_a_test_send_from_the_api_process_reaches_the_fake_provider(stack: Stack) -> None:
+    """The API's own process calls the provider for a test send (README, "Test sends"):
+    ``make run`` gives it the fake provider's URL and token, as the sender has them."""
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {DEV_KEY}"
+    now = datetime.now(UTC)
+    task = {
+        "start_time": (now + timedelta(hours=1)).isoformat(),
+        "end_time": (now + timedelta(hours=2)).isoformat(),
+        "text": "Test of e2e",
+    }
+    task_id = session.post(f"{stack.url}/api/tasks/", json=task, timeout=10).json()["id"]
+    answer = session.post(
+        f"{stack.url}/api/tasks/{task_id}/test", json={"phones": ["79000000001"]}, timeout=30
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"results": [{"phone": "79000000001", "status": "sent", "error": None}]}
+    (call,) = requests.get(f"{stack.provider_url}/calls", timeout=5).json()["calls"]
+    assert call["msg_id"] == 9 * 10**18 + 1
+    assert call["body"] == {"id": call["msg_id"], "phone": 79000000001, "text": "Test of e2e"}
+
+
 def test_client_directory_over_http_then_clean_stop(stack: Stack) -> None:
     api = f"{stack.url}/api/clients/"
     ann = {"phone": "79001234567", "code": "900", "tag": "vip", "utc": "Europe/Moscow"}

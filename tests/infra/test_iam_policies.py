@@ -75,12 +75,16 @@ def test_policies_name_actions_and_the_stacks_own_resources(stack: Stack) -> Non
             assert not grant.conditions
 
 
-def test_only_the_sender_reads_the_token_and_only_through_ssm(stack: Stack) -> None:
+# Who calls the provider: the sender, and the API for the test sends (README, "Test sends").
+READ_THE_TOKEN = {"send", "api_handler"}
+
+
+def test_only_the_provider_callers_read_the_token_and_only_through_ssm(stack: Stack) -> None:
     parameter = stack.properties("Send")["Environment"]["Variables"]["SENDER_TOKEN_PARAMETER"]
     token_arn = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{parameter}"
     for function in FUNCTIONS:
         secret = [g for g in grants_of(stack, function) if g.action.startswith(("ssm:", "kms:"))]
-        if function != "send":
+        if function not in READ_THE_TOKEN:
             assert secret == []
             continue
         kms, ssm = sorted(secret, key=lambda g: g.action)
@@ -280,6 +284,7 @@ def _exercise(
         for audience in ({}, {"codes": ["900"], "tags": ["vip"]}, {"tags": ["vip"]}):
             assert api.post("/api/audience/preview", {"filter": audience}).status_code == 200
         by_tag = _task(api, "12:29", "14:00", filter={"tags": ["vip"]})
+        _test_send_paths(api, by_tag)
         _task(api, "12:30", "14:00")  # everyone
         _task(api, "12:40", "14:00")  # everyone, started by the schedule
         _task(api, "12:05", "12:25", filter={"codes": ["902"]}, **CLOSED)
@@ -333,6 +338,16 @@ def _stoplist_paths(api: Api) -> None:
     assert api.get("/api/stoplist/").status_code == 200
     for status in (204, 404):
         assert api.delete("/api/stoplist/79000000077").status_code == status
+
+
+def _test_send_paths(api: Api, task_id: int) -> None:
+    """A test send: the token read from Parameter Store, the stop list looked up, the
+    test sends' counter moved; a stopped phone gets no call."""
+    assert api.post("/api/stoplist/", {"phone": "79000000078"}).status_code == 201
+    response = api.post(f"/api/tasks/{task_id}/test", {"phones": ["79000000001", "79000000078"]})
+    assert response.status_code == 200, response.body
+    assert [r["status"] for r in response.json_body["results"]] == ["sent", "suppressed"]
+    assert api.delete("/api/stoplist/79000000078").status_code == 204
 
 
 def _fan_out_paths(

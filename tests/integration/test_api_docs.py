@@ -10,6 +10,7 @@ import pytest
 
 import app as app_module
 from chalicelib import apidocs
+from local.fake_provider import FakeProviderState
 from tests.conftest import ROOT, Api
 from tools.openapi import PARAMETERS, operations
 
@@ -98,3 +99,39 @@ def test_an_undocumented_query_parameter_is_refused(api: Api) -> None:
     response = api.get("/api/tasks/?page=2")
     assert response.status_code == 400
     assert response.json_body["fields"] == {"page": "unknown query parameter"}
+
+
+TEST_SEND = "/api/tasks/{task_id}/test"
+
+
+def test_the_test_send_route_is_documented_in_the_document_and_the_guides() -> None:
+    operation = json.loads((ROOT / "openapi.json").read_text())["paths"][TEST_SEND]["post"]
+    assert set(operation["responses"]) == {"200", "400", "401", "404", "413", "415", "500"}
+    assert operation["tags"] == ["tasks"]
+    readme = (ROOT / "README.md").read_text()
+    guide = (ROOT / "docs" / "integration.md").read_text()
+    assert "| `POST /api/tasks/{id}/test` |" in readme and "### Test sends" in readme
+    assert "| `POST /api/tasks/{id}/test` |" in guide and "## 14. Test sends" in guide
+    assert "[Test sends](#14-test-sends)" in guide
+
+
+def test_the_test_send_examples_are_answered_as_documented(
+    api: Api, provider: FakeProviderState
+) -> None:
+    """Each body example of the document, sent to a task, is answered 200 with one
+    result per distinct phone, each of the answer example's shape."""
+    operation = json.loads((ROOT / "openapi.json").read_text())["paths"][TEST_SEND]["post"]
+    examples = operation["requestBody"]["content"]["application/json"]["examples"]
+    answer = operation["responses"]["200"]["content"]["application/json"]["example"]
+    task = api.post(
+        "/api/tasks/",
+        {"start_time": "2027-01-01T00:00:00Z", "end_time": "2027-01-02T00:00:00Z", "text": "x"},
+    ).json_body["id"]
+    for name, example in examples.items():
+        response = api.post(TEST_SEND.replace("{task_id}", str(task)), example["value"])
+        assert response.status_code == 200, (name, response.body)
+        results = response.json_body["results"]
+        assert [r["phone"] for r in results] == [str(p) for p in example["value"]["phones"]]
+        assert all(set(r) == set(answer["results"][0]) for r in results)
+        assert {r["status"] for r in results} == {"sent"}
+    assert {r["status"] for r in answer["results"]} == {"sent", "failed", "suppressed"}

@@ -19,12 +19,16 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from chalice.local import LocalDevServer
 from chalice.test import Client
 
 import app as app_module
+from chalicelib.bootstrap import Services
+from chalicelib.domain.messages import is_test_send_id
+from local.fake_provider import FakeProvider, FakeProviderState
 from local.gateway import SpecRequestHandler
 from tests.conftest import ROOT
 from tools.openapi import operations as documented_operations
@@ -65,8 +69,17 @@ def served(test_client: Client) -> Iterator[str]:
 
 
 def test_fuzzing_every_operation_finds_no_contract_violation(
-    served: str, api_key: str, tmp_path: Path
+    served: str,
+    api_key: str,
+    tmp_path: Path,
+    services: Services,
+    fake_provider: FakeProvider,
+    provider: FakeProviderState,
 ) -> None:
+    # The test sends (POST /api/tasks/{id}/test) call the provider from the API: only
+    # ever the fake one on loopback (tests/conftest.py's aws_env), answering at once.
+    assert services.settings.sender_url == fake_provider.url
+    assert urlsplit(fake_provider.url).hostname == "127.0.0.1"
     report = tmp_path / "report.json"
     command = [
         str(Path(sys.executable).with_name("schemathesis")),
@@ -113,4 +126,14 @@ def test_fuzzing_every_operation_finds_no_contract_violation(
     assert set(phases.values()) == {"success"}, phases
     cases = summary["test_cases"]["generated"]
     assert cases >= 10 * documented, cases
-    print(f"schemathesis: {cases} cases, {summary['running_time']:.0f}s, phases {phases}")
+    # Nothing but test sends reached the provider (no mailing runs here), each with its
+    # own id from the test sends' range.
+    calls = [call.msg_id for call in provider.sends()]
+    assert all(is_test_send_id(msg_id) for msg_id in calls)
+    assert len({call.msg_id for call in provider.sends() if call.accepted}) == len(
+        [call for call in provider.sends() if call.accepted]
+    )
+    print(
+        f"schemathesis: {cases} cases, {summary['running_time']:.0f}s, phases {phases}, "
+        f"{len(calls)} test sends"
+    )

@@ -20,6 +20,7 @@ from chalicelib.schemas import (
     StopEntryCreate,
     TaskCreate,
     TaskUpdate,
+    TestSendIn,
     parse,
 )
 from tests.conftest import ROOT
@@ -36,6 +37,7 @@ REQUEST_MODELS: dict[str, Any] = {
         TaskUpdate,
         StopEntryCreate,
         AudiencePreviewIn,
+        TestSendIn,
     )
 }
 
