@@ -26,6 +26,7 @@ from chalicelib.domain.messages import MessageStatus
 from chalicelib.domain.stoplist import REASON_MAX
 from chalicelib.domain.tasks import (
     FILTER_MAX_ITEMS,
+    RATE_LIMIT_MAX,
     TEXT_MAX,
     TaskStatus,
     parse_hhmm,
@@ -165,31 +166,35 @@ class SendWindowIn(RequestModel):
 
 
 Text = Annotated[str, Field(min_length=1, max_length=TEXT_MAX)]
+# Messages a second to the provider, at most (SPEC: campaign controls).
+RateLimit = Annotated[int, Field(ge=1, le=RATE_LIMIT_MAX)]
 
 
 # An end after the start and in the future is checked with an update's changes too, by
 # ``check_times`` in ``chalicelib/domain/tasks.py``: it needs the clock and the stored task.
 # (No docstring here: it would become the schema's description in openapi.json.)
 class TaskCreate(RequestModel):
-    NULLABLE: ClassVar[frozenset[str]] = frozenset({"send_window"})
+    NULLABLE: ClassVar[frozenset[str]] = frozenset({"send_window", "rate_limit"})
 
     start_time: Instant
     end_time: Instant
     text: Text
     filter: TaskFilter = Field(default_factory=TaskFilter)
     send_window: SendWindowIn | None = None
+    rate_limit: RateLimit | None = None
 
 
 class TaskUpdate(RequestModel):
     """Partial update; ``send_window: null`` removes the window."""
 
-    NULLABLE: ClassVar[frozenset[str]] = frozenset({"send_window"})
+    NULLABLE: ClassVar[frozenset[str]] = frozenset({"send_window", "rate_limit"})
 
     start_time: Instant | None = None
     end_time: Instant | None = None
     text: Text | None = None
     filter: TaskFilter | None = None
     send_window: SendWindowIn | None = None
+    rate_limit: RateLimit | None = None
 
 
 # Answers give every instant in UTC with ``Z``.
@@ -217,6 +222,7 @@ class TaskOut(BaseModel):
     text: str
     filter: FilterOut
     send_window: SendWindowOut | None
+    rate_limit: int | None
     status: TaskStatus
     created_at: InstantOut
     updated_at: InstantOut

@@ -46,6 +46,7 @@ TASK_IN = {
     "text": "Spring sale: 20% off until Sunday",
     "filter": {"codes": ["900"], "tags": ["vip"]},
     "send_window": {"from": "09:00", "to": "21:00"},
+    "rate_limit": 50,
 }
 TASK = {
     "id": 1,
@@ -54,6 +55,7 @@ TASK = {
     "text": TASK_IN["text"],
     "filter": TASK_IN["filter"],
     "send_window": TASK_IN["send_window"],
+    "rate_limit": TASK_IN["rate_limit"],
     "status": "scheduled",
     "created_at": "2026-11-28T12:00:00Z",
     "updated_at": "2026-11-28T12:00:00Z",
@@ -117,22 +119,25 @@ def get_task(task_id: str) -> Response:
 @Operation(
     "Change a mailing task",
     "tasks",
-    "Before the start any field may change; while running only `end_time` and "
-    "`send_window`; a finished task cannot change.",
-    main_note="`send_window: null` removes the window.",
+    "Before the start any field may change; while running only `end_time`, "
+    "`send_window` and `rate_limit`; a finished or cancelled task cannot change (a paused "
+    "one changes as its times say).",
+    main_note="`send_window: null` removes the window, `rate_limit: null` the task's cap.",
     alias="POST",
     body=TaskUpdate,
     body_examples={
         "later end": {"end_time": "2027-03-02T21:00:00+03:00"},
         "no window": {"send_window": None},
         "other audience": {"filter": {"codes": ["900", "901"]}},
+        "slower": {"rate_limit": 20},
     },
     answer=TaskOut,
     answer_example={**TASK, "end_time": "2027-03-02T18:00:00Z"},
-    conflict="The task is running and the change touches more than `end_time` and "
-    f"`send_window`, or it has finished; or it was {CHANGED_MEANWHILE}.",
-    conflict_example="The task is running: only end_time and send_window may change "
-    "(refused: text).",
+    conflict="The task is running and the change touches more than `end_time`, "
+    f"`send_window` and `rate_limit`, or it has finished or was cancelled; or it was "
+    f"{CHANGED_MEANWHILE}.",
+    conflict_example="The task is running: only end_time, send_window and rate_limit may "
+    "change (refused: text).",
 )
 @http.endpoint
 def update_task(task_id: str) -> Response:
@@ -245,6 +250,7 @@ def plan(data: TaskCreate) -> TaskPlan:
         codes=tuple(data.filter.codes),
         tags=tuple(data.filter.tags),
         window=_window(data.send_window),
+        rate_limit=data.rate_limit,
     )
 
 
@@ -259,6 +265,7 @@ def changes(data: TaskUpdate) -> TaskChanges:
         codes=tuple(task_filter.codes) if task_filter is not None else None,
         tags=tuple(task_filter.tags) if task_filter is not None else None,
         window=_window(data.send_window) if "send_window" in given else KEEP,
+        rate_limit=data.rate_limit if "rate_limit" in given else KEEP,
     )
 
 
@@ -275,6 +282,7 @@ def task_out(task: Task) -> TaskOut:
         text=task.text,
         filter=FilterOut(codes=list(task.codes), tags=list(task.tags)),
         send_window=window,
+        rate_limit=task.rate_limit,
         status=task.status,
         created_at=format_instant(task.created_at),
         updated_at=format_instant(task.updated_at),

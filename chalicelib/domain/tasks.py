@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, time
 
 from chalicelib.errors import Conflict, ValidationFailed
@@ -32,7 +32,10 @@ class Control(enum.StrEnum):
 
 
 # While a task runs, only these may change (SPEC: task update rules).
-MUTABLE_WHILE_RUNNING = frozenset({"end", "window"})
+MUTABLE_WHILE_RUNNING = frozenset({"end", "window", "rate_limit"})
+# Fields where None is a value (no window, no rate limit), so KEEP leaves them as they are.
+NULLABLE = frozenset({"window", "rate_limit"})
+RATE_LIMIT_MAX = 10_000
 # How a person calls each field of a plan: the API's names, which errors use.
 FIELD_NAMES = {
     "start": "start_time",
@@ -41,6 +44,7 @@ FIELD_NAMES = {
     "codes": "filter",
     "tags": "filter",
     "window": "send_window",
+    "rate_limit": "rate_limit",
 }
 
 
@@ -81,6 +85,9 @@ class TaskPlan:
     codes: tuple[str, ...]
     tags: tuple[str, ...]
     window: SendWindow | None
+    # At most this many of its messages a second go to the provider (None: no cap of
+    # its own; SEND_RATE_LIMIT caps all tasks together).
+    rate_limit: int | None = field(default=None, kw_only=True)
 
     def deduplicated(self) -> TaskPlan:
         """The plan alone, with each code and tag once (where it was first given)."""
@@ -143,13 +150,14 @@ class TaskChanges:
     codes: tuple[str, ...] | None = None
     tags: tuple[str, ...] | None = None
     window: SendWindow | Keep | None = KEEP
+    rate_limit: int | Keep | None = KEEP
 
     def applied_to(self, plan: TaskPlan) -> TaskPlan:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         given = {
             name: value
             for name, value in values.items()
-            if value is not KEEP and (value is not None or name == "window")
+            if value is not KEEP and (value is not None or name in NULLABLE)
         }
         return _plan(plan, **given).deduplicated()
 
@@ -230,7 +238,7 @@ def check_update_allowed(status: TaskStatus, changed: Iterable[str]) -> None:
         frozen = sorted({FIELD_NAMES[name] for name in changed - MUTABLE_WHILE_RUNNING})
         if frozen:
             raise Conflict(
-                "The task is running: only end_time and send_window may change "
+                "The task is running: only end_time, send_window and rate_limit may change "
                 f"(refused: {', '.join(frozen)})."
             )
 

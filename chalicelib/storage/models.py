@@ -195,6 +195,7 @@ class _TaskItem(Model):
     filter_tags = ListAttribute(of=UnicodeAttribute, default=list)
     window_from = UnicodeAttribute(null=True)
     window_to = UnicodeAttribute(null=True)
+    rate_limit = NumberAttribute(null=True)  # messages a second; none when absent
     status = UnicodeAttribute()
     # Present while the task is not finished (see OpenTasksByStart).
     open_shard = UnicodeAttribute(null=True)

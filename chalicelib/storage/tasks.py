@@ -68,6 +68,7 @@ def _view(task: TaskModel) -> SendingTask:
         codes=tuple(str(code) for code in task.filter_codes),
         tags=tuple(str(tag) for tag in task.filter_tags),
         window=window,
+        rate_limit=None if task.rate_limit is None else int(task.rate_limit),
         status=TaskStatus(task.status),
         created_at=task.created_at,
         updated_at=task.updated_at,
@@ -94,6 +95,10 @@ def _plan_actions(plan: TaskPlan) -> list[Action]:
         TaskModel.filter_codes.set(list[Any](plan.codes)),
         TaskModel.filter_tags.set(list[Any](plan.tags)),
     ]
+    if plan.rate_limit is None:
+        actions.append(TaskModel.rate_limit.remove())
+    else:
+        actions.append(TaskModel.rate_limit.set(plan.rate_limit))
     if plan.window is None:
         return [*actions, TaskModel.window_from.remove(), TaskModel.window_to.remove()]
     return [
@@ -147,6 +152,7 @@ class DynamoTasks:
             filter_tags=list(plan.tags),
             window_from=format_hhmm(window.start) if window else None,
             window_to=format_hhmm(window.end) if window else None,
+            rate_limit=plan.rate_limit,
             status=status.value,
             open_shard=None if status is TaskStatus.FINISHED else OPEN_SHARD,
             created_at=now,

@@ -45,6 +45,7 @@ def test_future_task_is_scheduled_with_every_field(api: Api) -> None:
         "text": "Winter sale",
         "filter": {"codes": ["900"], "tags": ["vip"]},
         "send_window": {"from": "09:00", "to": "21:00"},
+        "rate_limit": None,
         "status": "scheduled",
         "created_at": "2026-11-28T12:00:00Z",
         "updated_at": "2026-11-28T12:00:00Z",
