@@ -24,6 +24,7 @@ from chalicelib.domain.ratelimit import (
     send_scopes,
     to_us,
 )
+from chalicelib.settings import Settings
 from tests.fakes import FakeRateLimiter, World
 
 NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)
@@ -270,3 +271,31 @@ def test_the_fake_is_one_io_step_of_the_world() -> None:
     limiter.reserve([RateScope("all", 20)], 1, NOW + timedelta(hours=1))
     assert world.io_steps == 2
     assert world.now == NOW  # it uses the now it is given, never moves the clock
+
+
+# --- settings ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "rate"), [("", None), ("  ", None), ("1", 1), (" 20 ", 20), ("10000", 10_000)]
+)
+def test_send_rate_limit_is_a_whole_number_of_calls_per_second_or_none(
+    raw: str, rate: int | None
+) -> None:
+    assert Settings.from_env({"SEND_RATE_LIMIT": raw}).send_rate_limit == rate
+    assert Settings.from_env({}).send_rate_limit is None
+
+
+@pytest.mark.parametrize("raw", ["0", "-1", "10001", "2.5", "fast", "1e3"])
+def test_send_rate_limit_refuses_anything_else(raw: str) -> None:
+    with pytest.raises(ValueError, match="SEND_RATE_LIMIT must be") as err:
+        Settings.from_env({"SEND_RATE_LIMIT": raw})
+    assert repr(raw) in str(err.value)
+
+
+def test_the_horizon_defaults_to_a_quarter_second_and_is_bounded() -> None:
+    assert Settings.from_env({}).rate_horizon() == timedelta(seconds=0.25)
+    assert Settings.from_env({"RATE_HORIZON_SECONDS": "0.1"}).rate_horizon() == 100 * ms
+    for raw in ("0", "-0.25", "0.6", "soon"):
+        with pytest.raises(ValueError, match="RATE_HORIZON_SECONDS must be"):
+            Settings.from_env({"RATE_HORIZON_SECONDS": raw})
