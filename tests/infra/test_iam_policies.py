@@ -23,9 +23,11 @@ from botocore.client import BaseClient
 
 import app as app_module
 from chalicelib.bootstrap import Services, bootstrap
+from chalicelib.domain.ratelimit import RateScope
 from chalicelib.services.api_keys import ApiKeyService
 from chalicelib.settings import reset_settings
 from chalicelib.storage.fanout import DynamoFanoutSegments
+from chalicelib.storage.ratelimit import DynamoRateLimiter
 from local.fake_provider import FakeProviderState
 from local.lambda_runner import StreamPoller
 from tests.conftest import SENDER_TOKEN, Api, FrozenClock, stage_environment
@@ -290,9 +292,10 @@ def _exercise(
         _task(api, "11:00", "12:20", filter={"codes": ["901"]}, **CLOSED)  # started at once
         _fail_next_checkpoint(monkeypatch)
         _task(api, "11:00", "14:00", filter={"codes": ["900"]})  # its start dies midway
-    with act("send"):
+    with act("send") as sender:
         provider.mode = "status:500"
         queue.drain()  # attempts recorded, retries queued; closed windows dropped
+        _rate_limit_paths(sender, clock)
     clock.advance(minutes=10)
     with act("dispatch"):
         queue.tick()  # resumes the interrupted fan-out; starts the 12:05 task
@@ -324,6 +327,16 @@ def _exercise(
         assert api.delete(f"/api/tasks/{by_tag}").status_code == 204
     with act("dispatch"):
         queue.tick()  # the purge pass removes its messages and counts
+
+
+def _rate_limit_paths(sender: Services, clock: FrozenClock) -> None:
+    """The send rate limits (chalicelib/storage/ratelimit.py): a scope never used (one
+    write), then the same scope from another container, which never saw it (a refused
+    write, a read, a write)."""
+    scopes = [RateScope("task#1", 10), RateScope("all", 20)]
+    assert sender.rate_limiter.reserve(scopes, 2, clock.now).slots
+    other = DynamoRateLimiter(sender.settings.rate_horizon())
+    assert other.reserve(scopes, 2, clock.now).slots
 
 
 def _stoplist_paths(api: Api) -> None:
