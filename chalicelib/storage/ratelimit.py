@@ -9,30 +9,34 @@ returns the TAT it wrote:
   ``tat_us BETWEEN :now AND :limit``, where ``:limit`` is the latest TAT from which the
   ``k`` calls planned still lie before ``now + H``; the slots start at the TAT it
   found (the value written less ``:inc``);
-- the scope is idle (its TAT before ``now``, or never used): ``SET tat_us = :now +
-  :inc`` if ``attribute_not_exists(tat_us) OR tat_us < :now``; the slots start at
-  ``now``.
+- the scope is idle (its TAT before ``now``, or never used): ``SET tat_us = :start`` if
+  ``attribute_not_exists(tat_us) OR tat_us < :now``; the slots start at ``now``.
 
-Which of the two to send is guessed from the TAT this process last wrote or read for
-the scope. A TAT only ever moves forward, so that value is a lower bound of the stored
-one: when even it leaves no room before ``now + H``, the answer (none, and when to ask
-again) needs no request at all. A refused write (another sender moved the TAT, or the
-guess was wrong) reads the item, consistently, and plans again from what it holds:
-fewer calls, the other write, or none and ``retry_at``. At most ``ATTEMPTS`` writes a
-scope; a reservation that keeps losing races answers "none, ask again in a moment"
-rather than looping. No scan, no query.
+Which of the two to send is guessed from the TAT this process last wrote or saw for the
+scope. A TAT only ever moves forward, so that value is a lower bound of the stored one:
+when even it leaves no room before ``now + H``, the answer (none, and when to ask again)
+needs no request at all. A refused write (another sender moved the TAT, or the guess was
+wrong) comes back with the item as it was (``ReturnValuesOnConditionCheckFailure``), and
+the reservation plans again from it: fewer calls, the other write, or none and
+``retry_at``. A refusal without the item (the item is gone; a store that does not hand
+it back) reads it, consistently, with ``GetItem``. At most ``ATTEMPTS`` writes a scope:
+one that keeps losing races answers "none, ask again in a moment" rather than looping.
+No scan, no query.
 
-Requests per scope: 1 (the guess was right), 0 (known full), 2 (a refused write, then
-none fit), 3 (a refused write, a read, a write); measured by ``bench/rate_limit.py``.
+Requests a scope: 1 (the guess was right, or refused with no room left), 0 (known
+full), 2 (refused, then the write that fits); ``bench/rate_limit.py`` measures the mix
+with senders contending for one scope.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from pynamodb.exceptions import DoesNotExist, UpdateError
+from botocore.exceptions import ClientError
+from pynamodb.exceptions import DoesNotExist
 
 from chalicelib import logs
 from chalicelib.domain.ratelimit import (
@@ -79,54 +83,83 @@ class DynamoRateLimiter:
             k = len(plan.slots_us)
             if k == 0:
                 return plan  # the stored TAT is at least ``known``: no room either
-            if known is None or known < now_us:
-                written = self._write(
+            idle = known is None or known < now_us
+            if idle:
+                outcome = self._update(
                     scope.key,
-                    RateModel.tat_us.set(now_us + offset(k, rate)),
-                    RateModel.tat_us.does_not_exist() | (RateModel.tat_us < now_us),
+                    "SET tat_us = :start",
+                    "attribute_not_exists(tat_us) OR tat_us < :now",
+                    {":start": now_us + offset(k, rate), ":now": now_us},
                 )
             else:
-                limit = now_us + horizon - 1 - offset(k - 1, rate)
-                written = self._write(
+                outcome = self._update(
                     scope.key,
-                    RateModel.tat_us.set(RateModel.tat_us + offset(k, rate)),
-                    RateModel.tat_us.between(now_us, limit),
+                    "SET tat_us = tat_us + :inc",
+                    "tat_us BETWEEN :now AND :limit",
+                    {
+                        ":inc": offset(k, rate),
+                        ":now": now_us,
+                        ":limit": now_us + horizon - 1 - offset(k - 1, rate),
+                    },
                 )
-            if written is not None:
-                self._seen[scope.key] = written
-                if known is None or known < now_us:
+            if outcome.written is not None:
+                self._seen[scope.key] = outcome.written
+                if idle:
                     return plan
                 # The TAT found was at least ``known`` and left room for the k planned.
-                found = grant(written - offset(k, rate), rate, count, now_us, horizon)
-                assert found.tat_us == written, (found, written)
+                found = grant(outcome.written - offset(k, rate), rate, count, now_us, horizon)
+                assert found.tat_us == outcome.written, (found, outcome.written)
                 return found
-            known = self._read(scope.key)
+            known = outcome.found if outcome.item_returned else self._read(scope.key)
+            self._remember(scope.key, known)
         plan = grant(known, rate, count, now_us, horizon)
         if not plan.slots_us:
             return plan
         log.info("rate limit write lost every race", extra={"scope": scope.key})
         return ScopeGrant((), plan.tat_us, now_us + RACE_PAUSE_US)
 
-    def _write(self, key: str, action: Any, condition: Any) -> int | None:
-        """The TAT written, or None if the condition refused it."""
-        item = RateModel(rate_name(key))
+    def _remember(self, key: str, tat: int | None) -> None:
+        if tat is None:
+            self._seen.pop(key, None)
+        else:
+            self._seen[key] = tat
+
+    def _update(self, key: str, update: str, condition: str, values: dict[str, int]) -> _Outcome:
+        """One conditional ``UpdateItem`` of the scope's item. Refused, DynamoDB hands back
+        the item as it was (``ReturnValuesOnConditionCheckFailure``), so a refusal needs
+        no read; only a refusal without it (the item is gone, or a store that does not
+        return it) costs a read."""
+        connection: Any = RateModel._get_connection().connection
         try:
-            item.update(actions=[action], condition=condition)
-        except UpdateError as error:
-            if error.cause_response_code == CONDITION_FAILED:
-                return None
-            raise
-        return int(item.tat_us)
+            answer = connection.client.update_item(
+                TableName=RateModel.Meta.table_name,
+                Key={"name": {"S": rate_name(key)}},
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeValues={name: {"N": str(v)} for name, v in values.items()},
+                ReturnValues="UPDATED_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != CONDITION_FAILED:
+                raise
+            item = error.response.get("Item")
+            if not item:
+                return _Outcome(None, None, item_returned=False)
+            tat = item.get("tat_us", {}).get("N")
+            return _Outcome(None, None if tat is None else int(tat), item_returned=True)
+        return _Outcome(int(answer["Attributes"]["tat_us"]["N"]), None, item_returned=True)
 
     def _read(self, key: str) -> int | None:
         try:
             item = RateModel.get(rate_name(key), consistent_read=True)
         except DoesNotExist:
-            self._seen.pop(key, None)
             return None
-        tat = None if item.tat_us is None else int(item.tat_us)
-        if tat is None:
-            self._seen.pop(key, None)
-        else:
-            self._seen[key] = tat
-        return tat
+        return None if item.tat_us is None else int(item.tat_us)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    written: int | None  # the TAT written
+    found: int | None  # refused: the TAT the item held (None: none)
+    item_returned: bool

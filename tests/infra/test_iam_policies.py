@@ -27,6 +27,7 @@ from chalicelib.domain.ratelimit import RateScope
 from chalicelib.services.api_keys import ApiKeyService
 from chalicelib.settings import reset_settings
 from chalicelib.storage.fanout import DynamoFanoutSegments
+from chalicelib.storage.models import RateModel
 from chalicelib.storage.ratelimit import DynamoRateLimiter
 from local.fake_provider import FakeProviderState
 from local.lambda_runner import StreamPoller
@@ -292,10 +293,10 @@ def _exercise(
         _task(api, "11:00", "12:20", filter={"codes": ["901"]}, **CLOSED)  # started at once
         _fail_next_checkpoint(monkeypatch)
         _task(api, "11:00", "14:00", filter={"codes": ["900"]})  # its start dies midway
-    with act("send") as sender:
+    with act("send"):
         provider.mode = "status:500"
         queue.drain()  # attempts recorded, retries queued; closed windows dropped
-        _rate_limit_paths(sender, clock)
+    _rate_limit_paths(containers, clock)
     clock.advance(minutes=10)
     with act("dispatch"):
         queue.tick()  # resumes the interrupted fan-out; starts the 12:05 task
@@ -329,14 +330,19 @@ def _exercise(
         queue.tick()  # the purge pass removes its messages and counts
 
 
-def _rate_limit_paths(sender: Services, clock: FrozenClock) -> None:
-    """The send rate limits (chalicelib/storage/ratelimit.py): a scope never used (one
-    write), then the same scope from another container, which never saw it (a refused
-    write, a read, a write)."""
+def _rate_limit_paths(containers: Containers, clock: FrozenClock) -> None:
+    """The send rate limits (chalicelib/storage/ratelimit.py): scopes never used (a write
+    each); the same scopes from another container, which never saw them (refused writes
+    that hand the item back, then writes); a scope whose item is gone (a refused write
+    with no item, a read, a write)."""
     scopes = [RateScope("task#1", 10), RateScope("all", 20)]
-    assert sender.rate_limiter.reserve(scopes, 2, clock.now).slots
-    other = DynamoRateLimiter(sender.settings.rate_horizon())
-    assert other.reserve(scopes, 2, clock.now).slots
+    with containers.acting_as("send") as sender:
+        assert sender.rate_limiter.reserve(scopes, 2, clock.now).slots
+        other = DynamoRateLimiter(sender.settings.rate_horizon())
+        assert other.reserve(scopes, 2, clock.now).slots
+    RateModel("rate#all").delete()  # by the test, as no function
+    with containers.acting_as("send") as sender:
+        assert sender.rate_limiter.reserve(scopes[1:], 1, clock.now).slots
 
 
 def _stoplist_paths(api: Api) -> None:

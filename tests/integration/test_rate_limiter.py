@@ -85,36 +85,52 @@ def test_a_reservation_is_one_write_when_the_scope_is_as_this_process_last_saw_i
     assert made == {"UpdateItem": 1}
 
 
-def test_another_senders_writes_cost_a_refusal_and_a_read(
+def test_another_senders_writes_cost_a_refusal_that_tells_the_tat(
     limiter: DynamoRateLimiter, requests: Counter[str]
 ) -> None:
     other = DynamoRateLimiter(H)  # another container: it never saw the scope
     reserve(limiter, requests, [EVERYONE], 2, NOW)  # TAT now + 100 ms
-    # It guesses idle, is refused, reads the TAT and continues from it.
+    # It guesses idle, is refused with the TAT, and continues from it.
     got, made = reserve(other, requests, [EVERYONE], 2, NOW)
     assert got == Reservation((NOW + 100 * ms, NOW + 150 * ms), None)
-    assert made == {"UpdateItem": 2, "GetItem": 1}
-    # This one thinks it busy at 100 ms and asks for 5: refused, reads 200 ms, takes 1.
+    assert made == {"UpdateItem": 2}
+    # This one thinks it at 100 ms and asks for 5: refused (200 ms), takes the 1 left.
     got, made = reserve(limiter, requests, [EVERYONE], 5, NOW)
     assert got.slots == (NOW + 200 * ms,)
     assert got.retry_at == NOW + timedelta(microseconds=1)
-    assert made == {"UpdateItem": 2, "GetItem": 1}
-    # Full: a refusal and a read tell it so; nothing written.
+    assert made == {"UpdateItem": 2}
+    # Full: the refusal tells it so; nothing written.
     third = DynamoRateLimiter(H)
     got, made = reserve(third, requests, [EVERYONE], 1, NOW)
     assert got == Reservation((), NOW + timedelta(microseconds=1))
-    assert made == {"UpdateItem": 1, "GetItem": 1}
+    assert made == {"UpdateItem": 1}
     assert RateModel.get("rate#all").tat_us == to_us(NOW + 250 * ms)
 
 
-def test_a_scope_removed_behind_a_process_starts_over(
+def test_a_scope_removed_behind_a_process_is_read_and_starts_over(
     limiter: DynamoRateLimiter, requests: Counter[str]
 ) -> None:
     reserve(limiter, requests, [EVERYONE], 5, NOW)
     RateModel("rate#all").delete()
+    # Its increment is refused with no item to hand back: a read finds none.
     got, made = reserve(limiter, requests, [EVERYONE], 1, NOW + 50 * ms)
     assert got.slots == (NOW + 50 * ms,)
     assert made == {"UpdateItem": 2, "GetItem": 1}
+
+
+def test_a_store_that_does_not_return_the_refused_item_costs_a_read(
+    limiter: DynamoRateLimiter, requests: Counter[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reserve(limiter, requests, [EVERYONE], 2, NOW)
+    real_call = BaseClient._make_api_call
+
+    def without_item(client: Any, operation: str, params: dict[str, Any]) -> Any:
+        params = {k: v for k, v in params.items() if k != "ReturnValuesOnConditionCheckFailure"}
+        return real_call(client, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", without_item)
+    got = DynamoRateLimiter(H).reserve([EVERYONE], 2, NOW)
+    assert got == Reservation((NOW + 100 * ms, NOW + 150 * ms), None)
 
 
 def test_two_scopes_give_the_later_slot_and_lose_what_everyones_refuses(
@@ -136,19 +152,20 @@ def test_two_scopes_give_the_later_slot_and_lose_what_everyones_refuses(
 
 @pytest.fixture
 def atomic_moto(monkeypatch: pytest.MonkeyPatch) -> None:
-    """In-process moto checks an ``UpdateItem``'s condition and writes the item without
-    a lock, so two threads can both pass one condition; DynamoDB applies each write
-    atomically (``local/emulator.py`` serialises them for the same reason)."""
-    from moto.dynamodb.models import DynamoDBBackend  # noqa: PLC0415
+    """In-process moto handles an ``UpdateItem`` without a lock: two threads can both pass
+    one condition, and the answer is read from the live item after the write, so it may
+    show another thread's later write. DynamoDB applies and answers each write
+    atomically (``local/emulator.py`` serialises its requests for the same reason)."""
+    from moto.dynamodb.responses import DynamoHandler  # noqa: PLC0415
 
     lock = threading.Lock()
-    real_update = DynamoDBBackend.update_item
+    real_update = DynamoHandler.update_item
 
-    def update_item(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def update_item(self: Any) -> Any:
         with lock:
-            return real_update(self, *args, **kwargs)
+            return real_update(self)
 
-    monkeypatch.setattr(DynamoDBBackend, "update_item", update_item)
+    monkeypatch.setattr(DynamoHandler, "update_item", update_item)
 
 
 @pytest.mark.parametrize("two_scopes", [False, True])
