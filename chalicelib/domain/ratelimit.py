@@ -79,8 +79,12 @@ class RateScope:
             raise ValueError(f"a rate is 1..{MAX_PER_SECOND} per second, not {self.per_second}")
 
 
+def task_key(task_id: int) -> str:
+    return f"task#{task_id}"
+
+
 def task_scope(task_id: int, per_second: int) -> RateScope:
-    return RateScope(f"task#{task_id}", per_second)
+    return RateScope(task_key(task_id), per_second)
 
 
 def send_scopes(
