@@ -45,6 +45,7 @@ def main() -> None:
         ("3. fan-out rate", "bench.fanout", ("--clients", args.fanout)),
         ("4. stats cost growth", "bench.stats_cost", ()),
         ("5. cold start", "bench.cold_start", ()),
+        ("6. send rate limit shared by 4 senders (20/s, 60 s)", "bench.rate_limit", ()),
     ]
     for title, module, module_args in sections:
         print(f"\n== {title}")

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from chalicelib.storage.api_keys import DynamoApiKeys
     from chalicelib.storage.clients import DynamoClients
     from chalicelib.storage.messages import DynamoMessages
+    from chalicelib.storage.ratelimit import DynamoRateLimiter
     from chalicelib.storage.stoplist import DynamoStopList
     from chalicelib.storage.tasks import DynamoTasks
 
@@ -129,6 +130,15 @@ class Services:
 
         self.bind_storage()
         return DynamoStopList()
+
+    @cached_property
+    def rate_limiter(self) -> DynamoRateLimiter:
+        """The send rate limits every sender shares (``chalicelib/domain/ratelimit.py``);
+        the cap over all tasks is ``settings.send_rate_limit``."""
+        from chalicelib.storage.ratelimit import DynamoRateLimiter  # noqa: PLC0415
+
+        self.bind_storage()
+        return DynamoRateLimiter(self.settings.rate_horizon())
 
     @cached_property
     def stats(self) -> StatsService:

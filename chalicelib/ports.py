@@ -21,6 +21,7 @@ from chalicelib.domain.fanout import Segment, SegmentState
 from chalicelib.domain.lifecycle import Change, MessageState
 from chalicelib.domain.messages import Message, MessageStatus
 from chalicelib.domain.provider import ProviderResult
+from chalicelib.domain.ratelimit import RateScope, Reservation
 from chalicelib.domain.stoplist import StopEntry
 from chalicelib.domain.tasks import SendingTask, Task, TaskPlan, TaskStatus
 from chalicelib.queue import FanoutJob, SendJob
@@ -293,6 +294,18 @@ class JobQueue(Protocol):
 
     def depth(self) -> int:
         """Jobs ready to be received now (delayed and in-flight ones not counted)."""
+        ...
+
+
+class RateLimiter(Protocol):
+    """Send rate limits shared by every sender (``chalicelib/domain/ratelimit.py``)."""
+
+    def reserve(self, scopes: Sequence[RateScope], count: int, now: datetime) -> Reservation:
+        """Reserve up to ``count`` provider calls through every scope in order (a task's,
+        then ``all``): the call times granted, sorted, each within the horizon of ``now``
+        (the caller calls at, not before, each), and when fewer were granted, when asking
+        again may succeed. No scope grants everything at ``now``. Slots not used are
+        not given back."""
         ...
 
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from chalicelib.domain.ratelimit import MAX_PER_SECOND
 from chalicelib.domain.retention import Retention
 
 DEFAULT_SENDER_URL = "https://probe.fbrq.cloud/v1"
@@ -93,6 +94,15 @@ class Settings:
     purge_budget_seconds: float = 20.0
     # The stop list's table (issue 18).
     stoplist_table: str = "notify-local-stoplist"
+    # Send rate limits (chalicelib/domain/ratelimit.py): the cap over all tasks together
+    # in provider calls per second (None: no cap), and how far ahead of now a sender may
+    # reserve call slots. A longer horizon costs fewer requests and loosens the bound
+    # over any window of T seconds, rate * (T + horizon) + 1 calls.
+    send_rate_limit: int | None = None
+    rate_horizon_seconds: float = 0.25
+
+    def rate_horizon(self) -> timedelta:
+        return timedelta(seconds=self.rate_horizon_seconds)
 
     def retention(self) -> Retention:
         return Retention(
@@ -151,6 +161,8 @@ class Settings:
             wake_lead_seconds=float(env.get("WAKE_LEAD_SECONDS", "60")),
             retention_days=_positive_days(env, "RETENTION_DAYS", 180),
             stoplist_table=env.get("STOPLIST_TABLE", f"{prefix}-stoplist"),
+            send_rate_limit=_rate_limit(env, "SEND_RATE_LIMIT"),
+            rate_horizon_seconds=_horizon(env, "RATE_HORIZON_SECONDS", 0.25),
         )
 
 
@@ -171,6 +183,43 @@ def _positive_days(env: Mapping[str, str], name: str, default: int) -> int:
             f"{name} must be a whole number of days from 1 to {MAX_RETENTION_DAYS}, not {raw!r}"
         )
     return days
+
+
+def _rate_limit(env: Mapping[str, str], name: str) -> int | None:
+    """Calls per second, 1..10,000 (SPEC's range for a task's ``rate_limit``); unset or
+    empty: no cap."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        rate = int(raw)
+    except ValueError:
+        rate = 0
+    if not 1 <= rate <= MAX_PER_SECOND:
+        raise ValueError(
+            f"{name} must be a whole number of calls per second from 1 to {MAX_PER_SECOND}"
+            f" (or empty for none), not {raw!r}"
+        )
+    return rate
+
+
+# Past half a second, rate * (10 + horizon) would pass SPEC's cap plus 5 % over 10 s.
+MAX_RATE_HORIZON_SECONDS = 0.5
+
+
+def _horizon(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if not 0.001 <= seconds <= MAX_RATE_HORIZON_SECONDS:
+        raise ValueError(
+            f"{name} must be seconds from 0.001 to {MAX_RATE_HORIZON_SECONDS}, not {raw!r}"
+        )
+    return seconds
 
 
 @functools.cache

@@ -21,6 +21,7 @@ from chalicelib.domain.counting import StatusChange, counter_slot, deltas, not_c
 from chalicelib.domain.fanout import Segment, SegmentState
 from chalicelib.domain.lifecycle import Change, MessageState, Timing, created, ms
 from chalicelib.domain.provider import Outcome, ProviderResult, judge
+from chalicelib.domain.ratelimit import RateScope, Reservation, reserve_in
 from chalicelib.domain.tasks import Fanout, SendingTask, TaskStatus
 from chalicelib.ports import (
     AudiencePart,
@@ -587,6 +588,30 @@ class FakeSegments:
         self.items[(task_id, state.index)] = new
         self._world.done("segments.advance")
         return new
+
+
+class FakeRateLimiter:
+    """The shared rate limits (``chalicelib/domain/ratelimit.py``): each scope's TAT in
+    memory, moved by the same arithmetic as ``chalicelib/storage/ratelimit.py``'s
+    conditional writes. It uses the ``now`` it is given, never a clock of its own; with
+    a :class:`World`, a reservation is one I/O step (a crash after it loses its slots)."""
+
+    def __init__(
+        self, world: World | None = None, horizon: timedelta = timedelta(seconds=0.25)
+    ) -> None:
+        self._world = world
+        self.horizon = horizon
+        self.tats: dict[str, int] = {}
+        self.reservations = 0
+
+    def reserve(self, scopes: Sequence[RateScope], count: int, now: datetime) -> Reservation:
+        if self._world is not None:
+            self._world.io("rate.reserve")
+        self.reservations += 1
+        reservation = reserve_in(self.tats, scopes, count, now, self.horizon)
+        if self._world is not None:
+            self._world.done("rate.reserve")
+        return reservation
 
 
 @dataclass

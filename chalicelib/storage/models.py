@@ -25,7 +25,9 @@ Access patterns:
 - whether phones are stopped: ``stoplist``, keyed by phone (one BatchGetItem for a
   batch's phones); the whole list, paged: a scan, listing it all being the point;
 - audience counts (the preview): ``counters``, items ``aud#...`` that every client write
-  updates in its transaction (``chalicelib/domain/audience.py``).
+  updates in its transaction (``chalicelib/domain/audience.py``);
+- send rate limits: ``counters``, an item ``rate#<scope key>`` a scope (a task's,
+  ``all``) holding its next free slot (``chalicelib/domain/ratelimit.py``).
 
 Tasks and messages carry ``expires_at``, the tables' DynamoDB TTL attribute (epoch
 seconds): DynamoDB deletes an item once it has passed (``chalicelib/domain/retention.py``).
@@ -161,6 +163,18 @@ class FanoutSegmentModel(Model):
     owner = UnicodeAttribute(null=True)
     lease_until_ms = NumberAttribute(default=0)
     updated_ms = NumberAttribute(default=0)
+
+
+class RateModel(Model):
+    """A send rate limit's scope (``chalicelib/domain/ratelimit.py``): its theoretical
+    arrival time in µs since the epoch, an item ``rate#<scope key>`` of the counters
+    table, moved by one conditional ``UpdateItem`` a reservation."""
+
+    class Meta(BaseMeta):
+        logical_name = "counters"
+
+    name = UnicodeAttribute(hash_key=True)
+    tat_us = NumberAttribute(null=True)
 
 
 class OpenTasksByStart(GlobalSecondaryIndex["TaskModel"]):  # type: ignore[no-untyped-call]
@@ -337,7 +351,7 @@ MODELS: tuple[type[Model], ...] = (
     StopEntryModel,
 )
 # Other models of the tables above: bound with them, never created.
-VIEWS: tuple[type[Model], ...] = (TaskProgressModel, FanoutSegmentModel)
+VIEWS: tuple[type[Model], ...] = (TaskProgressModel, FanoutSegmentModel, RateModel)
 
 _TABLE_SETTING: dict[str, str] = {
     "clients": "clients_table",

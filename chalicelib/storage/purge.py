@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pynamodb.exceptions import UpdateError
 
+from chalicelib.domain.ratelimit import task_key
 from chalicelib.storage.messages import COUNTER_SHARDS, counter_name
 from chalicelib.storage.models import (
     PURGE_SHARD,
@@ -19,6 +20,7 @@ from chalicelib.storage.models import (
     TaskModel,
     TaskProgressModel,
 )
+from chalicelib.storage.ratelimit import rate_name
 
 __all__ = ["DynamoPurge"]
 
@@ -44,9 +46,11 @@ class DynamoPurge:
         return len(found)
 
     def remove_counts(self, task_id: int) -> None:
+        """Its counts, and its send rate limit's item (chalicelib/storage/ratelimit.py)."""
         with CounterModel.batch_write() as batch:
             for shard in range(COUNTER_SHARDS):
                 batch.delete(CounterModel(counter_name(task_id, shard)))
+            batch.delete(CounterModel(rate_name(task_key(task_id))))
 
     def purged(self, task_id: int) -> None:
         """The tombstone leaves the purge shard; its TTL (set at the delete) removes it."""

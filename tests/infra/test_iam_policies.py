@@ -23,9 +23,12 @@ from botocore.client import BaseClient
 
 import app as app_module
 from chalicelib.bootstrap import Services, bootstrap
+from chalicelib.domain.ratelimit import RateScope
 from chalicelib.services.api_keys import ApiKeyService
 from chalicelib.settings import reset_settings
 from chalicelib.storage.fanout import DynamoFanoutSegments
+from chalicelib.storage.models import RateModel
+from chalicelib.storage.ratelimit import DynamoRateLimiter
 from local.fake_provider import FakeProviderState
 from local.lambda_runner import StreamPoller
 from tests.conftest import SENDER_TOKEN, Api, FrozenClock, stage_environment
@@ -298,6 +301,7 @@ def _exercise(
     with act("send"):
         provider.mode = "status:500"
         queue.drain()  # attempts recorded, retries queued; closed windows dropped
+    _rate_limit_paths(containers, clock)
     clock.advance(minutes=10)
     with act("dispatch"):
         queue.tick()  # resumes the interrupted fan-out; starts the 12:05 task
@@ -329,6 +333,21 @@ def _exercise(
         assert api.delete(f"/api/tasks/{by_tag}").status_code == 204
     with act("dispatch"):
         queue.tick()  # the purge pass removes its messages and counts
+
+
+def _rate_limit_paths(containers: Containers, clock: FrozenClock) -> None:
+    """The send rate limits (chalicelib/storage/ratelimit.py): scopes never used (a write
+    each); the same scopes from another container, which never saw them (refused writes
+    that hand the item back, then writes); a scope whose item is gone (a refused write
+    with no item, a read, a write)."""
+    scopes = [RateScope("task#1", 10), RateScope("all", 20)]
+    with containers.acting_as("send") as sender:
+        assert sender.rate_limiter.reserve(scopes, 2, clock.now).slots
+        other = DynamoRateLimiter(sender.settings.rate_horizon())
+        assert other.reserve(scopes, 2, clock.now).slots
+    RateModel("rate#all").delete()  # by the test, as no function
+    with containers.acting_as("send") as sender:
+        assert sender.rate_limiter.reserve(scopes[1:], 1, clock.now).slots
 
 
 def _stoplist_paths(api: Api) -> None:

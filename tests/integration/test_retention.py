@@ -11,12 +11,14 @@ from typing import Any
 import boto3
 import pytest
 
+from chalicelib.domain.ratelimit import task_key, task_scope
 from chalicelib.domain.tasks import parse_instant
 from chalicelib.services.purge import Purger
 from chalicelib.settings import reset_settings
 from chalicelib.storage.messages import COUNTER_SHARDS, counter_name
-from chalicelib.storage.models import PURGE_SHARD, CounterModel, TaskModel
+from chalicelib.storage.models import PURGE_SHARD, CounterModel, RateModel, TaskModel
 from chalicelib.storage.purge import DynamoPurge
+from chalicelib.storage.ratelimit import DynamoRateLimiter, rate_name
 from local.fake_provider import FakeProviderState
 from tests.conftest import Api, FrozenClock
 from tests.integration.pipeline import Pipeline, messages_of
@@ -108,6 +110,8 @@ def test_a_deleted_task_is_stamped_now_and_its_messages_removed_by_the_next_run(
         add_client(api, n)
     task = add_task(api)  # its jobs are in the queue
     kept = add_task(api)  # another task, untouched
+    for task_id in (task["id"], kept["id"]):  # their send rate limits were used
+        DynamoRateLimiter(timedelta(seconds=0.25)).reserve([task_scope(task_id, 5)], 1, clock.now)
     assert len(messages_of(task["id"])) == 3
     assert api.delete(f"/api/tasks/{task['id']}").status_code == 204
     tombstone = TaskModel.get(task["id"])
@@ -120,6 +124,8 @@ def test_a_deleted_task_is_stamped_now_and_its_messages_removed_by_the_next_run(
     assert messages_of(task["id"]) == {}
     names = [counter_name(task["id"], shard) for shard in range(COUNTER_SHARDS)]
     assert list(CounterModel.batch_get(names)) == []
+    rates = [rate_name(task_key(task_id)) for task_id in (task["id"], kept["id"])]
+    assert [item.name for item in RateModel.batch_get(rates)] == [rates[1]]
     assert TaskModel.get(task["id"]).open_shard is None
     assert DynamoPurge().deleted_tasks(10) == []
 
