@@ -44,6 +44,9 @@ _LOAD_SETTINGS = read_settings_now()
 logs.configure(_LOAD_SETTINGS.log_level, _LOAD_SETTINGS.log_style)
 SEND_QUEUE = _LOAD_SETTINGS.send_queue
 SEND_BATCH_SIZE = 10
+# Senders at once: the send queue's mapping's maximum concurrency, and the function's
+# reserved concurrency in .chalice/config.json (tests/infra checks they agree).
+SEND_WORKERS = 50
 FANOUT_QUEUE = _LOAD_SETTINGS.fanout_queue
 # Fan-out workers at once (docs/performance.md, "Fan-out": what the tables and the send
 # queue allow), and the seconds a worker keeps for itself out of its Lambda timeout.
@@ -80,7 +83,7 @@ def fan_out(event: SQSEvent) -> None:
             wired.dispatcher.fan_out_body(record.body, max(budget, 1.0))
 
 
-@app.on_sqs_message(queue=SEND_QUEUE, batch_size=SEND_BATCH_SIZE)
+@app.on_sqs_message(queue=SEND_QUEUE, batch_size=SEND_BATCH_SIZE, maximum_concurrency=SEND_WORKERS)
 def send(event: SQSEvent) -> dict[str, Any]:
     """Send jobs; a job that fails is reported alone (partial batch response, built here
     rather than by Powertools' BatchProcessor: why in ``chalicelib/services/send_batch.py``)."""

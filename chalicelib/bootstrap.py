@@ -141,6 +141,16 @@ class Services:
         return DynamoRateLimiter(self.settings.rate_horizon())
 
     @cached_property
+    def feed_limiter(self) -> DynamoRateLimiter:
+        """The turns a rate-limited task's fan-out queues its jobs at (looking
+        ``FEED_AHEAD`` ahead: chalicelib/services/dispatch.py)."""
+        from chalicelib.services.dispatch import FEED_AHEAD  # noqa: PLC0415
+        from chalicelib.storage.ratelimit import DynamoRateLimiter  # noqa: PLC0415
+
+        self.bind_storage()
+        return DynamoRateLimiter(FEED_AHEAD)
+
+    @cached_property
     def stats(self) -> StatsService:
         from chalicelib.services.stats import StatsService  # noqa: PLC0415
 
@@ -224,6 +234,7 @@ class Services:
             fanout_queue=self.fanout_queue,
             timing=timing(self.settings),
             sleep=self._sleep,
+            feed=self.feed_limiter,
         )
 
     @cached_property
@@ -265,6 +276,8 @@ class Services:
             max_check_age=timedelta(seconds=self.settings.max_check_age_seconds),
             retention=self.settings.retention(),
             stops=self.stoplist_repository,
+            limiter=self.rate_limiter,
+            send_rate_limit=self.settings.send_rate_limit,
         )
 
 

@@ -45,6 +45,7 @@ class Step(enum.StrEnum):
     HOLD = "held"  # its task is paused: nothing until a resume wakes it
     CANCEL = "cancelled"
     SUPPRESS = "suppressed"
+    THROTTLE = "throttled"  # the rate limits gave it no slot in time: queued again
     WAKE = "woken"
     WATCH = "watched"
 
@@ -513,6 +514,22 @@ def hold(state: MessageState, end: datetime) -> Change:
         not_before_ms=due,
     )
     return Change(state, after, Step.HOLD, "the task is paused")
+
+
+def release(held: MessageState, due_ms: int, *, end: datetime, timing: Timing) -> Decision:
+    """The holder gives its claim back without a call (the rate limits gave it no slot in
+    time): queued again at a new generation for ``due_ms``, with a wake time in case
+    that job is lost. No attempt is spent."""
+    after = replace(
+        held,
+        phase=Phase.QUEUED,
+        generation=held.generation + 1,
+        claimed_until_ms=None,
+        wake_ms=watchdog(due_ms, end, timing),
+        not_before_ms=None,
+    )
+    change = Change(held, after, Step.THROTTLE, "rate limited: no slot in time")
+    return Decision(change, queue_at_ms=due_ms)
 
 
 def sweep_cancelled(state: MessageState, now_ms: int) -> Change | Refusal:

@@ -83,6 +83,12 @@ def task_key(task_id: int) -> str:
     return f"task#{task_id}"
 
 
+def feed_key(task_id: int) -> str:
+    """The scope a rate-limited task's fan-out takes its jobs' turns from (not a cap on
+    calls: the sender's slots are ``task_key``'s)."""
+    return f"feed#{task_id}"
+
+
 def task_scope(task_id: int, per_second: int) -> RateScope:
     return RateScope(task_key(task_id), per_second)
 

@@ -19,9 +19,9 @@ from __future__ import annotations
 import functools
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from chalicelib import logs, metrics
 from chalicelib.clock import Clock
@@ -29,6 +29,7 @@ from chalicelib.domain import fanout, lifecycle
 from chalicelib.domain.fanout import Segment, SegmentState
 from chalicelib.domain.lifecycle import Decision, ms
 from chalicelib.domain.messages import message_id
+from chalicelib.domain.ratelimit import RateScope, Reservation, feed_key
 from chalicelib.domain.tasks import SendingTask, TaskStatus
 from chalicelib.ports import (
     Audience,
@@ -36,6 +37,7 @@ from chalicelib.ports import (
     FanoutSegments,
     JobQueue,
     MessageRepository,
+    RateLimiter,
     Recipient,
     StaleSegment,
     StaleTask,
@@ -53,6 +55,9 @@ QUEUE_FULL_PAUSE = 0.2  # a look at the queue depth costs one cheap request
 DUE_LOOK_SECONDS = 5.0
 # Pages of waiting messages one task may wake in one run (the next run goes on).
 WAKE_PAGES = 10
+# A rate-limited task's fan-out queues its jobs delayed to their turn at its rate, at
+# most this far ahead (a scope ``feed#<task>`` of the rate limiter with this horizon).
+FEED_AHEAD = timedelta(seconds=30)
 
 
 @dataclass
@@ -82,8 +87,10 @@ class Dispatcher:
         timing: lifecycle.Timing,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        feed: RateLimiter | None = None,
     ) -> None:
         self._settings = settings
+        self._feed_limiter = feed
         self._clock = clock
         self._tasks = tasks
         self._messages = messages
@@ -529,7 +536,17 @@ class Dispatcher:
                 self._fanout_queue.send([FanoutJob(task.id, segment.index)], delay)
                 report.incomplete.append(task.id)
                 return
-            state = self._segment_page(task, segment, state, size, report, hold_ms=lease_ms)
+            turns = self._feed(task, size)
+            if turns is not None and not turns.slots:
+                # Rate-limited, and FEED_AHEAD of its jobs are queued: back when not.
+                self._let_go(task, state)
+                wait = ((turns.retry_at or self._clock()) - self._clock()).total_seconds()
+                self._fanout_queue.send([FanoutJob(task.id, segment.index)], max(wait, 1.0))
+                report.incomplete.append(task.id)
+                return
+            state = self._segment_page(
+                task, segment, state, size, report, hold_ms=lease_ms, turns=turns
+            )
         if state.done:
             log.info("fan-out segment done")
             self._finish_fanout_if_done(task)
@@ -543,6 +560,21 @@ class Dispatcher:
         if fresh is None:
             raise TaskGone
         return fresh
+
+    def _feed(self, task: SendingTask, size: int) -> Reservation | None:
+        """A rate-limited task's fan-out feeds the send queue at the task's rate: a page
+        takes turns (``feed#<task>``, a scope of the rate limiter looking FEED_AHEAD
+        ahead, shared by every worker of the task) and queues each job delayed to its
+        turn. Else the queue would fill with jobs the limit holds back, ahead of every
+        other task's. None: no limit of its own (or no feed)."""
+        if task.rate_limit is None or self._feed_limiter is None:
+            return None
+        scope = RateScope(feed_key(task.id), task.rate_limit)
+        try:
+            return self._feed_limiter.reserve([scope], size, self._clock())
+        except Exception:
+            log.exception("could not take the fan-out's turns; it goes on unpaced")
+            return None
 
     def _let_go(self, task: SendingTask, state: SegmentState) -> None:
         now_ms = ms(self._clock())
@@ -568,13 +600,17 @@ class Dispatcher:
         report: DispatchReport,
         *,
         hold_ms: int,
+        turns: Reservation | None = None,
     ) -> SegmentState:
-        """One page of the segment: its messages created and queued, then the checkpoint
+        """One page of the segment: its messages created and queued (delayed to their
+        ``turns``, if rate-limited: a page as long as the turns), then the checkpoint
         moved (with the lease renewed by ``hold_ms``, or let go with 0)."""
         part = audience_parts(task.codes, task.tags)[segment.part]
         tags = task.tags if part.kind == "code" else ()
+        if turns is not None:
+            size = min(size, len(turns.slots))
         recipients, cursor = self._audience.page(part, segment, state.cursor, tags, size)
-        report.enqueued += self._enqueue(task, recipients)
+        report.enqueued += self._enqueue(task, recipients, turns.slots if turns else ())
         now_ms = ms(self._clock())
         return self._segments.advance(
             task.id,
@@ -604,6 +640,9 @@ class Dispatcher:
         if _held(task):
             return None
         task = self._plan(task, now)
+        turns = self._feed(task, size)
+        if turns is not None and not turns.slots:
+            return None  # FEED_AHEAD of its jobs are queued: its workers come back later
         segments = self._segments_of(task)
         states = self._segments.states(task.id, [segment.index for segment in segments])
         now_ms = ms(now)
@@ -615,7 +654,9 @@ class Dispatcher:
             if held is None:
                 continue
             try:
-                after = self._segment_page(task, segment, held, size, report, hold_ms=0)
+                after = self._segment_page(
+                    task, segment, held, size, report, hold_ms=0, turns=turns
+                )
             except StaleSegment:
                 return None
             return self._finish_fanout_if_done(task) if after.done else task
@@ -624,8 +665,11 @@ class Dispatcher:
             return self._tasks.finish_fanout(task, now)
         return None
 
-    def _enqueue(self, task: SendingTask, recipients: list[Recipient]) -> int:
-        """Create the page's messages and queue a job for each one still to be queued."""
+    def _enqueue(
+        self, task: SendingTask, recipients: list[Recipient], turns: Sequence[datetime] = ()
+    ) -> int:
+        """Create the page's messages and queue a job for each one still to be queued
+        (delayed to its turn, when ``turns`` are given)."""
         if not recipients:
             return 0
         now = self._clock()
@@ -644,6 +688,7 @@ class Dispatcher:
                 )
             ]
             self._messages.apply(task.id, watches, now)
+        turn_of = {r.client_id: ms(turn) for r, turn in zip(recipients, turns, strict=False)}
         jobs = [
             SendJob(
                 message_id=message_id(task.id, recipient.client_id),
@@ -651,10 +696,12 @@ class Dispatcher:
                 client_id=recipient.client_id,
                 phone=recipient.phone,
                 utc=recipient.utc,
+                not_before_ms=turn_of.get(recipient.client_id),
             )
             for recipient in to_send
         ]
-        self._queue.send(jobs)
+        # A job with a turn is delayed to it (the queue's delay from not_before_ms).
+        self._queue.send(jobs, now_ms=ms(now))
         log.info(
             "fan-out page",
             extra={

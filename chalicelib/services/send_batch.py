@@ -68,6 +68,7 @@ class Claimed:
 
     item: Job
     state: MessageState  # as claimed
+    slot: datetime | None = None  # when its rate limits let it call (None: no limit)
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,7 @@ WORDS = {
     Step.HOLD: "held while its task is paused",
     Step.CANCEL: "cancelled",
     Step.SUPPRESS: "suppressed",
+    Step.THROTTLE: "given back: the rate limits left no slot in time",
 }
 
 

@@ -24,9 +24,11 @@ import contextvars
 import functools
 import random
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from chalicelib import logs, metrics
@@ -34,6 +36,7 @@ from chalicelib.clock import Clock
 from chalicelib.domain import lifecycle
 from chalicelib.domain.lifecycle import Change, Decision, JobFacts, MessageState, Refusal, Step
 from chalicelib.domain.messages import RetryPolicy
+from chalicelib.domain.ratelimit import RateScope, Reservation, send_scopes
 from chalicelib.domain.retention import Retention
 from chalicelib.domain.tasks import SendingTask
 from chalicelib.ports import (
@@ -41,6 +44,7 @@ from chalicelib.ports import (
     MessageRepository,
     PartialWrite,
     Provider,
+    RateLimiter,
     StopList,
     TaskRepository,
 )
@@ -63,8 +67,20 @@ from chalicelib.services.send_batch import (
 
 __all__ = ["BatchResult", "Record", "Sender", "records_from_event"]
 
+
+def _key(item: Job) -> tuple[int, int]:
+    return item.job.task_id, item.job.client_id
+
+
 log = logs.get_logger("sender")
 
+# How long jobs wait when the rate limiter cannot be read (they are not sent meanwhile).
+LIMITER_TROUBLE_WAIT = timedelta(seconds=5)
+# How long the sender holds claims the rate limits gave no slot, waiting for one, before
+# it gives them back to the queue (a full limit then costs sleeping senders, not queue
+# round trips); with a last round's calls (connect and read timeouts) it stays inside the
+# send function's 30 s timeout (.chalice/config.json).
+RATE_WAIT = timedelta(seconds=10)
 # A task read older than this is read again right before a provider call.
 MAX_CHECK_AGE = timedelta(seconds=0.5)
 MAX_PARALLEL_CALLS = 10
@@ -87,6 +103,9 @@ class Sender:
         max_check_age: timedelta = MAX_CHECK_AGE,
         retention: Retention | None = None,
         stops: StopList | None = None,
+        limiter: RateLimiter | None = None,
+        send_rate_limit: int | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._clock = clock
         self._messages = messages
@@ -101,6 +120,9 @@ class Sender:
         self._max_check_age = max_check_age
         self._retention = retention
         self._stops = stops
+        self._limiter = limiter
+        self._send_rate_limit = send_rate_limit
+        self._sleep = sleep
         self._first_send_known: set[int] = set()
         # Outcomes since this container started (the tests read them).
         self.totals: Counter[str] = Counter()
@@ -123,6 +145,7 @@ class Sender:
                 "MessagesRetried": outcomes.get("retry", 0),
                 "MessagesCancelled": outcomes.get("cancelled", 0),
                 "MessagesSuppressed": outcomes.get("suppressed", 0),
+                "MessagesThrottled": outcomes.get("throttled", 0),
                 "ProviderLatency": result.provider_latencies_ms,
                 "DispatchLag": result.dispatch_lags_s,
             },
@@ -148,8 +171,7 @@ class Sender:
             result.count("error")
             return result
         claimed = self._decide(jobs, tasks, stops, states, result)
-        answered = self._call_all(claimed, tasks, stops, result)
-        self._record(answered, tasks, result)
+        self._call_all(claimed, tasks, stops, result)
         log.info("send batch", extra={"records": len(records), "outcomes": result.outcomes})
         return result
 
@@ -229,6 +251,18 @@ class Sender:
             self._queue_next(item, decision, now)
             noted(item, change, result, now)
         return claimed
+
+    def _slots(self, scopes: Sequence[RateScope], count: int) -> Reservation:
+        """Reserve ``count`` slots now. Slots granted are used at their times, never held
+        while asking for more (their calls would be late); the rest wait."""
+        now = self._clock()
+        if self._limiter is None:
+            return Reservation((now,) * count, None)
+        try:
+            return self._limiter.reserve(scopes, count, now)
+        except Exception:
+            log.exception("could not reserve send slots; the jobs wait")
+            return Reservation((), now + LIMITER_TROUBLE_WAIT)
 
     def _on_job(
         self,
@@ -323,10 +357,71 @@ class Sender:
 
     def _call_all(
         self, claimed: list[Claimed], tasks: BatchTasks, stops: BatchStops, result: BatchResult
+    ) -> None:
+        """Call for the claimed messages, each at a slot of its rate limits, and record
+        the answers: the claims the limits give no slot now wait in this sender for one
+        (a round of calls at a time, each recorded at once, for up to ``RATE_WAIT``: no
+        new jobs are taken meanwhile), then are given back, queued again for when a slot
+        may be free."""
+        waiting = claimed
+        give_up = self._clock() + RATE_WAIT
+        while waiting:
+            slotted, waiting, retry_at = self._reserve(waiting, tasks)
+            self._record(self._call_round(slotted, tasks, stops, result), tasks, result)
+            if not waiting:
+                break
+            if retry_at > give_up:
+                released = [self._release(claim, retry_at, tasks) for claim in waiting]
+                self._record(released, tasks, result)
+                break
+            pause = (retry_at - self._clock()).total_seconds()
+            if pause > 0:
+                self._sleep(pause)
+
+    def _reserve(
+        self, claimed: list[Claimed], tasks: BatchTasks
+    ) -> tuple[list[Claimed], list[Claimed], datetime]:
+        """Slots under the task's ``rate_limit`` and ``SEND_RATE_LIMIT``, per task, taken
+        right before the calls (so each call starts at its slot): the claims with one,
+        those without, and when asking again may succeed."""
+        if self._limiter is None:
+            return claimed, [], self._clock()
+        by_task: dict[int, list[Claimed]] = {}
+        for claim in claimed:
+            by_task.setdefault(claim.item.job.task_id, []).append(claim)
+        slotted: list[Claimed] = []
+        waiting: list[Claimed] = []
+        retry_at: datetime | None = None
+        for task_id, claims in by_task.items():
+            task = tasks.get(task_id)
+            scopes = send_scopes(task_id, task.rate_limit if task else None, self._send_rate_limit)
+            if not scopes:
+                slotted += claims
+                continue
+            got = self._slots(scopes, len(claims))
+            slotted += [replace(c, slot=s) for c, s in zip(claims, got.slots, strict=False)]
+            if len(got.slots) < len(claims):
+                waiting += claims[len(got.slots) :]
+                due = got.retry_at or self._clock() + LIMITER_TROUBLE_WAIT
+                retry_at = due if retry_at is None else min(retry_at, due)
+        return slotted, waiting, retry_at or self._clock()
+
+    def _release(self, claim: Claimed, retry_at: datetime, tasks: BatchTasks) -> Answered:
+        """Give a claim back without a call: queued again for when a slot may be free."""
+        task = tasks.get(claim.item.job.task_id)
+        end = task.end if task is not None else retry_at
+        due = max(retry_at, self._clock() + timedelta(seconds=1))
+        decision = lifecycle.release(claim.state, lifecycle.ms(due), end=end, timing=self._timing)
+        return Answered(claim.item, decision)
+
+    def _call_round(
+        self, claimed: list[Claimed], tasks: BatchTasks, stops: BatchStops, result: BatchResult
     ) -> list[Answered]:
         call: Callable[[Claimed], Answered | None] = functools.partial(
             self._call, tasks=tasks, stops=stops, result=result
         )
+        if not claimed:
+            return []
         if self._parallel <= 1 or len(claimed) <= 1:
             answers = [call(item) for item in claimed]
         else:
@@ -361,6 +456,12 @@ class Sender:
     ) -> Answered:
         job = claim.item.job
         token = self._provider.warm()  # slow first (a token read), then the last check
+        if claim.slot is not None:
+            # The rate limits' slot: a call starts at it, never before (the slots of one
+            # scope are 1/rate apart whoever reserved them: chalicelib/domain/ratelimit.py).
+            wait = (claim.slot - self._clock()).total_seconds()
+            if wait > 0:
+                self._sleep(wait)
         task = tasks.fresh(job.task_id)
         now = self._clock()
         if task is None or task.deleted:

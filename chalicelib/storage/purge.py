@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pynamodb.exceptions import UpdateError
 
-from chalicelib.domain.ratelimit import task_key
+from chalicelib.domain.ratelimit import feed_key, task_key
 from chalicelib.storage.messages import COUNTER_SHARDS, counter_name
 from chalicelib.storage.models import (
     PURGE_SHARD,
@@ -51,6 +51,7 @@ class DynamoPurge:
             for shard in range(COUNTER_SHARDS):
                 batch.delete(CounterModel(counter_name(task_id, shard)))
             batch.delete(CounterModel(rate_name(task_key(task_id))))
+            batch.delete(CounterModel(rate_name(feed_key(task_id))))
 
     def purged(self, task_id: int) -> None:
         """The tombstone leaves the purge shard; its TTL (set at the delete) removes it."""

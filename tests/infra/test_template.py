@@ -157,6 +157,18 @@ def test_sender_reports_partial_batch_failures_from_the_send_queue(stack: Stack)
     assert props["BatchSize"] == 10
 
 
+def test_senders_at_once_are_one_number_for_the_queue_and_the_function(stack: Stack) -> None:
+    """Issue 18: the send queue's mapping starts at most SEND_WORKERS senders, and the
+    function keeps exactly that many for itself: neither throttles the other (a mapping
+    above the reserved concurrency gets throttled invocations; below it, the reserve is
+    idle), and rate limits are shared by a known number of senders."""
+    send = stack.properties("Send")
+    (source,) = send["Events"].values()
+    workers = app_module.SEND_WORKERS
+    assert source["Properties"]["ScalingConfig"] == {"MaximumConcurrency": workers}
+    assert send["ReservedConcurrentExecutions"] == workers
+
+
 def test_the_counts_follow_the_messages_stream_exactly(stack: Stack) -> None:
     """The counting function reads the messages table's stream (old and new images: a
     change of status), in batches, retried without limit and halved on an error (a

@@ -19,7 +19,7 @@ import os
 import random
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,7 +28,7 @@ from chalicelib.domain.messages import CLIENT_ID_SPAN, RetryPolicy
 from chalicelib.domain.tasks import SendingTask, SendWindow, TaskStatus
 from chalicelib.ports import Recipient
 from chalicelib.queue import SendJob
-from chalicelib.services.dispatch import Dispatcher
+from chalicelib.services.dispatch import FEED_AHEAD, Dispatcher
 from chalicelib.services.sending import Record, Sender
 from chalicelib.settings import Settings
 from tests.fakes import (
@@ -38,6 +38,7 @@ from tests.fakes import (
     FakeMessages,
     FakeProvider,
     FakeQueue,
+    FakeRateLimiter,
     FakeSegments,
     FakeStopList,
     FakeTasks,
@@ -51,6 +52,8 @@ FIRST_SEED = int(os.environ.get("SEED", "0"))
 T0 = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
 ZONES = ["UTC", "Europe/Moscow", "Asia/Vladivostok", "America/New_York", "+05:30"]
 LEASE = timedelta(seconds=60)
+RATE_HORIZON = timedelta(seconds=0.25)
+RATE_WINDOW = timedelta(seconds=10)
 MAX_RECEIVES = 5  # then SQS moves the job to the dead-letter queue
 PROVIDERS = [
     {"ok": 1.0},
@@ -77,6 +80,7 @@ class Sim:
     violations: list[str] = field(default_factory=list)
     excused: set[int] = field(default_factory=set)  # answered, then a crash lost it
     ever_stopped: set[str] = field(default_factory=set)
+    call_starts: list[tuple[int, datetime]] = field(default_factory=list)  # (task, when)
     unrecorded: set[int] = field(default_factory=set)
     dead_lettered: set[tuple[int, int]] = field(default_factory=set)
     next_task: int = 1
@@ -134,6 +138,7 @@ def build(seed: int) -> Sim:
         timing=timing,
         sleep=world.sleep,
         monotonic=world.monotonic,
+        feed=FakeRateLimiter(world, horizon=FEED_AHEAD),
     )
     sender = Sender(
         world.clock,
@@ -147,6 +152,9 @@ def build(seed: int) -> Sim:
         parallel_calls=1,  # one thread: the same seed, the same run
         max_check_age=timedelta(seconds=0.5),
         stops=stops,
+        limiter=FakeRateLimiter(world, horizon=RATE_HORIZON),
+        send_rate_limit=rng.choice([None, None, rng.randint(1, 6)]),
+        sleep=world.sleep,
     )
     grace = timedelta(seconds=0.5 + provider.connect_timeout)
     sim = Sim(
@@ -176,7 +184,9 @@ def add_task(sim: Sim, start: datetime) -> int:
     tags = tuple(rng.sample(["a", "b", ""], rng.randint(0, 2)))
     window = rng.choice([None, None, _window(rng)])
     end = start + timedelta(seconds=rng.uniform(20, 240))
-    sim.tasks.add(make_task(task_id, start=start, end=end, codes=codes, tags=tags, window=window))
+    task = make_task(task_id, start=start, end=end, codes=codes, tags=tags, window=window)
+    rate = rng.choice([None, None, rng.randint(1, 4)])
+    sim.tasks.add(replace(task, rate_limit=rate))
     return task_id
 
 
@@ -329,6 +339,7 @@ def watch_provider(sim: Sim) -> None:
         message_id: int, phone: str, text: str, attempt: int = 1, *, token: str = ""
     ) -> object:
         calls = len(sim.provider.calls)
+        sim.call_starts.append((message_id // CLIENT_ID_SPAN, sim.world.now))
         try:
             return send(message_id, phone, text, attempt, token=token)
         finally:  # a crash right after the call still counts the call
@@ -458,6 +469,30 @@ def check(sim: Sim) -> None:
             sim.fail(f"message {message.task_id}/{message.recipient.client_id} sent unaccepted")
 
 
+def rates_kept(sim: Sim) -> None:
+    """Calls start no faster than the caps (SPEC: cap + 5% over any 10 s window): per
+    scope, at most rate * (T + H) + 1 in any window of T (chalicelib/domain/ratelimit.py;
+    the connect time to the provider is not the limiter's)."""
+    scopes: list[tuple[str, int, list[datetime]]] = []
+    everything = sim.sender._send_rate_limit
+    if everything is not None:
+        scopes.append(("all", everything, [when for _, when in sim.call_starts]))
+    for task in sim.tasks.items.values():
+        if task.rate_limit is not None:
+            starts = [when for task_id, when in sim.call_starts if task_id == task.id]
+            scopes.append((f"task {task.id}", task.rate_limit, starts))
+    for name, rate, starts in scopes:
+        starts.sort()
+        bound = rate * (RATE_WINDOW + RATE_HORIZON).total_seconds() + 1
+        first = 0
+        for last, when in enumerate(starts):
+            while starts[first] <= when - RATE_WINDOW:
+                first += 1
+            if last - first + 1 > bound:
+                sim.fail(f"{name}: {last - first + 1} calls in 10 s at {rate}/s ({when})")
+                break
+
+
 def matching(sim: Sim, task: SendingTask) -> set[int]:
     """The clients a task's filter matches: codes OR-ed, tags OR-ed, the two AND-ed."""
     return {
@@ -480,6 +515,7 @@ def run_seed(seed: int) -> Sim:
     sim.stats["steps"] = steps
     finish(sim)
     check(sim)
+    rates_kept(sim)
     return sim
 
 
