@@ -7,8 +7,8 @@ gets at most the cap plus 5%, across every concurrent sender; and a limit is use
 
 One stack with ``SEND_RATE_LIMIT=6``: a mailing with ``rate_limit: 4`` alone keeps to
 4/s and reaches 95% of it; then a mailing without a limit of its own joins it, and both
-together keep to 6/s and reach 75% of it (the emulator's pace, see BOTH_USED). Real time throughout (about 70 s with the
-stack's start).
+together keep to 6/s and reach 75% of it (the emulator's pace, see BOTH_USED). Real
+time throughout (about 70 s with the stack's start).
 """
 
 from __future__ import annotations
