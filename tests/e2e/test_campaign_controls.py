@@ -7,10 +7,10 @@ stopped phone never called (``suppressed``). A second mailing to the same client
 cancelled in the middle: no call after the answer, its pending messages become
 ``cancelled``, the task stays ``cancelled`` and refuses a resume.
 
-The provider answers after 1 s and the stack runs one queue poller (ten calls at a
-time), so a mailing takes about 20 s and a pause lands in its middle. The counts follow
-the messages' stream a few seconds behind: every wait polls with a deadline. About 60 s
-with the stack's start-up and teardown.
+The provider answers after 1 s and the stack runs two queue pollers (ten calls each at
+a time), so a mailing takes about 30 s and a pause lands in its middle. The counts
+follow the messages' stream a few seconds behind: every wait polls with a deadline.
+About 75 s with the stack's start-up and teardown (105 s beside another e2e run).
 """
 
 from __future__ import annotations
@@ -60,10 +60,10 @@ def settled(api: Api, provider: Provider, task_id: int) -> dict[str, Any]:
     )
 
 
-@pytest.mark.stack_env(SENDER_CONCURRENCY="1")
+@pytest.mark.stack_env(SENDER_CONCURRENCY="2")
 def test_pause_resume_cancel_and_the_stop_list(stack: Stack) -> None:
     api, provider = Api(stack), Provider(stack)
-    ids = api.add_clients(phones("7903", AUDIENCE), code=CODE)
+    ids = api.add_clients(phones("7903", AUDIENCE), code=CODE, threads=8)
     stopped_phone = sorted(ids)[AUDIENCE // 2]
     answer = api.session.post(f"{api.url}/stoplist/", json={"phone": stopped_phone}, timeout=30)
     assert answer.status_code == 201, answer.text
