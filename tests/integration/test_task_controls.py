@@ -93,6 +93,7 @@ def mid_mailing(api: Api, pipeline: Pipeline, provider: FakeProviderState) -> di
 
 
 def test_pause_and_resume_a_running_task(api: Api, clock: FrozenClock) -> None:
+    add_client(api, 1)  # its message stays pending: the resumed task is running
     task = add_task(api)
     clock.advance(minutes=1)
     paused = control(api, task["id"], "pause")
@@ -385,3 +386,17 @@ def test_metrics_count_suppressed_and_cancelled_messages_and_cancelled_tasks(
     assert messages["sent"] == 2 + AUDIENCE - 1
     tasks = {s.labels["status"]: s.value for s in families["notify_tasks"].samples}
     assert tasks == {"scheduled": 0, "running": 0, "finished": 1, "paused": 1, "cancelled": 1}
+
+
+def test_a_resumed_task_with_nothing_left_to_send_is_finished(
+    api: Api, pipeline: Pipeline, provider: FakeProviderState
+) -> None:
+    """SPEC: resume answers the task "back to scheduled, running or finished, as its
+    times and messages say": every message of it final, it is finished."""
+    client = add_client(api, 1)
+    task = add_task(api)
+    pipeline.drain()  # sent; no dispatcher run has finished the task yet
+    assert sent_ids(provider) == [message_id(task["id"], client)]
+    control(api, task["id"], "pause")
+    assert control(api, task["id"], "resume")["status"] == "finished"
+    assert status_of(api, task["id"]) == "finished"
