@@ -154,6 +154,8 @@ def test_the_control_routes_are_documented_in_the_document_and_the_guides(action
 def test_the_control_conflicts_are_answered_as_documented(api: Api) -> None:
     """The 409 messages the guide quotes for the controls are the service's."""
     guide = (ROOT / "docs" / "integration.md").read_text()
+    client = {"phone": "79001234567", "code": "900", "tag": "", "utc": "UTC"}
+    assert api.post("/api/clients/", client).status_code == 201  # a message left to send
     task = api.post(
         "/api/tasks/",
         {"start_time": "2026-11-28T11:00:00Z", "end_time": "2027-01-02T00:00:00Z", "text": "x"},
