@@ -400,3 +400,41 @@ def test_a_resumed_task_with_nothing_left_to_send_is_finished(
     control(api, task["id"], "pause")
     assert control(api, task["id"], "resume")["status"] == "finished"
     assert status_of(api, task["id"]) == "finished"
+
+
+def test_a_task_paused_before_its_start_sends_nothing_until_resumed(
+    api: Api, pipeline: Pipeline, provider: FakeProviderState, clock: FrozenClock
+) -> None:
+    clients = [add_client(api, n) for n in range(7)]
+    task = add_task(api, start_time=FUTURE_START)
+    control(api, task["id"], "pause")
+    clock.advance(hours=1)  # 13:00, its start, while paused
+    run_everything(pipeline, clock)
+    assert provider.sends() == []
+    assert messages_of(task["id"]) == {}  # no fan-out while paused
+    assert status_of(api, task["id"]) == "paused"
+    assert control(api, task["id"], "resume")["status"] == "running"
+    run_everything(pipeline, clock)
+    assert sorted(sent_ids(provider)) == sorted(message_id(task["id"], c) for c in clients)
+    assert counts(task["id"]) == {**ZERO_COUNTS, "total": 7, "sent": 7}
+    assert status_of(api, task["id"]) == "finished"
+
+
+def test_a_paused_mailing_given_a_later_end_sends_the_rest_when_resumed(
+    api: Api, pipeline: Pipeline, provider: FakeProviderState, clock: FrozenClock
+) -> None:
+    task = mid_mailing(api, pipeline, provider)
+    control(api, task["id"], "pause")
+    run_everything(pipeline, clock)
+    moved = api.patch(f"/api/tasks/{task['id']}", {"end_time": "2026-11-28T18:00:00Z"})
+    assert moved.status_code == 200, moved.body
+    assert moved.json_body["status"] == "paused"
+    clock.advance(hours=2, minutes=30)  # past the old end (14:00), before the new one
+    run_everything(pipeline, clock)
+    assert len(provider.sends()) == 2
+    assert status_of(api, task["id"]) == "paused"
+    assert control(api, task["id"], "resume")["status"] == "running"
+    run_everything(pipeline, clock)
+    accepted = sent_ids(provider)
+    assert sorted(accepted) == sorted(message_id(task["id"], c) for c in range(1, AUDIENCE + 1))
+    assert counts(task["id"]) == {**ZERO_COUNTS, "total": AUDIENCE, "sent": AUDIENCE}
