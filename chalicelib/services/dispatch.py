@@ -180,6 +180,10 @@ class Dispatcher:
                 # segments a pause stopped get their workers back at once.
                 self._guarded(started, lambda t: self._wake(t, now, deadline, report, pages=1))
                 self._guarded(started, self._requeue_segments)
+                if started.fanout.done:
+                    # Nothing left to send (all final before a pause): finished now, as
+                    # its messages say, rather than at the next run.
+                    self._guarded(started, lambda t: self._finish_now(t, report))
             if started is not None and not started.fanout.done:
                 page = functools.partial(
                     self._inline_page, report=report, size=self._settings.fanout_page_size
@@ -305,6 +309,9 @@ class Dispatcher:
         final = TaskStatus.CANCELLED if cancelled else TaskStatus.FINISHED
         if not self._finish_if_final(task, report, final):
             report.incomplete.append(task.id)
+
+    def _finish_now(self, task: SendingTask, report: DispatchReport) -> SendingTask | None:
+        return None if self._finish_if_final(task, report) else task
 
     def _finish_if_final(
         self, task: SendingTask, report: DispatchReport, final: TaskStatus = TaskStatus.FINISHED

@@ -133,6 +133,9 @@ class TaskService:
                     self._sleep(self._delete_grace)
                 if control is Control.CANCEL or task.status_at(now) is TaskStatus.RUNNING:
                     self._run_now(task)
+                if control is Control.RESUME:
+                    # The dispatcher's first page finishes a task with nothing pending.
+                    task = self._tasks.get(task_id) or task
             return as_of(task, now)
         raise Conflict("The task was changed by another request; try again.")
 

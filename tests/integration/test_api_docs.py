@@ -135,3 +135,36 @@ def test_the_test_send_examples_are_answered_as_documented(
         assert all(set(r) == set(answer["results"][0]) for r in results)
         assert {r["status"] for r in results} == {"sent"}
     assert {r["status"] for r in answer["results"]} == {"sent", "failed", "suppressed"}
+
+
+@pytest.mark.parametrize("action", ["pause", "resume", "cancel"])
+def test_the_control_routes_are_documented_in_the_document_and_the_guides(action: str) -> None:
+    path = f"/api/tasks/{{task_id}}/{action}"
+    operation = json.loads((ROOT / "openapi.json").read_text())["paths"][path]["post"]
+    assert set(operation["responses"]) == {"200", "401", "404", "409", "500"}
+    assert operation["tags"] == ["tasks"]
+    readme = (ROOT / "README.md").read_text()
+    guide = (ROOT / "docs" / "integration.md").read_text()
+    route = f"| `POST /api/tasks/{{id}}/{action}` |"
+    assert route in readme and "### Pause, resume, cancel" in readme
+    assert route in guide and "## 15. Pause, resume and cancel a mailing" in guide
+    assert "[Pause, resume and cancel a mailing](#15-pause-resume-and-cancel-a-mailing)" in guide
+
+
+def test_the_control_conflicts_are_answered_as_documented(api: Api) -> None:
+    """The 409 messages the guide quotes for the controls are the service's."""
+    guide = (ROOT / "docs" / "integration.md").read_text()
+    client = {"phone": "79001234567", "code": "900", "tag": "", "utc": "UTC"}
+    assert api.post("/api/clients/", client).status_code == 201  # a message left to send
+    task = api.post(
+        "/api/tasks/",
+        {"start_time": "2026-11-28T11:00:00Z", "end_time": "2027-01-02T00:00:00Z", "text": "x"},
+    ).json_body["id"]
+    answers = []
+    for action in ("pause", "pause", "resume", "resume", "cancel", "resume"):
+        response = api.post(f"/api/tasks/{task}/{action}")
+        if response.status_code == 409:
+            answers.append(response.json_body["message"])
+    assert len(answers) == 3
+    for message in answers:
+        assert f'"message":"{message}"' in guide, message

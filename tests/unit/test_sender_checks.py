@@ -7,11 +7,22 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
+from chalicelib.domain.lifecycle import Phase, ms
 from chalicelib.domain.messages import RetryPolicy
+from chalicelib.domain.tasks import TaskStatus
 from chalicelib.ports import Recipient
 from chalicelib.queue import SendJob
 from chalicelib.services.sending import Record, Sender
-from tests.fakes import TIMING, FakeMessages, FakeProvider, FakeQueue, FakeTasks, World, make_task
+from tests.fakes import (
+    TIMING,
+    FakeMessages,
+    FakeProvider,
+    FakeQueue,
+    FakeStopList,
+    FakeTasks,
+    World,
+    make_task,
+)
 
 NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)
 
@@ -32,9 +43,14 @@ class SlowToken(FakeProvider):
 
 
 def setup(
-    end_in: float, provider_seconds: float, meanwhile: object = None
+    end_in: float,
+    provider_seconds: float,
+    meanwhile: object = None,
+    *,
+    world: World | None = None,
+    stops: FakeStopList | None = None,
 ) -> tuple[World, FakeTasks, FakeMessages, SlowToken, Sender]:
-    world = World(NOW, random.Random(3))
+    world = world or World(NOW, random.Random(3))
     tasks = FakeTasks(world)
     tasks.add(make_task(1, start=NOW, end=NOW + timedelta(seconds=end_in)))
     messages = FakeMessages(world, tasks)
@@ -49,6 +65,7 @@ def setup(
         policy=RetryPolicy(max_attempts=3, base_seconds=1, cap_seconds=5),
         timing=TIMING,
         parallel_calls=1,
+        stops=stops,
     )
     return world, tasks, messages, provider, sender
 
@@ -89,3 +106,66 @@ def test_a_fresh_task_read_is_trusted_and_the_call_is_made() -> None:
     assert deliver(sender) == {"sent": 1}
     assert [call.msg_id for call in provider.calls] == [10_000_000_007]
     assert messages.items[(1, 7)].state.status.value == "sent"
+
+
+# --- campaign controls (issue 18): what changes during the token read -------------------
+
+PHONE = "79000000007"
+
+
+def test_a_pause_during_the_token_read_holds_the_message_without_a_call() -> None:
+    holder: dict[str, FakeTasks] = {}
+    world, tasks, messages, provider, sender = setup(
+        end_in=600,
+        provider_seconds=1.0,
+        meanwhile=lambda: holder["tasks"].control(1, world.now, TaskStatus.PAUSED),
+    )
+    holder["tasks"] = tasks
+    assert deliver(sender) == {"held": 1}
+    assert provider.calls == []
+    state = messages.items[(1, 7)].state
+    assert state.status.value == "pending"
+    assert state.phase is Phase.WINDOW_WAIT
+    assert state.wake_ms == ms(NOW + timedelta(seconds=600))  # the end: only a resume wakes it
+
+
+def test_a_cancel_during_the_token_read_cancels_the_message_without_a_call() -> None:
+    holder: dict[str, FakeTasks] = {}
+    world, tasks, messages, provider, sender = setup(
+        end_in=600,
+        provider_seconds=1.0,
+        meanwhile=lambda: holder["tasks"].control(1, world.now, TaskStatus.CANCELLED),
+    )
+    holder["tasks"] = tasks
+    assert deliver(sender) == {"cancelled": 1}
+    assert provider.calls == []
+    assert messages.items[(1, 7)].state.status.value == "cancelled"
+
+
+def test_a_phone_stopped_during_the_token_read_is_suppressed_without_a_call() -> None:
+    # The batch read the stop list before the token; by the call that read is older than
+    # the check age (0.5 s), so it is read again.
+    world = World(NOW, random.Random(3))
+    stops = FakeStopList(world)
+    _, _, messages, provider, sender = setup(
+        end_in=600,
+        provider_seconds=1.0,
+        meanwhile=lambda: stops.stop(PHONE),
+        world=world,
+        stops=stops,
+    )
+    assert deliver(sender) == {"suppressed": 1}
+    assert provider.calls == []
+    assert messages.items[(1, 7)].state.status.value == "suppressed"
+
+
+def test_a_phone_stopped_before_the_batch_is_suppressed_without_a_token_read() -> None:
+    world = World(NOW, random.Random(3))
+    stops = FakeStopList(world)
+    stops.stop(PHONE)
+    _, _, messages, provider, sender = setup(
+        end_in=600, provider_seconds=1.0, world=world, stops=stops
+    )
+    assert deliver(sender) == {"suppressed": 1}
+    assert provider.calls == []
+    assert messages.items[(1, 7)].state.status.value == "suppressed"
