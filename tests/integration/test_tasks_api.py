@@ -286,3 +286,39 @@ def test_due_tasks_come_from_the_sparse_index_without_a_scan(
     assert TaskModel.open_by_start.count(OPEN_SHARD) == len(due) + 1
     clock.advance(hours=1)
     assert sorted(int(t.id) for t in task_store.find_due(clock())) == sorted([*due, future])
+
+
+# --- rate_limit (issue 18) --------------------------------------------------------------
+
+
+def test_a_rate_limit_is_kept_changed_while_running_and_removed_with_null(api: Api) -> None:
+    # One matching client keeps the task running (an empty audience finishes at once).
+    client = {"phone": "79001234567", "code": "900", "tag": "vip", "utc": "UTC"}
+    assert api.post("/api/clients/", client).status_code == 201
+    task = create(api, {**DUE, "rate_limit": 20})
+    assert (task["status"], task["rate_limit"]) == ("running", 20)
+    assert api.get(f"/api/tasks/{task['id']}").json_body["rate_limit"] == 20
+    changed = api.patch(f"/api/tasks/{task['id']}", {"rate_limit": 50})
+    assert changed.status_code == 200, changed.body
+    assert changed.json_body["rate_limit"] == 50
+    kept = api.patch(f"/api/tasks/{task['id']}", {"end_time": "2026-11-28T16:00:00Z"})
+    assert kept.json_body["rate_limit"] == 50  # left out: kept
+    removed = api.patch(f"/api/tasks/{task['id']}", {"rate_limit": None})
+    assert removed.status_code == 200, removed.body
+    assert removed.json_body["rate_limit"] is None
+    assert TaskModel.get(task["id"]).rate_limit is None
+
+
+@pytest.mark.parametrize("value", [0, -1, 10_001, "20", 2.5, True, [20]])
+def test_a_bad_rate_limit_is_refused_and_changes_nothing(api: Api, value: object) -> None:
+    assert "rate_limit" in error_fields(api.post("/api/tasks/", {**FUTURE, "rate_limit": value}))
+    task = create(api, {**FUTURE, "rate_limit": 5})
+    refused = api.patch(f"/api/tasks/{task['id']}", {"rate_limit": value})
+    assert "rate_limit" in error_fields(refused)
+    assert api.get(f"/api/tasks/{task['id']}").json_body["rate_limit"] == 5
+
+
+def test_the_integration_guide_shows_the_rate_limit_error_as_answered(api: Api) -> None:
+    task = create(api, FUTURE)
+    refused = api.patch(f"/api/tasks/{task['id']}", {"rate_limit": 0})
+    assert error_fields(refused) == {"rate_limit": "Input should be greater than or equal to 1"}
