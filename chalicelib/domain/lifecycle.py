@@ -221,7 +221,7 @@ def on_job(  # noqa: PLR0911 - one return per rule, in the order they apply
     if stopped:
         return Decision(suppress(state))
     if task.paused:
-        return Decision(hold(state, task.end))
+        return Decision(hold(state, task.end, now_ms=now_ms, timing=timing))
     if job.not_before_ms is not None and job.not_before_ms > now_ms:
         # Early (the queue caps delays at 15 minutes): wait again, same reason as before.
         phase = state.phase if state.phase in _WAITS else Phase.RETRY_WAIT
@@ -371,6 +371,7 @@ def last_check(
     connect: timedelta,
     call: timedelta,
     stopped: bool,
+    timing: Timing,
 ) -> Decision | Refusal | None:
     """The holder's last check before its call (:func:`may_call`), and what follows from
     a refusal: None to call; a change to write (the end passed, the task cancelled or
@@ -386,7 +387,7 @@ def last_check(
     if stopped:
         return Decision(suppress(held))
     if task.paused:
-        return Decision(hold(held, task.end))
+        return Decision(hold(held, task.end, now_ms=ms(now), timing=timing))
     return None if reason is None else Refusal(reason)
 
 
@@ -498,11 +499,13 @@ def suppress(state: MessageState) -> Change:
     return Change(state, after, Step.SUPPRESS, "the phone is on the stop list")
 
 
-def hold(state: MessageState, end: datetime) -> Change:
-    """The task is paused: the message waits with no job and a wake time the dispatcher
-    never reaches (the end), like a message set aside. A resume marks the task to have
-    its waiting messages judged again, which wakes it (a retry keeps its backoff); at
-    the end, the sweep expires it. A new generation: any other copy of its job is stale."""
+def hold(state: MessageState, end: datetime, *, now_ms: int, timing: Timing) -> Change:
+    """The task is paused: the message waits with no job. The dispatcher leaves a paused
+    task's messages alone; a resume marks the task to have its waiting messages judged
+    again, which wakes it (a retry keeps its backoff), and its wake time, a watchdog
+    away, is the way forward of a hold written after that pass (a sender that read the
+    task paused just before the resume). At the end, the sweep expires it. A new
+    generation: any other copy of its job is stale."""
     phase = state.phase if state.phase is Phase.RETRY_WAIT else Phase.WINDOW_WAIT
     due = state.not_before_ms if phase is Phase.RETRY_WAIT else None
     after = replace(
@@ -510,7 +513,7 @@ def hold(state: MessageState, end: datetime) -> Change:
         phase=phase,
         generation=state.generation + 1,
         claimed_until_ms=None,
-        wake_ms=ms(end),
+        wake_ms=watchdog(now_ms, end, timing),
         not_before_ms=due,
     )
     return Change(state, after, Step.HOLD, "the task is paused")

@@ -647,9 +647,6 @@ class Dispatcher:
         if _held(task):
             return None
         task = self._plan(task, now)
-        turns = self._feed(task, size)
-        if turns is not None and not turns.slots:
-            return None  # FEED_AHEAD of its jobs are queued: its workers come back later
         segments = self._segments_of(task)
         states = self._segments.states(task.id, [segment.index for segment in segments])
         now_ms = ms(now)
@@ -660,6 +657,10 @@ class Dispatcher:
             held = self._claim(task, segment, now_ms)
             if held is None:
                 continue
+            turns = self._feed(task, size)  # taken once a segment is held: none lost
+            if turns is not None and not turns.slots:
+                self._let_go(task, held)
+                return None  # FEED_AHEAD of its jobs are queued: its workers come back later
             try:
                 after = self._segment_page(
                     task, segment, held, size, report, hold_ms=0, turns=turns

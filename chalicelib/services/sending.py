@@ -78,8 +78,9 @@ log = logs.get_logger("sender")
 LIMITER_TROUBLE_WAIT = timedelta(seconds=5)
 # How long the sender holds claims the rate limits gave no slot, waiting for one, before
 # it gives them back to the queue (a full limit then costs sleeping senders, not queue
-# round trips); with a last round's calls (connect and read timeouts) it stays inside the
-# send function's 30 s timeout (.chalice/config.json).
+# round trips). No round starts after it, and a round's calls end within the connect and
+# read timeouts (12 s), inside the send function's 30 s timeout (.chalice/config.json;
+# tests/unit/test_engine_races.py).
 RATE_WAIT = timedelta(seconds=10)
 # A task read older than this is read again right before a provider call.
 MAX_CHECK_AGE = timedelta(seconds=0.5)
@@ -364,13 +365,15 @@ class Sender:
         new jobs are taken meanwhile), then are given back, queued again for when a slot
         may be free."""
         waiting = claimed
+        if self._limited(claimed, tasks):
+            self._warm()
         give_up = self._clock() + RATE_WAIT
         while waiting:
             slotted, waiting, retry_at = self._reserve(waiting, tasks)
             self._record(self._call_round(slotted, tasks, stops, result), tasks, result)
             if not waiting:
                 break
-            if retry_at > give_up:
+            if max(retry_at, self._clock()) > give_up:
                 released = [self._release(claim, retry_at, tasks) for claim in waiting]
                 self._record(released, tasks, result)
                 break
@@ -405,6 +408,22 @@ class Sender:
                 due = got.retry_at or self._clock() + LIMITER_TROUBLE_WAIT
                 retry_at = due if retry_at is None else min(retry_at, due)
         return slotted, waiting, retry_at or self._clock()
+
+    def _limited(self, claimed: list[Claimed], tasks: BatchTasks) -> bool:
+        if not claimed or self._limiter is None:
+            return False
+        if self._send_rate_limit is not None:
+            return True
+        read = [tasks.get(claim.item.job.task_id) for claim in claimed]
+        return any(task is not None and task.rate_limit is not None for task in read)
+
+    def _warm(self) -> None:
+        """The token read before slots are taken, so that the calls start at their slots
+        rather than after a slow read (each call reads it again, from the cache)."""
+        try:
+            self._provider.warm()
+        except Exception:
+            log.info("token read failed before the slots; each call tries again")
 
     def _release(self, claim: Claimed, retry_at: datetime, tasks: BatchTasks) -> Answered:
         """Give a claim back without a call: queued again for when a slot may be free."""
@@ -462,6 +481,9 @@ class Sender:
             wait = (claim.slot - self._clock()).total_seconds()
             if wait > 0:
                 self._sleep(wait)
+        # The stop list first (it may be read again, slowly), then the task, then the
+        # clock: nothing slow comes between the last check and the call.
+        stopped = stops.fresh(job.phone)
         task = tasks.fresh(job.task_id)
         now = self._clock()
         if task is None or task.deleted:
@@ -474,7 +496,8 @@ class Sender:
             now,
             connect=connect,
             call=connect + timedelta(seconds=self._provider.read_timeout),
-            stopped=stops.fresh(job.phone),
+            stopped=stopped,
+            timing=self._timing,
         )
         if isinstance(verdict, Refusal):
             # Too late for this claim: a copy of the job takes the message back when it lapses.

@@ -229,9 +229,9 @@ class DynamoTasks:
         return found
 
     def set_status(self, task: SendingTask, status: TaskStatus, now: datetime) -> SendingTask:
-        """Move the stored status; a finished task, or a cancelled one with nothing left
-        pending, leaves the due index and is stamped to expire with its messages (same
-        write)."""
+        """Move the stored status; a finished task, or a cancelled one (the dispatcher
+        closes it once nothing is pending), leaves the due index and is stamped to expire
+        with its messages (same write)."""
         shard = TaskModel.open_shard
         closed = status in (TaskStatus.FINISHED, TaskStatus.CANCELLED)
         actions: list[Action] = [

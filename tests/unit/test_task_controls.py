@@ -122,10 +122,10 @@ HOLDABLE_AS_WINDOW_WAIT = [
 
 
 @pytest.mark.parametrize("state", HOLDABLE_AS_WINDOW_WAIT)
-def test_hold_waits_in_the_window_phase_with_no_due_time_until_the_end(
+def test_hold_waits_in_the_window_phase_with_no_due_time_and_a_watchdog(
     state: MessageState,
 ) -> None:
-    change = hold(state, END)
+    change = hold(state, END, now_ms=NOW_MS, timing=TIMING)
     assert change.step is Step.HOLD
     assert change.reason == "the task is paused"
     assert change.expect_generation == state.generation
@@ -136,7 +136,10 @@ def test_hold_waits_in_the_window_phase_with_no_due_time_until_the_end(
         phase=Phase.WINDOW_WAIT,
         generation=state.generation + 1,  # any other copy of its job is stale
         claimed_until_ms=None,
-        wake_ms=ms(END),  # the dispatcher never reaches it before the end's sweep
+        # A paused task's messages are left alone; once it runs again, this wake time is
+        # the way forward of a hold written after the resume's pass (tests/unit/
+        # test_engine_races.py).
+        wake_ms=NOW_MS + WATCHDOG_MS,
         not_before_ms=None,
     )
     assert change.after.pending
@@ -148,8 +151,10 @@ def test_hold_keeps_a_retrys_backoff(due_ms: int) -> None:
     state = pending(
         Phase.RETRY_WAIT, attempts=1, not_before_ms=due_ms, wake_ms=due_ms + WATCHDOG_MS
     )
-    change = hold(state, END)
-    assert change.after == replace(state, generation=5, wake_ms=ms(END), not_before_ms=due_ms)
+    change = hold(state, END, now_ms=NOW_MS, timing=TIMING)
+    assert change.after == replace(
+        state, generation=5, wake_ms=NOW_MS + WATCHDOG_MS, not_before_ms=due_ms
+    )
     assert change.after.phase is Phase.RETRY_WAIT
 
 
@@ -250,7 +255,7 @@ def test_on_job_of_a_paused_task_holds_whatever_the_window(opening: datetime | N
     decision = decided(on_job(state, job_at(state), PAUSED, NOW, opening=opening, timing=TIMING))
     assert not decision.call
     assert decision.queue_at_ms is None
-    assert decision.change == hold(state, END)
+    assert decision.change == hold(state, END, now_ms=NOW_MS, timing=TIMING)
 
 
 def test_on_job_of_a_paused_task_holds_an_early_retry_copy_with_its_backoff() -> None:
@@ -258,7 +263,7 @@ def test_on_job_of_a_paused_task_holds_an_early_retry_copy_with_its_backoff() ->
     state = pending(Phase.RETRY_WAIT, attempts=1, not_before_ms=due, wake_ms=due + WATCHDOG_MS)
     decision = decided(on_job(state, job_at(state, due), PAUSED, NOW, opening=None, timing=TIMING))
     assert decision.queue_at_ms is None
-    assert decision.change.after == replace(state, generation=5, wake_ms=ms(END))
+    assert decision.change.after == replace(state, generation=5, wake_ms=NOW_MS + WATCHDOG_MS)
 
 
 # --- last_check -------------------------------------------------------------------------
@@ -272,7 +277,7 @@ def checked(
     held: MessageState | None = None,
 ) -> Decision | Refusal | None:
     held = held or claimed(until_ms=ms(now) + LEASE_MS)
-    return last_check(held, task, now, connect=CONNECT, call=CALL, stopped=stopped)
+    return last_check(held, task, now, connect=CONNECT, call=CALL, stopped=stopped, timing=TIMING)
 
 
 def test_last_check_calls_when_nothing_stands_in_the_way() -> None:
@@ -327,9 +332,9 @@ def test_last_check_holds_the_message_of_a_paused_task(until_ms: int) -> None:
     decision = decided(checked(PAUSED, held=held))
     assert not decision.call
     assert decision.queue_at_ms is None
-    assert decision.change == hold(held, END)
+    assert decision.change == hold(held, END, now_ms=NOW_MS, timing=TIMING)
     assert decision.change.after.phase is Phase.WINDOW_WAIT
-    assert decision.change.after.wake_ms == ms(END)
+    assert decision.change.after.wake_ms == NOW_MS + WATCHDOG_MS
 
 
 def test_last_check_refuses_a_claim_too_short_to_call_on() -> None:
@@ -341,7 +346,7 @@ def test_last_check_refuses_a_claim_too_short_to_call_on() -> None:
 
 
 def test_a_resume_queues_a_held_message_at_once() -> None:
-    held = hold(pending(Phase.QUEUED), END).after
+    held = hold(pending(Phase.QUEUED), END, now_ms=NOW_MS, timing=TIMING).after
     decision = decided(wake(held, NOW_MS, end=END, rejudge=True, timing=TIMING))
     assert decision.queue_at_ms == NOW_MS
     assert decision.change.step is Step.WAKE
@@ -357,18 +362,22 @@ def test_a_resume_queues_a_held_message_at_once() -> None:
 def test_a_resume_queues_a_held_retry_at_its_backoff() -> None:
     due = NOW_MS + 45_000
     waiting = pending(Phase.RETRY_WAIT, attempts=1, not_before_ms=due, wake_ms=due + WATCHDOG_MS)
-    held = hold(waiting, END).after
+    held = hold(waiting, END, now_ms=NOW_MS, timing=TIMING).after
     decision = decided(wake(held, NOW_MS, end=END, rejudge=True, timing=TIMING))
     assert decision.queue_at_ms == due
     assert decision.change.after.not_before_ms == due
     assert decision.change.after.wake_ms == due + WATCHDOG_MS
 
 
-def test_a_held_message_is_not_woken_before_the_end_without_a_resume() -> None:
-    held = hold(pending(), END).after
-    assert wake(held, ms(END) - 1, end=END, rejudge=False, timing=TIMING) == Refusal(
+def test_a_held_message_is_woken_at_its_watchdog_once_its_task_runs() -> None:
+    """The dispatcher leaves a paused task alone; once it runs, a hold that no resume's
+    pass saw is woken at its wake time like any waiting message."""
+    held = hold(pending(), END, now_ms=NOW_MS, timing=TIMING).after
+    due = NOW_MS + WATCHDOG_MS
+    assert wake(held, due - 1, end=END, rejudge=False, timing=TIMING) == Refusal(
         "not due to be woken yet"
     )
+    assert decided(wake(held, due, end=END, rejudge=False, timing=TIMING)).queue_at_ms == due
 
 
 # --- the task's rules -------------------------------------------------------------------
