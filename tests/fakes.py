@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from chalicelib.domain.counting import StatusChange, counter_slot, deltas, not_counted
 from chalicelib.domain.fanout import Segment, SegmentState
 from chalicelib.domain.lifecycle import Change, MessageState, Timing, created, ms
+from chalicelib.domain.messages import message_id
 from chalicelib.domain.provider import Outcome, ProviderResult, judge
 from chalicelib.domain.ratelimit import RateScope, Reservation, reserve_in
 from chalicelib.domain.tasks import Fanout, SendingTask, TaskStatus
@@ -35,6 +36,7 @@ from chalicelib.ports import (
 )
 from chalicelib.queue import FanoutJob, SendJob
 from chalicelib.services.counting import StreamCounter
+from chalicelib.services.send_batch import Record
 
 COUNTER_SLOTS = 8
 
@@ -758,6 +760,23 @@ class FakeProvider:
             result = judge(int(mode), {"code": int(mode)})
         self.world.done("provider.send")
         return result
+
+
+def job_records(task_id: int, recipients: Sequence[Recipient]) -> list[Record]:
+    """Queue records of each recipient's first job for ``task_id`` (generation 0)."""
+    return [
+        Record(
+            f"r{recipient.client_id}",
+            SendJob(
+                message_id=message_id(task_id, recipient.client_id),
+                task_id=task_id,
+                client_id=recipient.client_id,
+                phone=recipient.phone,
+                utc=recipient.utc,
+            ).to_body(),
+        )
+        for recipient in recipients
+    ]
 
 
 def make_task(

@@ -29,6 +29,7 @@ from tests.fakes import (
     FakeTasks,
     ProviderCall,
     World,
+    job_records,
     make_task,
 )
 
@@ -185,19 +186,7 @@ def test_waiting_for_rate_slots_ends_inside_the_send_functions_timeout() -> None
     limiter = FakeRateLimiter(world)
     limiter.tats[task_key(1)] = to_us(t0 + RATE_WAIT - timedelta(seconds=0.2))
     sender = sender_for(world, tasks, messages, queue, provider, stops, limiter=limiter)
-    records = [
-        Record(
-            f"r{r.client_id}",
-            SendJob(
-                message_id=10_000_000_000 + r.client_id,
-                task_id=1,
-                client_id=r.client_id,
-                phone=r.phone,
-                utc="UTC",
-            ).to_body(),
-        )
-        for r in recipients
-    ]
+    records = job_records(1, recipients)
     outcomes = sender.handle(records).outcomes
     assert world.now - t0 < SEND_TIMEOUT, outcomes
     assert outcomes.get("throttled", 0) >= 8  # given back, not left to lapse

@@ -14,8 +14,7 @@ from chalicelib.domain.lifecycle import MessageState, Phase, Step
 from chalicelib.domain.messages import MessageStatus, RetryPolicy
 from chalicelib.domain.ratelimit import task_key, to_us
 from chalicelib.ports import Recipient
-from chalicelib.queue import SendJob
-from chalicelib.services.sending import RATE_WAIT, Record, Sender
+from chalicelib.services.sending import RATE_WAIT, Sender
 from tests.fakes import (
     TIMING,
     FakeMessages,
@@ -24,6 +23,7 @@ from tests.fakes import (
     FakeRateLimiter,
     FakeTasks,
     World,
+    job_records,
     make_task,
 )
 
@@ -65,20 +65,7 @@ class Rig:
         )
 
     def deliver(self) -> dict[str, int]:
-        records = [
-            Record(
-                f"r{r.client_id}",
-                SendJob(
-                    message_id=10_000_000_000 + r.client_id,
-                    task_id=1,
-                    client_id=r.client_id,
-                    phone=r.phone,
-                    utc="UTC",
-                ).to_body(),
-            )
-            for r in self.recipients
-        ]
-        return self.sender.handle(records).outcomes
+        return self.sender.handle(job_records(1, self.recipients)).outcomes
 
 
 def test_calls_start_at_their_slots_one_over_the_rate_apart() -> None:
