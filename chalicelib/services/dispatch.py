@@ -641,7 +641,9 @@ class Dispatcher:
     ) -> SendingTask | None:
         """One page of the first segment nobody holds, by the dispatcher itself (the
         schedule is one more worker, and the API's start queues a first page at once).
-        None when every segment left is held by a worker."""
+        A segment found empty (a code's clients may all lie in a later id range) does not
+        count as the page: the next free one is paged, so that a first page queues
+        messages whenever the audience has any. None when every segment left is held."""
         now = self._clock()
         task = self._current(task)
         if _held(task):
@@ -661,12 +663,16 @@ class Dispatcher:
             if turns is not None and not turns.slots:
                 self._let_go(task, held)
                 return None  # FEED_AHEAD of its jobs are queued: its workers come back later
+            queued = report.enqueued
             try:
                 after = self._segment_page(
                     task, segment, held, size, report, hold_ms=0, turns=turns
                 )
             except StaleSegment:
                 return None
+            if after.done and report.enqueued == queued:
+                states[segment.index] = after
+                continue  # an empty segment: on to the next
             return self._finish_fanout_if_done(task) if after.done else task
         if self._all_done(task, states):
             log.info("fan-out complete")

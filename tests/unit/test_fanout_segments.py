@@ -4,6 +4,7 @@ hold one segment each, a watchdog for lost jobs. On the in-memory fakes."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -191,3 +192,18 @@ def test_the_watchdog_queues_again_a_segment_whose_job_was_lost() -> None:
     rig.dispatcher.dispatch_due(5, wait=False)
     # Segment 0 moved (the API's page) but long ago; 1 and 2 never did; 3 is held.
     assert sorted(job.segment for _, job in rig.jobs.jobs) == [0, 1, 2]
+
+
+def test_the_apis_first_page_is_of_the_audience_not_an_empty_segment() -> None:
+    """SPEC rule 1 and the starvation e2e: a small mailing's clients in the last segment
+    (ids 31-33 of 40; code 900 only there) are queued by the API's own start, not left to
+    a worker that waits for room behind a big mailing (make test failed on this: the
+    first page went to the empty segment 0 and the rest waited 38 s)."""
+    rig = Rig(40)
+    people = [(Recipient(n, f"79{n:09d}", "UTC"), "901", "") for n in range(1, 31)]
+    people += [(Recipient(n, f"79{n:09d}", "UTC"), "900", "") for n in range(31, 34)]
+    people += [(Recipient(n, f"79{n:09d}", "UTC"), "901", "") for n in range(34, 41)]
+    rig.dispatcher._audience = FakeAudience(rig.world, people)
+    rig.tasks.items[1] = replace(rig.tasks.items[1], codes=("900",))
+    rig.dispatcher.start_task(1)
+    assert rig.queued() == [31, 32, 33]
