@@ -253,14 +253,12 @@ class Sender:
             noted(item, change, result, now)
         return claimed
 
-    def _slots(self, scopes: Sequence[RateScope], count: int) -> Reservation:
+    def _slots(self, limiter: RateLimiter, scopes: Sequence[RateScope], count: int) -> Reservation:
         """Reserve ``count`` slots now. Slots granted are used at their times, never held
         while asking for more (their calls would be late); the rest wait."""
         now = self._clock()
-        if self._limiter is None:
-            return Reservation((now,) * count, None)
         try:
-            return self._limiter.reserve(scopes, count, now)
+            return limiter.reserve(scopes, count, now)
         except Exception:
             log.exception("could not reserve send slots; the jobs wait")
             return Reservation((), now + LIMITER_TROUBLE_WAIT)
@@ -401,7 +399,7 @@ class Sender:
             if not scopes:
                 slotted += claims
                 continue
-            got = self._slots(scopes, len(claims))
+            got = self._slots(self._limiter, scopes, len(claims))
             slotted += [replace(c, slot=s) for c, s in zip(claims, got.slots, strict=False)]
             if len(got.slots) < len(claims):
                 waiting += claims[len(got.slots) :]
