@@ -7,6 +7,12 @@ STAMP  := $(VENV)/.installed
 CHROMIUM     := /usr/bin/chromium
 CHROMEDRIVER := /usr/bin/chromedriver
 SWAGGER_UI_VERSION ?= 5.35.0
+# The operator console's libraries (chalicelib/console/) and the accessibility checker its
+# browser tests inject (tests/e2e/axe/, never deployed).
+HTM_VERSION    ?= 3.1.1
+PREACT_VERSION ?= 10
+UPLOT_VERSION  ?= 1.6.32
+AXE_VERSION    ?= 4.10.3
 
 # AWS deployment (see README, "Deploying to AWS").
 STAGE     ?= dev
@@ -23,7 +29,8 @@ OVERRIDES = $(strip $(if $(ALARM_TOPIC_ARN),AlarmTopicArn=$(ALARM_TOPIC_ARN)) \
   $(if $(API_BURST_LIMIT),ApiBurstLimit=$(API_BURST_LIMIT)))
 AWS       ?= aws
 
-.PHONY: run emulator test lint typecheck bench clean package deploy openapi browser swagger-ui
+.PHONY: run emulator test lint typecheck bench clean package deploy openapi browser swagger-ui \
+  console-vendor axe-vendor
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found"; exit 1; }
@@ -107,6 +114,33 @@ swagger-ui:
 	     $(CURDIR)/chalicelib/apidocs/swagger-ui/ \
 	  && echo "$(SWAGGER_UI_VERSION)" > $(CURDIR)/chalicelib/apidocs/swagger-ui/VERSION \
 	  && rm -rf $$tmp && echo "swagger-ui-dist $(SWAGGER_UI_VERSION) in chalicelib/apidocs/swagger-ui/"
+
+## Refresh the console's vendored libraries from npm (commit the result): htm's one-module
+## build of Preact with hooks and htm, and uPlot. Preact's licence comes from its own package,
+## as the module bundles it.
+console-vendor:
+	@tmp=$$(mktemp -d) && cd $$tmp \
+	  && npm pack --silent htm@$(HTM_VERSION) uplot@$(UPLOT_VERSION) preact@$(PREACT_VERSION) >/dev/null \
+	  && for f in *.tgz; do mkdir $${f%.tgz} && tar xzf $$f -C $${f%.tgz}; done \
+	  && dest=$(CURDIR)/chalicelib/console \
+	  && cp htm-$(HTM_VERSION)/package/preact/standalone.module.js $$dest/preact-htm.js \
+	  && cp htm-$(HTM_VERSION)/package/LICENSE $$dest/htm.LICENSE \
+	  && cp preact-*/package/LICENSE $$dest/preact.LICENSE \
+	  && cp uplot-$(UPLOT_VERSION)/package/dist/uPlot.esm.js $$dest/uPlot.esm.js \
+	  && cp uplot-$(UPLOT_VERSION)/package/dist/uPlot.min.css $$dest/uPlot.min.css \
+	  && cp uplot-$(UPLOT_VERSION)/package/LICENSE $$dest/uPlot.LICENSE \
+	  && printf 'htm %s (preact/standalone.module.js as preact-htm.js)\nuplot %s (dist/uPlot.esm.js, dist/uPlot.min.css)\n' \
+	     $(HTM_VERSION) $(UPLOT_VERSION) > $$dest/VENDOR \
+	  && rm -rf $$tmp && echo "htm $(HTM_VERSION), uplot $(UPLOT_VERSION) in chalicelib/console/"
+
+## Refresh axe-core, which the console's browser tests inject (tests only, never deployed).
+axe-vendor:
+	@tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent axe-core@$(AXE_VERSION) >/dev/null \
+	  && tar xzf axe-core-$(AXE_VERSION).tgz \
+	  && mkdir -p $(CURDIR)/tests/e2e/axe \
+	  && cp package/axe.min.js package/LICENSE $(CURDIR)/tests/e2e/axe/ \
+	  && echo "$(AXE_VERSION)" > $(CURDIR)/tests/e2e/axe/VERSION \
+	  && rm -rf $$tmp && echo "axe-core $(AXE_VERSION) in tests/e2e/axe/"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build
