@@ -20,9 +20,11 @@ from pathlib import Path
 
 import pytest
 import requests
+from selenium import webdriver
 
 from local.supervisor import free_port
 from tests.conftest import ROOT
+from tests.e2e.browser import chromium
 
 START_TIMEOUT = 120.0
 DEV_KEY = "e2e-development-key-0123456789"
@@ -144,6 +146,16 @@ def stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
         yield stack
     finally:
         stop_stack(stack.process)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+    """Headless Chromium (``tests/e2e/browser.py``), closed after the test."""
+    driver = chromium(tmp_path / "profile")
+    try:
+        yield driver
+    finally:
+        driver.quit()
 
 
 def stop_stack(process: subprocess.Popen[bytes]) -> None:

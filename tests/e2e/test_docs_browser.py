@@ -1,63 +1,23 @@
 """A person opens /docs of the running stack in a real browser and sees every operation.
 
-Headless Debian Chromium, driven by Selenium through Debian's chromedriver (the same
-build, so they always match). ``make test`` installs both; when they are missing this
-test fails, it never skips.
+Headless Debian Chromium (``tests/e2e/browser.py``). ``make test`` installs it; when it
+is missing this test fails, it never skips.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import pytest
 from selenium import webdriver
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.conftest import ROOT
+from tests.e2e.browser import WAIT_SECONDS
 from tests.e2e.conftest import DEV_KEY, Stack
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-# Headless as root on a machine with no network but loopback: no sandbox, no GPU, and
-# none of Chromium's own background connections.
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1280,2000",
-]
-WAIT_SECONDS = 30
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
-    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
-    if missing:
-        pytest.fail(f"{missing} missing: `make test` installs Debian's chromium + chromium-driver")
-    options = Options()
-    options.binary_location = str(CHROMIUM)
-    for flag in FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'profile'}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def documented_operations() -> set[tuple[str, str]]:
