@@ -256,7 +256,7 @@ export function Progress({ total, counts, status, id }) {
   const done = Math.max(0, total - (counts.pending || 0));
   const percent = total > 0 ? Math.floor((done * 100) / total) : status === "finished" ? 100 : 0;
   return html`<div class="progress" data-percent=${percent} id=${id}>
-    <progress max="100" value=${percent} aria-label=${t("progress.label")}>${percent}%</progress>
+    <progress max="100" value=${percent} aria-label=${t("progress.label")}></progress>
     <span>${t("progress.text", { done: formatNumber(done), total: formatNumber(total), percent })}</span>
   </div>`;
 }
