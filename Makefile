@@ -30,7 +30,7 @@ OVERRIDES = $(strip $(if $(ALARM_TOPIC_ARN),AlarmTopicArn=$(ALARM_TOPIC_ARN)) \
 AWS       ?= aws
 
 .PHONY: run emulator test lint typecheck bench clean package deploy openapi browser swagger-ui \
-  console-vendor axe-vendor
+  console-vendor axe-vendor screenshots
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found"; exit 1; }
@@ -141,6 +141,11 @@ axe-vendor:
 	  && cp package/axe.min.js package/LICENSE $(CURDIR)/tests/e2e/axe/ \
 	  && echo "$(AXE_VERSION)" > $(CURDIR)/tests/e2e/axe/VERSION \
 	  && rm -rf $$tmp && echo "axe-core $(AXE_VERSION) in tests/e2e/axe/"
+
+## Screenshots of the console's screens into docs/console/ (the README shows them): the
+## console's browser test run with CONSOLE_SCREENSHOTS set.
+screenshots: $(STAMP) browser
+	CONSOLE_SCREENSHOTS=$(CURDIR)/docs/console $(BIN)/python -m pytest -q tests/e2e/test_console_browser.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build

@@ -327,8 +327,8 @@ Keep a directory of clients, schedule mailings ("tasks") to the clients that mat
 filter, and read delivery statistics. The integration guide, `docs/integration.md` in
 the repository, explains every rule with `curl` examples.
 
-**Keys.** Every operation except `GET /api/health`, `GET /openapi.json` and `GET /docs`
-needs `Authorization: Bearer <key>`.
+**Keys.** Every operation except `GET /api/health`, `GET /openapi.json`, `GET /docs` and
+the operator console's page and files (`GET /admin`) needs `Authorization: Bearer <key>`.
 
 **Bodies** are JSON (`Content-Type: application/json`, at most 64 KiB). Unknown fields
 are refused. Trailing slashes are optional: `/api/clients/` is `/api/clients`.

@@ -1,5 +1,5 @@
 // The client directory: search by code and tag, pages, add, edit and delete.
-import { useState } from "./preact-htm.js";
+import { useEffect, useState } from "./preact-htm.js";
 import {
   ConfirmButton,
   Field,
@@ -25,6 +25,10 @@ function ClientForm({ client, onSaved, onCancel }) {
   const [busy, setBusy] = useState(false);
   const prefix = client ? "edit-client" : "new-client";
   const set = (name) => (e) => setValues({ ...values, [name]: e.target.value });
+  // Edit opens the form below the list: take the operator there.
+  useEffect(() => {
+    if (client) document.getElementById(`${prefix}-phone`)?.focus();
+  }, []);
 
   async function submit(event) {
     event.preventDefault();
@@ -131,7 +135,7 @@ export function Clients() {
         <${Field} id="search-tag" name="tag" label=${t("client.tag")} error=${list.error}
           input=${(a) => html`<input ...${a} value=${draft.tag}
             onInput=${(e) => setDraft({ ...draft, tag: e.target.value })} />`} />
-        <div class="field"><button type="submit">${t("clients.find")}</button></div>
+        <div class="field submit"><button type="submit">${t("clients.find")}</button></div>
       </div>
     </form>
     <${FormError} error=${actionError} />
