@@ -271,7 +271,8 @@ export function TaskForm({ id }) {
     }
   }
 
-  const known = ["text", "start_time", "end_time", "filter", "send_window", "rate_limit"];
+  // The fields an input shows; any other (a "filter" refused as a whole) goes on top.
+  const known = ["text", "start_time", "end_time", "filter.codes", "filter.tags", "send_window", "rate_limit"];
   return html`<h1>${editing ? t("taskForm.editTitle", { id }) : t("taskForm.newTitle")}</h1>
     ${running && html`<p class="notice">${t("taskForm.runningNote")}</p>`}
     <form id="task-form" class="task-form" onSubmit=${submit} noValidate>
