@@ -372,6 +372,12 @@ def recount_messages(items: MotoItems, region: str, messages: str, counters: str
     if not items.exists(region, messages) or not items.exists(region, counters):
         return 0
     stored = items.dump(region, messages)
+    # The timeline's day lists stay (its hour items were restored as they were).
+    days = {
+        item["name"]["S"]: item["timeline_days"]
+        for item in items.dump(region, counters)
+        if "timeline_days" in item
+    }
     by_task: dict[int, Counter[str]] = {}
     for item in stored:
         task_id = int(item["task_id"]["N"])
@@ -383,6 +389,8 @@ def recount_messages(items: MotoItems, region: str, messages: str, counters: str
             row: dict[str, Any] = {"name": {"S": counter_name(task_id, shard)}}
             row["total"] = {"N": str(sum(counts.values()))}
             row.update({status: {"N": str(counts[status])} for status in STATUSES})
+            if row["name"]["S"] in days:
+                row["timeline_days"] = days[row["name"]["S"]]
             rows.append(row)
     items.load(region, counters, rows)
     return len(by_task)
