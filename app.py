@@ -25,6 +25,7 @@ from chalicelib.api import (
     stoplist,
     tasks,
     test_sends,
+    timeline,
 )
 from chalicelib.bootstrap import services, use_services
 from chalicelib.settings import read_settings_now
@@ -36,8 +37,19 @@ __all__ = ["app", "count_messages", "dispatch", "fan_out", "send", "services", "
 app = Chalice(app_name="notify", configure_logs=False)
 http.install(app)
 # In the order of the paths in openapi.json (auth holds the authorizer, no route).
-BLUEPRINTS = (auth, health, clients, tasks, stats, test_sends, audience, stoplist, docs, console)
-for blueprint in BLUEPRINTS:
+for blueprint in (
+    auth,
+    health,
+    clients,
+    tasks,
+    stats,
+    timeline,
+    test_sends,
+    audience,
+    stoplist,
+    docs,
+    console,
+):
     app.register_blueprint(blueprint.bp)
 
 # Fixed when the app loads (`chalice package` loads it with the stage's environment):

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from chalicelib.services.stoplist import StopListService
     from chalicelib.services.tasks import TaskService
     from chalicelib.services.test_sends import TestSendService
+    from chalicelib.services.timeline import TimelineService
     from chalicelib.storage.api_keys import DynamoApiKeys
     from chalicelib.storage.clients import DynamoClients
     from chalicelib.storage.messages import DynamoMessages
@@ -157,13 +158,22 @@ class Services:
         return StatsService(self.clock, self.task_repository, self.message_repository)
 
     @cached_property
+    def timeline(self) -> TimelineService:
+        """A task's sends over time, kept by the counting below."""
+        from chalicelib.services.timeline import TimelineService  # noqa: PLC0415
+        from chalicelib.storage.timeline import DynamoTimelines  # noqa: PLC0415
+
+        self.bind_storage()
+        return TimelineService(self.task_repository, DynamoTimelines())
+
+    @cached_property
     def counting(self) -> StreamCounter:
-        """What the messages table's stream handler calls: the counts."""
+        """What the messages table's stream handler calls: the counts and the timeline."""
         from chalicelib.services.counting import StreamCounter  # noqa: PLC0415
         from chalicelib.storage.messages import DynamoCountLedger  # noqa: PLC0415
 
         self.bind_storage()
-        return StreamCounter(DynamoCountLedger())
+        return StreamCounter(DynamoCountLedger(), self.clock)
 
     @cached_property
     def gauges(self) -> ServiceGauges:

@@ -24,6 +24,7 @@ from chalicelib.domain.provider import ProviderResult
 from chalicelib.domain.ratelimit import RateScope, Reservation
 from chalicelib.domain.stoplist import StopEntry
 from chalicelib.domain.tasks import SendingTask, Task, TaskPlan, TaskStatus
+from chalicelib.domain.timeline import MinuteCounts
 from chalicelib.queue import FanoutJob, SendJob
 
 ItemT = TypeVar("ItemT")
@@ -229,6 +230,12 @@ class DeletedTaskData(Protocol):
         """Delete up to ``limit`` of the task's messages; the number deleted (0: none left)."""
         ...
 
+    def remove_timeline(self, task_id: int, limit: int) -> int:
+        """Delete the timeline's items of up to ``limit`` of the task's (slot, day) pairs;
+        the number of pairs removed (0: none left). Before ``remove_counts``, whose
+        counter items list the days."""
+        ...
+
     def remove_counts(self, task_id: int) -> None: ...
 
     def purged(self, task_id: int) -> None:
@@ -406,6 +413,13 @@ class MessageStats(Protocol):
         self, task_id: int, *, status: MessageStatus | None, limit: int, cursor: str | None
     ) -> Page[Message]:
         """A task's messages, all or those with one status."""
+        ...
+
+
+class Timelines(Protocol):
+    def minutes(self, task_id: int) -> MinuteCounts:
+        """The task's counts by minute and final status (``chalicelib/domain/timeline.py``),
+        read by key: the cost follows the task's span, never its number of messages."""
         ...
 
 

@@ -264,6 +264,24 @@ class TaskStatsDetail(BaseModel):
     next: str | None = Field(description="Cursor of the next page of messages")
 
 
+class TimelinePoint(BaseModel):
+    at: InstantOut = Field(description="The bucket's start")
+    sent: int
+    failed: int
+    expired: int
+    cancelled: int
+    suppressed: int
+
+
+class TaskTimeline(BaseModel):
+    task_id: int
+    bucket_seconds: int = Field(description="Each point's length: 60, 300, 900, 3600 or 86400")
+    points: list[TimelinePoint] = Field(
+        description="In time order from the first bucket with a count to the last, "
+        "zero-filled between; empty while no message has reached a final status"
+    )
+
+
 class ProcessReport(BaseModel):
     tasks: int = Field(description="Due tasks looked at")
     enqueued: int = Field(description="Send jobs queued by this call")

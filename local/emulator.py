@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import inspect
 import io
 import json
 import os
@@ -88,10 +89,35 @@ def _key_of(backend: Any, op_type: str, op: dict[str, Any]) -> dict[str, Any]:
     return key
 
 
-def install() -> None:
+def _backs_up_whole_tables(models: Any) -> bool:
+    """Whether this moto is the one the cheaper transactions were written against: its
+    ``transact_write_items`` deep-copies each table through the module's ``copy``."""
+    original = getattr(getattr(models, "DynamoDBBackend", None), "transact_write_items", None)
+    if original is None or getattr(models, "copy", None) is not copy:
+        return False
+    try:
+        source = inspect.getsource(original)
+    except (OSError, TypeError):
+        return False
+    return "copy.deepcopy(" in source and "self.tables[" in source
+
+
+def install() -> bool:
+    """Make moto's transactions cheap; True when done. A moto whose transactions no longer
+    look as expected (an upgrade changed them, or fixed the cost) is left as it is, with
+    one line saying so: the emulator stays correct, only slower on large tables
+    (docs/performance.md, "The emulator's transactions", has the figures)."""
     from moto.dynamodb import models  # noqa: PLC0415
     from moto.dynamodb.models.table import Table  # noqa: PLC0415
 
+    if not _backs_up_whole_tables(models):
+        print(
+            "[emulator] moto's DynamoDB transactions are not the shape local/emulator.py "
+            "knows: running them unchanged",
+            file=sys.stderr,
+            flush=True,
+        )
+        return False
     backend_type = models.DynamoDBBackend
     original = backend_type.transact_write_items
     models.copy = _CopyWithoutTableBackups(Table)  # type: ignore[assignment,attr-defined]
@@ -124,6 +150,7 @@ def install() -> None:
             _in_transaction.active = False
 
     backend_type.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    return True
 
 
 def _region(environ: dict[str, Any]) -> str:
@@ -345,6 +372,12 @@ def recount_messages(items: MotoItems, region: str, messages: str, counters: str
     if not items.exists(region, messages) or not items.exists(region, counters):
         return 0
     stored = items.dump(region, messages)
+    # The timeline's day lists stay (its hour items were restored as they were).
+    days = {
+        item["name"]["S"]: item["timeline_days"]
+        for item in items.dump(region, counters)
+        if "timeline_days" in item
+    }
     by_task: dict[int, Counter[str]] = {}
     for item in stored:
         task_id = int(item["task_id"]["N"])
@@ -356,6 +389,8 @@ def recount_messages(items: MotoItems, region: str, messages: str, counters: str
             row: dict[str, Any] = {"name": {"S": counter_name(task_id, shard)}}
             row["total"] = {"N": str(sum(counts.values()))}
             row.update({status: {"N": str(counts[status])} for status in STATUSES})
+            if row["name"]["S"] in days:
+                row["timeline_days"] = days[row["name"]["S"]]
             rows.append(row)
     items.load(region, counters, rows)
     return len(by_task)

@@ -17,6 +17,7 @@ import app as app_module
 from chalicelib.bootstrap import bootstrap
 from chalicelib.settings import reset_settings
 from chalicelib.storage import messages as message_store
+from chalicelib.storage import timeline as timeline_store
 from local.fake_provider import FakeProvider, FakeProviderState
 from local.gateway import SpecLocalGateway
 from local.lambda_runner import StreamPoller
@@ -124,9 +125,10 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, fake_provider: FakeProvider) -> Ite
 def services(aws_env: None, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """Services wired on moto with the frozen clock, tables created, used by the app.
 
-    The counts follow the messages table's stream: each read of them first hands the
-    stream's new records to the app's counting handler (``local/lambda_runner.py``'s
-    poller, as Lambda's mapping would), so a test sees them once the stream caught up.
+    The counts (and the timeline) follow the messages table's stream: each read of them
+    first hands the stream's new records to the app's counting handler
+    (``local/lambda_runner.py``'s poller, as Lambda's mapping would), so a test sees them
+    once the stream caught up.
     """
     with mock_aws():
         wired = bootstrap(clock=clock)
@@ -134,12 +136,18 @@ def services(aws_env: None, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch)
         app_module.use_services(wired)
         poller = StreamPoller(app_module.count_messages)
         read_counts = message_store.counts
+        read_minutes = timeline_store.stored_minutes
 
         def counts_caught_up(task_ids: Sequence[int]) -> Any:
             poller.drain()
             return read_counts(task_ids)
 
+        def minutes_caught_up(task_id: int) -> Any:
+            poller.drain()
+            return read_minutes(task_id)
+
         monkeypatch.setattr(message_store, "counts", counts_caught_up)
+        monkeypatch.setattr(timeline_store, "stored_minutes", minutes_caught_up)
         try:
             yield wired
         finally:

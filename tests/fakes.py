@@ -24,6 +24,7 @@ from chalicelib.domain.messages import message_id
 from chalicelib.domain.provider import Outcome, ProviderResult, judge
 from chalicelib.domain.ratelimit import RateScope, Reservation, reserve_in
 from chalicelib.domain.tasks import Fanout, SendingTask, TaskStatus
+from chalicelib.domain.timeline import MinuteCounts, minute_counts
 from chalicelib.ports import (
     AudiencePart,
     Counts,
@@ -193,11 +194,13 @@ class FakeStream:
 
 
 class FakeCountLedger:
-    """The counter items: counts and each shard's mark, one conditional write a batch."""
+    """The counter items: counts and each shard's mark, one conditional write a batch,
+    and the timeline's minute counts of the slot in the same write."""
 
     def __init__(self, world: World) -> None:
         self._world = world
         self.items: dict[tuple[int, int], tuple[Counter[str], dict[str, int]]] = {}
+        self.minutes: dict[tuple[int, int], MinuteCounts] = {}
 
     def add(self, shard_id: str, task_id: int, changes: Sequence[StatusChange]) -> None:
         self._world.io("counters.add")
@@ -207,7 +210,18 @@ class FakeCountLedger:
         if todo:
             counts.update(deltas(todo))
             marks[shard_id] = max(change.sequence for change in todo)
+            slot_minutes = self.minutes.setdefault(key, {})
+            for minute, moved in minute_counts(todo).items():
+                slot_minutes.setdefault(minute, Counter()).update(moved)
         self._world.done("counters.add")
+
+    def timeline(self, task_id: int) -> MinuteCounts:
+        total: MinuteCounts = {}
+        for (owner, _), minutes in self.minutes.items():
+            if owner == task_id:
+                for minute, moved in minutes.items():
+                    total.setdefault(minute, Counter()).update(moved)
+        return total
 
     def counts(self, task_id: int) -> Counter[str]:
         total: Counter[str] = Counter()

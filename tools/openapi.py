@@ -33,6 +33,7 @@ import app as app_module
 from chalicelib import apidocs, console, http
 from chalicelib.api.operation import Operation, operation_of
 from chalicelib.domain.messages import MessageStatus
+from chalicelib.domain.timeline import BUCKETS
 from chalicelib.schemas import ClientFilter, ErrorOut
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -183,6 +184,13 @@ PARAMETERS: dict[str, Json] = {
         "description": "Only clients with exactly this tag",
         "schema": _CLIENT_FILTER["tag"],
         "example": "vip",
+    },
+    "bucket": {
+        "name": "bucket",
+        "in": "query",
+        "description": "Seconds a point covers; by default the smallest giving at most 500 points",
+        "schema": {"type": "integer", "enum": list(BUCKETS)},
+        "example": 3600,
     },
     "status": {
         "name": "status",

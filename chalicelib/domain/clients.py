@@ -113,7 +113,20 @@ def parse_utc(value: str) -> tzinfo:
     # Only names from the zone database: rejects paths and odd spellings outright.
     if value not in _zone_names():
         raise ValueError("must be an IANA time zone name (Europe/Moscow) or an offset (+03:00)")
-    return zoneinfo.ZoneInfo(value)
+    return _zone(value)
+
+
+@functools.cache
+def _zone(name: str) -> tzinfo:
+    """The zone's rules from the pinned ``tzdata`` package, never the host's own files
+    (``zoneinfo.ZoneInfo`` reads ``/usr/share/zoneinfo`` first, whose rules differ from
+    host to host and from Lambda's): a client's window is the same wherever it runs."""
+    try:
+        source = importlib.resources.files("tzdata").joinpath("zoneinfo", *name.split("/"))
+        with source.open("rb") as rules:
+            return zoneinfo.ZoneInfo.from_file(rules, key=name)
+    except (ModuleNotFoundError, OSError):  # pragma: no cover - tzdata is a requirement
+        return zoneinfo.ZoneInfo(name)
 
 
 def validate_utc(value: str) -> str:

@@ -32,6 +32,9 @@ class StatusChange:
     sequence: int  # the record's sequence number in its shard
     before: str | None  # status before the write; None: the message was created
     after: str | None  # status after; None: the message was removed
+    # When DynamoDB made the change (the record's ApproximateCreationDateTime, epoch
+    # seconds): the minute of the timeline a final status counts in.
+    at: float | None = None
 
     @property
     def counts(self) -> bool:

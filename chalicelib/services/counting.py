@@ -6,6 +6,9 @@ Lambda hands the handler one shard's records at a time, in order, with the shard
 window's state is not used). The records are counted per task; a task whose write
 fails reports its first record as the batch's failure, so Lambda delivers the batch
 again from there, and what was counted meanwhile is skipped by the marks.
+
+A change to a final status also counts in the timeline's minute of its
+``ApproximateCreationDateTime`` (``chalicelib/domain/timeline.py``), in the same write.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib import logs
+from chalicelib.clock import Clock, system_clock
 from chalicelib.domain.counting import StatusChange
 from chalicelib.ports import CountLedger
 
@@ -45,23 +49,28 @@ def _status(image: Mapping[str, Any] | None) -> str | None:
     return str(value["S"]) if isinstance(value, Mapping) and "S" in value else None
 
 
-def status_change(record: Mapping[str, Any]) -> StatusChange | None:
-    """The change a stream record of the messages table makes to the counts."""
+def status_change(record: Mapping[str, Any], received_at: float) -> StatusChange | None:
+    """The change a stream record of the messages table makes to the counts, timed by
+    its ``ApproximateCreationDateTime`` (Lambda always sets it; ``received_at``, when the
+    handler got the record, only stands in for a record without one)."""
     body = record.get("dynamodb", {})
     keys = body.get("Keys", {})
     if "task_id" not in keys or "client_id" not in keys:
         return None  # not a message
+    created = body.get("ApproximateCreationDateTime")
     return StatusChange(
         task_id=int(keys["task_id"]["N"]),
         sequence=int(body["SequenceNumber"]),
         before=_status(body.get("OldImage")),
         after=_status(body.get("NewImage")),
+        at=float(created) if isinstance(created, int | float) else received_at,
     )
 
 
 class StreamCounter:
-    def __init__(self, ledger: CountLedger) -> None:
+    def __init__(self, ledger: CountLedger, clock: Clock = system_clock) -> None:
         self._ledger = ledger
+        self._clock = clock
 
     def handle_event(self, event: Mapping[str, Any]) -> StreamResult:
         """One stream batch as Lambda delivers it (``Records`` and ``shardId``)."""
@@ -73,9 +82,10 @@ class StreamCounter:
     def handle(self, shard_id: str, records: Iterable[Mapping[str, Any]]) -> StreamResult:
         result = StreamResult()
         by_task: dict[int, list[tuple[str, StatusChange]]] = {}
+        received_at = self._clock().timestamp()
         for record in records:
             result.records += 1
-            change = status_change(record)
+            change = status_change(record, received_at)
             if change is not None and change.counts:
                 seq = str(record["dynamodb"]["SequenceNumber"])
                 by_task.setdefault(change.task_id, []).append((seq, change))

@@ -27,13 +27,15 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
 
-from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
 from pynamodb.expressions.update import Action
+from pynamodb.transactions import TransactWrite
 
 from chalicelib import logs
 from chalicelib.domain.counting import StatusChange, counter_slot, deltas, not_counted
 from chalicelib.domain.lifecycle import Change, MessageState, Phase
 from chalicelib.domain.messages import Message, MessageStatus, message_id
+from chalicelib.domain.timeline import minute_counts, within_hours
 from chalicelib.ports import (
     Counts,
     Created,
@@ -44,9 +46,13 @@ from chalicelib.ports import (
     WaitingMessage,
 )
 from chalicelib.storage.models import (
+    COUNTER_SLOTS,
     CounterModel,
     MessageModel,
     TaskModel,
+    TimelineHourModel,
+    counter_name,
+    transaction_connection,
 )
 from chalicelib.storage.pagination import (
     KeySchema,
@@ -55,13 +61,20 @@ from chalicelib.storage.pagination import (
     key_from,
     take_page,
 )
+from chalicelib.storage.timeline import days_of, hour_actions, hour_name
 
-__all__ = ["DynamoCountLedger", "DynamoMessages", "counts", "create_messages"]
+__all__ = ["DynamoCountLedger", "DynamoMessages", "counter_name", "counts", "create_messages"]
 
 log = logs.get_logger("storage.messages")
 
-COUNTER_SHARDS = 8
+COUNTER_SHARDS = COUNTER_SLOTS
 CONDITIONAL_CHECK_FAILED = "ConditionalCheckFailedException"
+# A transaction's cancellation reasons name these codes (without "Exception").
+CANCELLED_BY_CONDITION = "ConditionalCheckFailed"
+TRANSACTION_CONFLICT = "TransactionConflict"
+# Hour items one counting write moves at most (a transaction holds up to 100 items; a
+# stream batch spans seconds, so this only splits a backlog's batch).
+TIMELINE_HOURS_PER_WRITE = 24
 CONFLICT_ATTEMPTS = 8
 STATUSES = tuple(status.value for status in MessageStatus)
 # Items a filtered page of a task's messages reads at most (the stats' status filter,
@@ -70,10 +83,6 @@ MAX_ITEMS_READ = 1000
 
 TABLE_KEY: KeySchema = {"task_id": "N", "client_id": "N"}
 WAKE_KEY: KeySchema = {"task_id": "N", "client_id": "N", "wake_ms": "N"}
-
-
-def counter_name(task_id: int, shard: int) -> str:
-    return f"task#{task_id}#{shard}"
 
 
 ItemT = TypeVar("ItemT")
@@ -367,11 +376,21 @@ def counts(task_ids: Sequence[int]) -> dict[int, Counts]:
 
 class DynamoCountLedger:
     """The counter items behind ``CountLedger`` (``chalicelib/ports.py``): one per
-    task and slot; a shard writes to the slot its id hashes to."""
+    task and slot; a shard writes to the slot its id hashes to.
+
+    Changes that reach a final status also move the timeline's hour items of that slot
+    (``chalicelib/storage/timeline.py``) and add their days to the counter item's list,
+    in one transaction with the counts and the mark, so a batch delivered again moves
+    neither twice. A batch with no final status writes the counter item alone, as one
+    ``UpdateItem``; a transaction costs two write units an item (the counter item and
+    one hour item, sometimes two, each a write unit or two: about 4 to 6 units).
+    """
 
     def add(self, shard_id: str, task_id: int, changes: Sequence[StatusChange]) -> None:
-        name = counter_name(task_id, counter_slot(shard_id, COUNTER_SHARDS))
-        for attempt in range(CONFLICT_ATTEMPTS):
+        slot = counter_slot(shard_id, COUNTER_SHARDS)
+        name = counter_name(task_id, slot)
+        conflicts = 0
+        while True:
             try:
                 item: CounterModel | None = CounterModel.get(name, consistent_read=True)
             except DoesNotExist:
@@ -379,9 +398,10 @@ class DynamoCountLedger:
             marks: dict[str, str] = json.loads(item.marks) if item and item.marks else {}
             version = int(item.marks_version) if item and item.marks_version else None
             mark = marks.get(shard_id)
-            todo = not_counted(changes, None if mark is None else int(mark))
-            if not todo:
+            left = not_counted(changes, None if mark is None else int(mark))
+            if not left:
                 return  # all counted already: a batch delivered again
+            todo = within_hours(left, TIMELINE_HOURS_PER_WRITE)
             marks[shard_id] = str(max(change.sequence for change in todo))
             actions: list[Any] = [
                 getattr(CounterModel, field).add(n) for field, n in deltas(todo).items()
@@ -395,14 +415,36 @@ class DynamoCountLedger:
                 if version is None
                 else CounterModel.marks_version == version
             )
+            hours = hour_actions(minute_counts(todo))
             try:
-                CounterModel(name).update(actions=actions, condition=condition)
-                return
-            except UpdateError as error:
-                if not _conditional_failure(error) or attempt == CONFLICT_ATTEMPTS - 1:
+                if hours:
+                    actions.append(CounterModel.timeline_days.add(days_of(hours)))
+                    with TransactWrite(connection=transaction_connection()) as tx:
+                        tx.update(CounterModel(name), actions=actions, condition=condition)
+                        for hour, adds in hours.items():
+                            tx.update(
+                                TimelineHourModel(hour_name(task_id, slot, hour)), actions=adds
+                            )
+                else:
+                    CounterModel(name).update(actions=actions, condition=condition)
+            except (UpdateError, TransactWriteError) as error:
+                conflicts += 1
+                if not _lost_race(error) or conflicts == CONFLICT_ATTEMPTS:
                     raise
                 # Another shard wrote to this item since it was read: read it again.
-                time.sleep(random.uniform(0, 0.02 * 2**attempt))  # noqa: S311 - jitter
+                time.sleep(random.uniform(0, 0.02 * 2**conflicts))  # noqa: S311 - jitter
+                continue
+            if len(todo) == len(left):
+                return
+            # The rest falls in later hours than one transaction holds: counted next.
+
+
+def _lost_race(error: UpdateError | TransactWriteError) -> bool:
+    """The write met another one on its items (a changed mark, a concurrent transaction)."""
+    if isinstance(error, UpdateError):
+        return _conditional_failure(error)
+    codes = {reason.code for reason in error.cancellation_reasons if reason is not None}
+    return bool(codes) and codes <= {CANCELLED_BY_CONDITION, TRANSACTION_CONFLICT}
 
 
 def _message(item: MessageModel) -> Message:

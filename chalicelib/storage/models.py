@@ -13,7 +13,9 @@ Access patterns:
   unfinished tasks sorted by start time;
 - a task's message counts by status: ``counters``, a few shard items a task
   (``task#<id>#<shard>``) that the messages table's stream keeps
-  (``chalicelib/domain/counting.py``); a task's fan-out segments: ``counters`` items
+  (``chalicelib/domain/counting.py``); its sends over time: ``counters`` items
+  ``timeline#<task>#<shard>#<hour>``, found through the days each shard item lists
+  (``chalicelib/domain/timeline.py``); a task's fan-out segments: ``counters`` items
   ``fanout#<task>#<segment>``;
 - a message by (task, client): ``messages``; a task's messages (with a status: the
   same partition, filtered, a bounded number of items a page); its messages the
@@ -49,6 +51,7 @@ from pynamodb.attributes import (
     BooleanAttribute,
     ListAttribute,
     NumberAttribute,
+    NumberSetAttribute,
     TTLAttribute,
     UnicodeAttribute,
     UTCDateTimeAttribute,
@@ -124,6 +127,14 @@ class PhoneModel(Model):
     client_id = NumberAttribute()
 
 
+# A task's counter items (the counts' slots): the stream's shards hash to one each.
+COUNTER_SLOTS = 8
+
+
+def counter_name(task_id: int, slot: int) -> str:
+    return f"task#{task_id}#{slot}"
+
+
 class CounterModel(Model):
     """Atomic counters: id sequences (``value``) and message counts by status.
 
@@ -147,6 +158,21 @@ class CounterModel(Model):
     # version, which every count write checks and moves (chalicelib/domain/counting.py).
     marks = UnicodeAttribute(null=True)
     marks_version = NumberAttribute(null=True)
+    # The UTC days (since the epoch) this slot has timeline hour items in
+    # (chalicelib/storage/timeline.py), added in the same write as the marks.
+    timeline_days = NumberSetAttribute(null=True)
+
+
+class TimelineHourModel(Model):
+    """A task's timeline counts of one counter slot and UTC hour, an item
+    ``timeline#<task>#<slot>#<hour>`` of the counters table. Its minute counts are
+    top-level numbers named at run time (``chalicelib/storage/timeline.py``), so they are
+    read and written by name, not as declared attributes."""
+
+    class Meta(BaseMeta):
+        logical_name = "counters"
+
+    name = UnicodeAttribute(hash_key=True)
 
 
 class FanoutSegmentModel(Model):
@@ -351,7 +377,12 @@ MODELS: tuple[type[Model], ...] = (
     StopEntryModel,
 )
 # Other models of the tables above: bound with them, never created.
-VIEWS: tuple[type[Model], ...] = (TaskProgressModel, FanoutSegmentModel, RateModel)
+VIEWS: tuple[type[Model], ...] = (
+    TaskProgressModel,
+    FanoutSegmentModel,
+    RateModel,
+    TimelineHourModel,
+)
 
 _TABLE_SETTING: dict[str, str] = {
     "clients": "clients_table",

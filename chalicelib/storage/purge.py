@@ -1,4 +1,5 @@
-"""The removal of a deleted task's messages and counts (the dispatcher's purge pass).
+"""The removal of a deleted task's messages, counts and timeline (the dispatcher's purge
+pass).
 
 A deleted task's tombstone sits in the ``purge`` shard of ``open_by_start`` (a query,
 never a scan) until this is done. Each page deletes the first message keys of the
@@ -21,6 +22,7 @@ from chalicelib.storage.models import (
     TaskProgressModel,
 )
 from chalicelib.storage.ratelimit import rate_name
+from chalicelib.storage.timeline import DynamoTimelines
 
 __all__ = ["DynamoPurge"]
 
@@ -44,6 +46,9 @@ class DynamoPurge:
             for key in found:
                 batch.delete(MessageModel(*key))
         return len(found)
+
+    def remove_timeline(self, task_id: int, limit: int) -> int:
+        return DynamoTimelines().remove(task_id, limit)
 
     def remove_counts(self, task_id: int) -> None:
         """Its counts, and its send rate limit's item (chalicelib/storage/ratelimit.py)."""

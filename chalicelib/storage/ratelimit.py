@@ -124,7 +124,9 @@ class DynamoRateLimiter:
         else:
             self._seen[key] = tat
 
-    def _update(self, key: str, update: str, condition: str, values: dict[str, int]) -> _Outcome:
+    def _update(
+        self, key: str, update: str, condition: str, values: dict[str, int]
+    ) -> _WriteResult:
         """One conditional ``UpdateItem`` of the scope's item. Refused, DynamoDB hands back
         the item as it was (``ReturnValuesOnConditionCheckFailure``), so a refusal needs
         no read; only a refusal without it (the item is gone, or a store that does not
@@ -145,10 +147,10 @@ class DynamoRateLimiter:
                 raise
             item = error.response.get("Item")
             if not item:
-                return _Outcome(None, None, item_returned=False)
+                return _WriteResult(None, None, item_returned=False)
             tat = item.get("tat_us", {}).get("N")
-            return _Outcome(None, None if tat is None else int(tat), item_returned=True)
-        return _Outcome(int(answer["Attributes"]["tat_us"]["N"]), None, item_returned=True)
+            return _WriteResult(None, None if tat is None else int(tat), item_returned=True)
+        return _WriteResult(int(answer["Attributes"]["tat_us"]["N"]), None, item_returned=True)
 
     def _read(self, key: str) -> int | None:
         try:
@@ -159,7 +161,7 @@ class DynamoRateLimiter:
 
 
 @dataclass(frozen=True)
-class _Outcome:
+class _WriteResult:
     written: int | None  # the TAT written
     found: int | None  # refused: the TAT the item held (None: none)
     item_returned: bool

@@ -330,6 +330,8 @@ def _exercise(
     _fan_out_paths(containers, queue, api, clock, monkeypatch)
     assert provider.sends()
     with act("api_handler"):
+        # Its sends over time: the stream is counted first (the timeline's transactions).
+        assert api.get(f"/api/tasks/{by_tag}/timeline").json_body["points"]
         assert api.delete(f"/api/tasks/{by_tag}").status_code == 204
     with act("dispatch"):
         queue.tick()  # the purge pass removes its messages and counts

@@ -73,7 +73,8 @@ def test_every_answer_fits_a_lambda_response() -> None:
 
 
 def valid_value(name: str) -> str:
-    return {"limit": "5", "cursor": "", "code": "900", "tag": "vip", "status": "sent"}[name]
+    values = {"limit": "5", "cursor": "", "code": "900", "tag": "vip", "status": "sent"}
+    return {**values, "bucket": "3600"}[name]
 
 
 def test_every_documented_query_parameter_is_accepted(api: Api) -> None:
@@ -92,7 +93,7 @@ def test_every_documented_query_parameter_is_accepted(api: Api) -> None:
             response: Any = api.request(item.method, f"{url}?{name}={valid_value(name)}")
             assert response.status_code == 200, (item.path, name, response.body)
             checked += 1
-    assert checked == 13  # the stop list's limit and cursor included
+    assert checked == 14  # the stop list's limit and cursor, the timeline's bucket included
 
 
 def test_an_undocumented_query_parameter_is_refused(api: Api) -> None:

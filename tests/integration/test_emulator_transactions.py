@@ -10,6 +10,7 @@ changes what it relies on.
 
 from __future__ import annotations
 
+import copy
 import inspect
 from typing import Any
 
@@ -53,6 +54,27 @@ def test_moto_still_backs_up_tables_through_its_copy_module() -> None:
         "moto no longer deep-copies tables in transact_write_items: re-measure a transaction"
         " on a large table and revisit local/emulator.py's install()"
     )
+    assert emulator._backs_up_whole_tables(models)
+
+
+def test_a_moto_with_other_transactions_is_left_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An upgrade that changed them runs moto's own transactions (slower, still correct)
+    instead of breaking the local stack."""
+    from moto.dynamodb import models  # noqa: PLC0415
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        """An upgraded moto that no longer copies whole tables."""
+
+    monkeypatch.setattr(models.DynamoDBBackend, "transact_write_items", transact_write_items)
+    assert emulator.install() is False
+    assert models.DynamoDBBackend.transact_write_items is transact_write_items
+    assert models.copy is copy  # type: ignore[attr-defined]
+
+    monkeypatch.undo()
+    monkeypatch.setattr(models, "copy", object(), raising=False)
+    original = models.DynamoDBBackend.transact_write_items
+    assert emulator.install() is False
+    assert models.DynamoDBBackend.transact_write_items is original
 
 
 def add(key: str) -> dict[str, Any]:

@@ -289,15 +289,29 @@ def test_path_ids_out_of_range_name_nothing(api: Api, ids: dict[str, int], bad_i
             response = api.request(method, prefix + bad_id, {"tag": "x", "text": "y"})
             assert_refused(response, statuses=frozenset({400, 404}))
     assert_refused(api.get(f"/api/tasks/{bad_id}/stats"), statuses=frozenset({400, 404}))
+    assert_refused(api.get(f"/api/tasks/{bad_id}/timeline"), statuses=frozenset({400, 404}))
     assert state() == before
 
 
 @pytest.mark.parametrize(
     "query",
-    ["code=" + "9" * 101, "tag=" + "x" * 2001, "code=", "status=%ff", "nothing=1"],
+    [
+        "code=" + "9" * 101,
+        "tag=" + "x" * 2001,
+        "code=",
+        "status=%ff",
+        "nothing=1",
+        "bucket=%ff",
+        "bucket=" + "6" * 5000,
+        "bucket=\uff16\uff10",
+    ],
 )
 def test_odd_query_values_are_400(api: Api, ids: dict[str, int], query: str) -> None:
-    path = "/api/clients/" if not query.startswith("status") else "/api/tasks/{task}/stats"
+    path = "/api/clients/"
+    if query.startswith("status"):
+        path = "/api/tasks/{task}/stats"
+    if query.startswith("bucket"):
+        path = "/api/tasks/{task}/timeline"
     assert_refused(api.get(path.format(**ids) + "?" + query))
 
 

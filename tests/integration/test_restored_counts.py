@@ -36,7 +36,11 @@ def test_a_restore_counts_every_message_once_whatever_the_counters_said(
     message_store.create_messages(task.id, recipients, clock())
     # Counts a killed stack left behind: some creations never counted, a stale mark.
     CounterModel(
-        message_store.counter_name(task.id, 3), total=2, pending=2, marks='{"x":"1"}'
+        message_store.counter_name(task.id, 3),
+        total=2,
+        pending=2,
+        marks='{"x":"1"}',
+        timeline_days={20785},  # the timeline's hour items it lists were restored too
     ).save()
 
     # What the emulator does after a restore: recount, then start the stream over.
@@ -50,3 +54,4 @@ def test_a_restore_counts_every_message_once_whatever_the_counters_said(
     assert (counts.total, counts.pending) == (7, 7)
     assert counts.by_status()[MessageStatus.SENT.value] == 0
     assert CounterModel.get(message_store.counter_name(task.id, 3)).marks is None
+    assert CounterModel.get(message_store.counter_name(task.id, 3)).timeline_days == {20785}

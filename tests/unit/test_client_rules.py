@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import importlib.resources
+import zoneinfo
+from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -129,3 +132,24 @@ def test_body_must_be_an_object() -> None:
 def test_update_is_partial_and_refuses_nulls() -> None:
     assert parse(ClientUpdate, {"tag": "new"}).model_dump(exclude_unset=True) == {"tag": "new"}
     assert fields_of(ClientUpdate, {"tag": None}) == {"tag": "must not be null"}
+
+
+def test_zone_rules_come_from_the_pinned_tzdata_not_the_host(tmp_path: Path) -> None:
+    """A host whose zone files differ (an older or newer system tzdata, or one edited)
+    must not change a client's zone: Lambda and the local run read the same rules."""
+    fake = tmp_path / "Europe"
+    fake.mkdir()
+    # A zone file saying Europe/Moscow is UTC+0: what a host's own copy could say.
+    fake.joinpath("Moscow").write_bytes(tzdata_file("UTC"))
+    zoneinfo.reset_tzpath(to=[str(tmp_path)])
+    zoneinfo.ZoneInfo.clear_cache()
+    try:
+        zone = parse_utc("Europe/Moscow")
+        assert zone.utcoffset(datetime(2026, 1, 1)) == timedelta(hours=3)
+    finally:
+        zoneinfo.reset_tzpath()
+        zoneinfo.ZoneInfo.clear_cache()
+
+
+def tzdata_file(name: str) -> bytes:
+    return importlib.resources.files("tzdata").joinpath("zoneinfo", name).read_bytes()
