@@ -3,6 +3,8 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Processes for the unit, simulation, integration and infra tests (pytest-xdist).
+TEST_WORKERS ?= 2
 # Debian's Chromium and its matching driver, for the browser check of /docs.
 CHROMIUM     := /usr/bin/chromium
 CHROMEDRIVER := /usr/bin/chromedriver
@@ -48,8 +50,11 @@ emulator: $(STAMP)
 	$(BIN)/python -m local.run --no-api
 
 ## Lint, type-check and run every test (the browser check needs Chromium: see `browser`).
+## The quick kinds run on TEST_WORKERS processes; the end-to-end tests after them, one at
+## a time (they run the real stack in real time and must not share the cores).
 test: lint typecheck browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not e2e"
+	$(BIN)/python -m pytest -m e2e
 
 ## Every benchmark (throughput, AWS requests per message, fan-out, stats, cold start).
 bench: $(STAMP)
