@@ -4,8 +4,8 @@ One test: a 10,000-row CSV file goes with plain ``curl -T`` to the URL the API g
 emulator's S3), the emulator tells the import queue, the stack's runner hands the event
 to the import handler, and ``GET /api/imports/{id}`` is polled until ``done``. Then a
 mailing to 100 of the imported clients (their own operator code) reaches each of them
-once. The import runs at some 20-40 rows a second on the emulator (docs/performance.md,
-"Bulk import"): about 5 minutes with the stack's start-up.
+once. The import runs at about 20 rows a second on the emulator (a shared 2-core
+machine): some 10 minutes with the stack's start-up and the mailing.
 """
 
 from __future__ import annotations
