@@ -1,6 +1,6 @@
 """The Lambda entry module: the app, its blueprints (one per resource, in
-``chalicelib/api/``) and the event handlers (the schedule, the send queue and the
-messages table's stream).
+``chalicelib/api/``) and the event handlers (the schedule, the send, fan-out and import
+queues and the messages table's stream).
 
 Each handler reads its input, calls a service, answers; the wiring is in
 ``chalicelib/bootstrap.py``, whose ``services()`` and ``use_services()`` are re-exported
@@ -21,6 +21,7 @@ from chalicelib.api import (
     console,
     docs,
     health,
+    imports,
     stats,
     stoplist,
     tasks,
@@ -30,7 +31,16 @@ from chalicelib.api import (
 from chalicelib.bootstrap import services, use_services
 from chalicelib.settings import read_settings_now
 
-__all__ = ["app", "count_messages", "dispatch", "fan_out", "send", "services", "use_services"]
+__all__ = [
+    "app",
+    "count_messages",
+    "dispatch",
+    "fan_out",
+    "import_files",
+    "send",
+    "services",
+    "use_services",
+]
 
 # Chalice's own log handler would print every line of the service's logger (also named
 # "notify") a second time, as text: Powertools' handler is the only one (chalicelib/logs.py).
@@ -47,6 +57,7 @@ for blueprint in (
     test_sends,
     audience,
     stoplist,
+    imports,
     docs,
     console,
 ):
@@ -72,6 +83,12 @@ MESSAGES_STREAM = (
     f"arn:aws:dynamodb:{_LOAD_SETTINGS.aws_region}:000000000000:table/"
     f"{_LOAD_SETTINGS.messages_table}/stream/set-by-infra-template"
 )
+# Bulk imports: S3 tells this queue when a file is uploaded (chalice package cannot
+# package @app.on_s3_event, and a queue also carries an import's next job when a file
+# takes longer than one invocation); the seconds an invocation keeps for its last chunk
+# and the error report out of its Lambda timeout (.chalice/config.json).
+IMPORT_QUEUE = _LOAD_SETTINGS.import_queue
+IMPORT_MARGIN_SECONDS = 60
 COUNT_BATCH_SIZE = 1000
 COUNT_BATCHING_WINDOW_SECONDS = 5
 
@@ -104,6 +121,18 @@ def send(event: SQSEvent) -> dict[str, Any]:
     with logs.invocation(event.context):
         result = services().sender.handle_event(record.to_dict() for record in event)
     return {"batchItemFailures": [{"itemIdentifier": rid} for rid in result.failed_record_ids]}
+
+
+@app.on_sqs_message(queue=IMPORT_QUEUE, batch_size=1)
+def import_files(event: SQSEvent) -> None:
+    """A bulk import: started by the bucket's "object created" event, carried on from its
+    checkpoint by its own next job (chalicelib/services/imports.py)."""
+    with logs.invocation(event.context):
+        wired = services()
+        context: Any = event.context  # Lambda's context object
+        for record in event:
+            budget = context.get_remaining_time_in_millis() / 1000 - IMPORT_MARGIN_SECONDS
+            wired.imports.handle_job(record.body, max(budget, 1.0))
 
 
 @app.on_dynamodb_record(

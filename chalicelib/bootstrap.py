@@ -23,14 +23,16 @@ from chalicelib.settings import Settings, get_settings
 # The imports below are for the type checker only; at run time each is done by the
 # property that needs it.
 if TYPE_CHECKING:
+    from chalicelib.bucket import S3ImportFiles
     from chalicelib.domain.lifecycle import Timing
     from chalicelib.provider import Provider
-    from chalicelib.queue import SendQueue, SqsFanoutQueue
+    from chalicelib.queue import SendQueue, SqsFanoutQueue, SqsImportQueue
     from chalicelib.services.api_keys import ApiKeyService
     from chalicelib.services.audience import AudienceService
     from chalicelib.services.clients import ClientService
     from chalicelib.services.counting import StreamCounter
     from chalicelib.services.dispatch import Dispatcher
+    from chalicelib.services.imports import ImportService
     from chalicelib.services.observability import ServiceGauges
     from chalicelib.services.purge import Purger
     from chalicelib.services.sending import Sender
@@ -78,6 +80,36 @@ class Services:
         from chalicelib.services.clients import ClientService  # noqa: PLC0415
 
         return ClientService(self.clock, self.client_repository)
+
+    @cached_property
+    def imports(self) -> ImportService:
+        """Bulk imports of clients (SPEC, "Bulk import and export"): the API's routes and
+        the import function (``app.import_files``)."""
+        from chalicelib.services.imports import ImportService  # noqa: PLC0415
+        from chalicelib.storage.imports import DynamoImports  # noqa: PLC0415
+
+        self.bind_storage()
+        return ImportService(
+            self.clock,
+            imports=DynamoImports(),
+            clients=self.client_repository,
+            files=self.import_files,
+            jobs=self.import_queue,
+            bucket=self.settings.import_bucket,
+            url_seconds=self.settings.import_url_seconds,
+        )
+
+    @cached_property
+    def import_files(self) -> S3ImportFiles:
+        from chalicelib.bucket import S3ImportFiles  # noqa: PLC0415
+
+        return S3ImportFiles(self.settings)
+
+    @cached_property
+    def import_queue(self) -> SqsImportQueue:
+        from chalicelib.queue import SqsImportQueue  # noqa: PLC0415
+
+        return SqsImportQueue(self.settings)
 
     @cached_property
     def tasks(self) -> TaskService:

@@ -18,6 +18,7 @@ from chalicelib.domain.audience import CountKey
 from chalicelib.domain.clients import Client, ClientProfile
 from chalicelib.domain.counting import StatusChange
 from chalicelib.domain.fanout import Segment, SegmentState
+from chalicelib.domain.imports import ImportRecord, ImportStamp
 from chalicelib.domain.lifecycle import Change, MessageState
 from chalicelib.domain.messages import Message, MessageStatus
 from chalicelib.domain.provider import ProviderResult
@@ -58,6 +59,10 @@ class StaleClient(Exception):
 
 class PhoneTaken(Exception):
     """Another client holds the phone."""
+
+
+class StaleImport(Exception):
+    """An import record changed since it was read: another runner moved its checkpoint."""
 
 
 class AlreadyStopped(Exception):
@@ -364,6 +369,70 @@ class ClientRepository(Protocol):
     ) -> Page[Client]:
         """Clients with this code and/or tag (all of them without either), by id."""
         ...
+
+
+class ImportClients(Protocol):
+    """The client writes of a bulk import: ClientRepository's, with the row's stamp."""
+
+    def by_phones(self, phones: Sequence[str]) -> dict[str, tuple[Client, ImportStamp | None]]:
+        """The clients holding these phones (at most 100), each with its import stamp."""
+        ...
+
+    def create(
+        self, profile: ClientProfile, now: datetime, stamp: ImportStamp | None = None
+    ) -> Client: ...
+
+    def update(
+        self,
+        client: Client,
+        profile: ClientProfile,
+        now: datetime,
+        stamp: ImportStamp | None = None,
+    ) -> Client: ...
+
+
+class ImportRepository(Protocol):
+    def new_id(self) -> int: ...
+
+    def add(self, record: ImportRecord) -> None: ...
+
+    def get(self, import_id: int) -> ImportRecord | None: ...
+
+    def save(self, record: ImportRecord, now_ms: int) -> ImportRecord:
+        """Store it if the stored record is still at ``record.version`` (StaleImport if
+        not); the answer carries the new version."""
+        ...
+
+
+class ImportFiles(Protocol):
+    """The import bucket (``chalicelib/bucket.py``)."""
+
+    def upload_url(self, key: str, expires_seconds: int) -> str: ...
+
+    def download_url(self, key: str, expires_seconds: int) -> str: ...
+
+    def etag(self, key: str) -> str | None:
+        """The object's ETag, None when there is no such object."""
+        ...
+
+    def chunks(self, key: str, etag: str, offset: int) -> Iterator[bytes]:
+        """The object's bytes from ``offset``, streamed; FileReplaced if it is no longer
+        the object with ``etag``."""
+        ...
+
+    def put(self, key: str, body: bytes) -> None: ...
+
+    def concatenate(self, keys: Sequence[str], head: bytes, target: str) -> None:
+        """Write ``head`` then the objects ``keys`` in order to ``target``, streamed."""
+        ...
+
+    def keys(self, prefix: str) -> list[str]:
+        """The keys under ``prefix``, in key order."""
+        ...
+
+
+class FileReplaced(Exception):
+    """The file changed since the import started (another upload to its URL)."""
 
 
 class ApiKeyRepository(Protocol):

@@ -165,3 +165,24 @@ class SqsFanoutQueue(_Queue):
     def send(self, jobs: Sequence[FanoutJob], delay_seconds: float = 0) -> None:
         delay = min(max(math.ceil(delay_seconds), 0), self._settings.queue_max_delay_seconds)
         self._send_bodies([(job.to_body(), delay) for job in jobs])
+
+
+@dataclass(frozen=True)
+class ImportJob:
+    """Carry on with an import from its checkpoint (the import queue also carries S3's
+    "object created" events, which start one: ``chalicelib/services/imports.py``)."""
+
+    import_id: int
+
+    def to_body(self) -> str:
+        return json.dumps({"v": JOB_VERSION, "import": self.import_id}, separators=(",", ":"))
+
+
+class SqsImportQueue(_Queue):
+    """The import function's queue (``app.import_files``)."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings, settings.import_queue)
+
+    def send(self, job: ImportJob) -> None:
+        self._send_bodies([(job.to_body(), 0)])

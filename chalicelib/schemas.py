@@ -8,7 +8,7 @@ the one field that accepts two spellings, as ``docs/SPEC.md`` says.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Generic, Self, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Literal, Self, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -369,6 +369,53 @@ class TestSendOut(BaseModel):
 
     results: list[TestSendResultOut] = Field(
         description="One per distinct phone, in the order the request named them"
+    )
+
+
+class ImportCreate(RequestModel):
+    format: Annotated[
+        Literal["csv"],
+        Field(description="The file's format: `csv` (UTF-8, a header row phone,code,tag,utc)"),
+    ]
+
+
+class NewImportOut(BaseModel):
+    id: int
+    status: Annotated[str, Field(json_schema_extra={"enum": ["waiting_upload"]})]
+    upload_url: str = Field(
+        description='PUT the file here (`curl -T clients.csv "$upload_url"`), '
+        "no header needed, before `expires_at`"
+    )
+    expires_at: InstantOut
+
+
+class ImportErrorOut(BaseModel):
+    line: int = Field(description="The row's line in the file; the header is line 1")
+    field: str = Field(
+        description="The column at fault; `line` for the row as a whole, `header` or "
+        "`file` for what failed the import"
+    )
+    message: str
+
+
+class ImportOut(BaseModel):
+    id: int
+    status: Annotated[
+        str,
+        Field(
+            description="`waiting_upload` until the file is there, `running`, then `done`; "
+            "`failed` when the file as a whole cannot be imported (see `errors`)",
+            json_schema_extra={"enum": ["waiting_upload", "running", "done", "failed"]},
+        ),
+    ]
+    rows: int = Field(description="Rows read so far (blank lines are not rows)")
+    created: int = Field(description="Clients created")
+    updated: int = Field(description="Clients updated (their phone was a client's already)")
+    rejected: int = Field(description="Rows rejected: nothing was applied for them")
+    errors: list[ImportErrorOut] = Field(description="The first 100 errors, by line")
+    error_report_url: str | None = Field(
+        description="Once done with rejected rows: every error, as CSV (line,field,message), "
+        "through a pre-signed URL; null otherwise"
     )
 
 

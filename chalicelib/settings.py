@@ -100,6 +100,12 @@ class Settings:
     # over any window of T seconds, rate * (T + horizon) + 1 calls.
     send_rate_limit: int | None = None
     rate_horizon_seconds: float = 0.25
+    # Bulk imports (chalicelib/domain/imports.py): the bucket their files and reports go
+    # to, the queue its "object created" events and the import's own next jobs go to,
+    # and how long a pre-signed upload or report URL works.
+    import_bucket: str = "notify-local-imports"
+    import_queue: str = "notify-local-imports"
+    import_url_seconds: int = 3600
 
     def rate_horizon(self) -> timedelta:
         return timedelta(seconds=self.rate_horizon_seconds)
@@ -163,6 +169,9 @@ class Settings:
             stoplist_table=env.get("STOPLIST_TABLE", f"{prefix}-stoplist"),
             send_rate_limit=_rate_limit(env, "SEND_RATE_LIMIT"),
             rate_horizon_seconds=_horizon(env, "RATE_HORIZON_SECONDS", 0.25),
+            import_bucket=env.get("IMPORT_BUCKET", f"{prefix}-imports"),
+            import_queue=env.get("IMPORT_QUEUE", f"{prefix}-imports"),
+            import_url_seconds=int(env.get("IMPORT_URL_SECONDS", "3600")),
         )
 
 

@@ -136,7 +136,9 @@ class ScheduleRunner(_Loop):
 
 class QueueRunner(_Loop):
     """``concurrency`` pollers feeding a queue's handler, as Lambda's SQS mapping does: the
-    send queue's ``send`` (the default) or the fan-out queue's ``fan_out``."""
+    send queue's ``send`` (the default), the fan-out queue's ``fan_out`` or the import
+    queue's ``import_files`` (which gets the bucket's "object created" events from the
+    emulator's S3, as from S3 in AWS)."""
 
     def __init__(
         self,
@@ -159,6 +161,8 @@ class QueueRunner(_Loop):
         import app as app_module  # noqa: PLC0415 - loaded after the environment is set
 
         wired = app_module.services()
+        if self._handler == "import_files":
+            return wired.import_queue
         return wired.fanout_queue if self._handler == "fan_out" else wired.queue
 
     def start(self) -> None:

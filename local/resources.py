@@ -66,10 +66,53 @@ def ensure_message_stream() -> None:
     )
 
 
+def ensure_import_bucket(services: Services) -> None:
+    """The import bucket, telling the import queue (and its DLQ) of each file uploaded
+    under ``imports/``, as infra/template.yaml sets it up in AWS: moto delivers the same
+    "object created" event to the queue, which the local runner hands to the same
+    handler as Lambda's mapping (``app.import_files``). CORS lets a browser (the
+    console) PUT to the pre-signed URL."""
+    settings = services.settings
+    queue_url, _ = _queue_with_dlq(services.import_queue.client, settings.import_queue)
+    queue_arn = services.import_queue.client.get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["QueueArn"]
+    )["Attributes"]["QueueArn"]
+    s3 = services.import_files.client
+    existing = {bucket["Name"] for bucket in s3.list_buckets().get("Buckets", [])}
+    if settings.import_bucket not in existing:
+        s3.create_bucket(Bucket=settings.import_bucket)
+    s3.put_bucket_cors(
+        Bucket=settings.import_bucket,
+        CORSConfiguration={
+            "CORSRules": [
+                {
+                    "AllowedMethods": ["PUT", "GET"],
+                    "AllowedOrigins": ["*"],
+                    "AllowedHeaders": ["*"],
+                    "MaxAgeSeconds": 3600,
+                }
+            ]
+        },
+    )
+    wanted = {
+        "QueueArn": queue_arn,
+        "Events": ["s3:ObjectCreated:*"],
+        "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "imports/"}]}},
+    }
+    current = s3.get_bucket_notification_configuration(Bucket=settings.import_bucket)
+    if [queue.get("QueueArn") for queue in current.get("QueueConfigurations", [])] != [queue_arn]:
+        # S3 sends the queue a test event when it is set (the handler drops it).
+        s3.put_bucket_notification_configuration(
+            Bucket=settings.import_bucket,
+            NotificationConfiguration={"QueueConfigurations": [wanted]},
+        )
+
+
 def ensure_resources(services: Services) -> list[str]:
-    """Tables and queues; returns the names of the tables created now."""
+    """Tables, queues and the import bucket; returns the names of the tables created now."""
     services.bind_storage()
     created = models.create_tables()
     ensure_message_stream()
     ensure_queues(services)
+    ensure_import_bucket(services)
     return created

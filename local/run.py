@@ -4,7 +4,9 @@ Parts, in start order: the AWS emulator (moto server on loopback); the DynamoDB 
 the send queue and its dead-letter queue (created when absent) and a development API
 key; the fake provider (unless ``SENDER_URL`` is set); the HTTP API (Chalice's local
 server, see ``local/api_server.py``); the schedule firing the dispatcher every
-``TICK_SECONDS``; and the queue pollers feeding the sender (``local/lambda_runner.py``).
+``TICK_SECONDS``; and the queue pollers feeding the sender, the fan-out workers and the
+bulk imports (``local/lambda_runner.py``; the emulator's S3 tells the import queue of
+each uploaded file, as S3 does in AWS).
 Ctrl-C or SIGTERM stops them all. ``--no-api`` (``make emulator``) starts all of it but
 the HTTP API, for ``chalice local --stage local`` to serve it.
 
@@ -276,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         ScheduleRunner(tick_seconds=tick),
         QueueRunner(concurrency=concurrency),
         QueueRunner(fanout_workers, handler="fan_out", batch_size=1, timeout_seconds=60),
+        # One import at a time, with the import function's timeout (.chalice/config.json).
+        QueueRunner(1, handler="import_files", batch_size=1, timeout_seconds=300),
         StreamRunner(),
     ]
 

@@ -131,6 +131,14 @@ PARAMETERS: dict[str, Json] = {
         "schema": ID_SCHEMA,
         "example": 1,
     },
+    "import_id": {
+        "name": "import_id",
+        "in": "path",
+        "required": True,
+        "description": "The import's id (an id that is not a positive integer is 404)",
+        "schema": ID_SCHEMA,
+        "example": 1,
+    },
     "phone": {
         "name": "phone",
         "in": "path",
@@ -359,6 +367,7 @@ TAGS = [
     {"name": "statistics", "description": "Delivery statistics"},
     {"name": "audience", "description": "Who a filter reaches, before a mailing"},
     {"name": "stop list", "description": "Phones no message may go to"},
+    {"name": "imports", "description": "Bulk import of clients from a CSV file, through S3"},
     {"name": "service", "description": "Health"},
     {"name": "documentation", "description": "This document and its Swagger UI page"},
     {"name": "console", "description": "The operator console's page and files"},

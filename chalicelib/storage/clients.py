@@ -15,6 +15,7 @@ from pynamodb.transactions import TransactWrite
 from chalicelib import logs
 from chalicelib.domain.audience import CountKey, deltas
 from chalicelib.domain.clients import Client, ClientProfile
+from chalicelib.domain.imports import ImportStamp
 from chalicelib.ports import Page, PhoneTaken, StaleClient
 from chalicelib.storage.ids import next_id
 from chalicelib.storage.models import (
@@ -123,11 +124,14 @@ class DynamoClients:
         except ClientModel.DoesNotExist:
             return None
 
-    def create(self, profile: ClientProfile, now: datetime) -> Client:
+    def create(
+        self, profile: ClientProfile, now: datetime, stamp: ImportStamp | None = None
+    ) -> Client:
+        """``stamp``: the import row that creates it, written with it (see by_phones)."""
         client_id = next_id("clients")
 
         def item() -> ClientModel:
-            return ClientModel(
+            created = ClientModel(
                 id=client_id,
                 phone=profile.phone,
                 code=profile.code,
@@ -137,6 +141,11 @@ class DynamoClients:
                 created_at=now,
                 updated_at=now,
             )
+            if stamp is not None:
+                created.import_id = stamp.import_id
+                created.import_line = stamp.line
+                created.import_created = stamp.created
+            return created
 
         def write(tx: TransactWrite) -> None:
             tx.save(item(), condition=ClientModel.id.does_not_exist())
@@ -156,9 +165,15 @@ class DynamoClients:
         created.version = 1  # what the save stored (a stored item's first version)
         return client_of(created)
 
-    def update(self, client: Client, profile: ClientProfile, now: datetime) -> Client:
+    def update(
+        self,
+        client: Client,
+        profile: ClientProfile,
+        now: datetime,
+        stamp: ImportStamp | None = None,
+    ) -> Client:
         """One optimistic attempt; a phone change moves the phone's claim in the same
-        transaction."""
+        transaction. ``stamp``: the import row that writes it, written with it."""
         new_phone = profile.phone != client.phone
 
         def write(tx: TransactWrite) -> None:
@@ -171,6 +186,12 @@ class DynamoClients:
                 ClientModel.utc.set(profile.utc),
                 ClientModel.updated_at.set(now),
             ]
+            if stamp is not None:
+                actions += [
+                    ClientModel.import_id.set(stamp.import_id),
+                    ClientModel.import_line.set(stamp.line),
+                    ClientModel.import_created.set(stamp.created),
+                ]
             if new_phone:
                 tx.delete(
                     PhoneModel(client.phone, client_id=client.id),
@@ -213,6 +234,28 @@ class DynamoClients:
             if any(_failed_items(error)):
                 raise StaleClient from None
             raise
+
+    def by_phones(self, phones: Iterable[str]) -> dict[str, tuple[Client, ImportStamp | None]]:
+        """The clients holding these phones (at most 100), with the import stamp each
+        carries: two consistent BatchGetItem requests, phones then clients."""
+        wanted = sorted(set(phones))
+        owners = {
+            item.phone: int(item.client_id)
+            for item in PhoneModel.batch_get(wanted, consistent_read=True)
+        }
+        found: dict[str, tuple[Client, ImportStamp | None]] = {}
+        if not owners:
+            return found
+        for item in ClientModel.batch_get(sorted(set(owners.values())), consistent_read=True):
+            if owners.get(item.phone) != int(item.id):
+                continue  # the phone moved between the two reads: as if not found
+            stamp = None
+            if item.import_id is not None and item.import_line is not None:
+                stamp = ImportStamp(
+                    int(item.import_id), int(item.import_line), bool(item.import_created)
+                )
+            found[item.phone] = (client_of(item), stamp)
+        return found
 
     def page(
         self, *, code: str | None, tag: str | None, limit: int, cursor: str | None

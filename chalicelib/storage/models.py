@@ -26,6 +26,7 @@ Access patterns:
   ``purge`` (see OpenTasksByStart);
 - whether phones are stopped: ``stoplist``, keyed by phone (one BatchGetItem for a
   batch's phones); the whole list, paged: a scan, listing it all being the point;
+- bulk imports: ``counters``, an item ``import#<id>`` each, with its checkpoint;
 - audience counts (the preview): ``counters``, items ``aud#...`` that every client write
   updates in its transaction (``chalicelib/domain/audience.py``);
 - send rate limits: ``counters``, an item ``rate#<scope key>`` a scope (a task's,
@@ -112,6 +113,11 @@ class ClientModel(Model):
     updated_at = UTCDateTimeAttribute()
     # Optimistic lock (see the module's doc).
     version = VersionAttribute()
+    # The last bulk import row that wrote it (chalicelib/domain/imports.py: ImportStamp),
+    # written in the same transaction as the client.
+    import_id = NumberAttribute(null=True)
+    import_line = NumberAttribute(null=True)
+    import_created = BooleanAttribute(null=True)
 
     by_code = ClientsByCode()
     by_tag = ClientsByTag()
@@ -367,6 +373,26 @@ class StopEntryModel(Model):
     created_at = UTCDateTimeAttribute()
 
 
+class ImportModel(Model):
+    """A bulk import (``chalicelib/domain/imports.py``): an item ``import#<id>`` of the
+    counters table, the table of small keyed state, read and written by key only. Every
+    write is conditional on ``version`` (the checkpoint's guard)."""
+
+    class Meta(BaseMeta):
+        logical_name = "counters"
+
+    name = UnicodeAttribute(hash_key=True)
+    status = UnicodeAttribute()
+    key = UnicodeAttribute()
+    created_ms = NumberAttribute()
+    updated_ms = NumberAttribute()
+    etag = UnicodeAttribute(null=True)
+    report_key = UnicodeAttribute(null=True)
+    # The checkpoint (chalicelib/domain/imports.py: Progress), as JSON.
+    progress = UnicodeAttribute(null=True)
+    version = NumberAttribute(default=0)
+
+
 MODELS: tuple[type[Model], ...] = (
     ClientModel,
     PhoneModel,
@@ -382,6 +408,7 @@ VIEWS: tuple[type[Model], ...] = (
     FanoutSegmentModel,
     RateModel,
     TimelineHourModel,
+    ImportModel,
 )
 
 _TABLE_SETTING: dict[str, str] = {

@@ -15,7 +15,7 @@ from chalicelib.bootstrap import Services
 
 ROOT = Path(__file__).resolve().parents[2]
 # Every service and repository reads or writes a table, but the queues and the provider.
-NO_STORAGE = {"queue", "fanout_queue", "provider"}
+NO_STORAGE = {"queue", "fanout_queue", "import_queue", "import_files", "provider"}
 
 # Builds each part in a fresh composition with the models unbound, and prints the table
 # each model is bound to afterwards. Nothing here opens a connection.

@@ -17,6 +17,7 @@ from chalicelib.schemas import (
     AudiencePreviewIn,
     ClientCreate,
     ClientUpdate,
+    ImportCreate,
     StopEntryCreate,
     TaskCreate,
     TaskUpdate,
@@ -38,6 +39,7 @@ REQUEST_MODELS: dict[str, Any] = {
         StopEntryCreate,
         AudiencePreviewIn,
         TestSendIn,
+        ImportCreate,
     )
 }
 
@@ -126,6 +128,7 @@ def test_every_operation_has_a_documented_success() -> None:
         ("/api/clients/{client_id}", "DELETE"): "204",
         ("/api/tasks/{task_id}", "DELETE"): "204",
         ("/api/stoplist", "POST"): "201",
+        ("/api/imports", "POST"): "201",
         ("/api/stoplist/{phone}", "DELETE"): "204",
     }
     for path, method, operation in operations():

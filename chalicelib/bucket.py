@@ -1,0 +1,128 @@
+"""The import bucket on S3 (the emulator's S3 locally): pre-signed URLs, streamed reads
+from a byte offset, the error reports (``ImportFiles`` in ``chalicelib/ports.py``)."""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from chalicelib.ports import FileReplaced
+from chalicelib.settings import Settings
+
+READ_CHUNK_BYTES = 256 * 1024
+# A report past this spills from memory to the function's /tmp while it is assembled.
+SPOOL_BYTES = 8 * 1024 * 1024
+NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
+CHANGED = frozenset({"412", "PreconditionFailed"})
+
+
+@functools.cache
+def _client(region: str, endpoint: str | None) -> Any:
+    config = Config(
+        connect_timeout=3,
+        read_timeout=30,
+        retries={"max_attempts": 4, "mode": "standard"},
+        # Signature version 4 is the only one pre-signed URLs may use in every region;
+        # the emulator (an address, not a domain) takes bucket names in the path.
+        signature_version="s3v4",
+        s3={"addressing_style": "path" if endpoint else "auto"},
+    )
+    return boto3.client("s3", region_name=region, endpoint_url=endpoint, config=config)
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+class S3ImportFiles:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self.bucket = settings.import_bucket
+
+    @property
+    def client(self) -> Any:
+        return _client(self._settings.aws_region, self._settings.aws_endpoint_url)
+
+    def upload_url(self, key: str, expires_seconds: int) -> str:
+        # No content type is signed: `curl -T file URL` sends none and must be accepted.
+        return str(
+            self.client.generate_presigned_url(
+                "put_object",
+                Params={"Bucket": self.bucket, "Key": key},
+                ExpiresIn=expires_seconds,
+            )
+        )
+
+    def download_url(self, key: str, expires_seconds: int) -> str:
+        return str(
+            self.client.generate_presigned_url(
+                "get_object",
+                Params={
+                    "Bucket": self.bucket,
+                    "Key": key,
+                    "ResponseContentType": "text/csv; charset=utf-8",
+                },
+                ExpiresIn=expires_seconds,
+            )
+        )
+
+    def etag(self, key: str) -> str | None:
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if _code(error) in NOT_FOUND:
+                return None
+            raise
+        return str(head["ETag"])
+
+    def chunks(self, key: str, etag: str, offset: int) -> Iterator[bytes]:
+        """A ranged GET from ``offset``, conditional on the ETag the import started with:
+        a file replaced meanwhile is never read as the rest of the first one."""
+        try:
+            answer = self.client.get_object(
+                Bucket=self.bucket, Key=key, IfMatch=etag, Range=f"bytes={offset}-"
+            )
+        except ClientError as error:
+            code = _code(error)
+            if code in CHANGED or code in NOT_FOUND:
+                raise FileReplaced from None
+            if code == "InvalidRange":  # the offset is the end of the file
+                return iter(())
+            raise
+        body = answer["Body"]
+        return iter(lambda: body.read(READ_CHUNK_BYTES), b"")
+
+    def put(self, key: str, body: bytes) -> None:
+        self.client.put_object(
+            Bucket=self.bucket, Key=key, Body=body, ContentType="text/csv; charset=utf-8"
+        )
+
+    def concatenate(self, keys: Sequence[str], head: bytes, target: str) -> None:
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
+            spool.write(head)
+            for key in keys:
+                body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+                while chunk := body.read(READ_CHUNK_BYTES):
+                    spool.write(chunk)
+            spool.seek(0)
+            self.client.upload_fileobj(
+                spool,
+                self.bucket,
+                target,
+                ExtraArgs={"ContentType": "text/csv; charset=utf-8"},
+            )
+
+    def keys(self, prefix: str) -> list[str]:
+        found: list[str] = []
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        )
+        for page in pages:
+            found.extend(str(item["Key"]) for item in page.get("Contents", []))
+        return sorted(found)

@@ -1,0 +1,383 @@
+"""Bulk import of clients (SPEC, "Bulk import and export"; the rules and the checkpoint in
+``chalicelib/domain/imports.py``, the life of an import in ``docs/imports.md``).
+
+``create`` answers ``POST /api/imports/`` with a pre-signed upload URL; the bucket tells
+the import queue when the file is there, and ``handle_job`` (``app.import_files``) reads
+the file from its checkpoint, a chunk at a time, each row validated as
+``POST /api/clients/`` validates a body and upserted by phone in its own transaction,
+until its time is nearly out: then it queues the import's next job and returns, and the
+next invocation carries on from the checkpoint, never from the start.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from itertools import islice
+from typing import Any, Protocol
+from urllib.parse import unquote_plus
+
+from chalicelib import logs
+from chalicelib.clock import Clock
+from chalicelib.domain.clients import Client, ClientProfile
+from chalicelib.domain.imports import (
+    CHUNK_ROWS,
+    ERRORS_KEPT,
+    FINAL,
+    REPORT_HEADER,
+    Action,
+    ChunkResult,
+    FileError,
+    ImportRecord,
+    ImportStamp,
+    ImportStatus,
+    Progress,
+    Record,
+    RowError,
+    check_header,
+    decide,
+    duplicate_error,
+    file_key,
+    import_id_of_key,
+    read_records,
+    report_key,
+    report_lines,
+    report_part_key,
+    row_values,
+    split_lines,
+)
+from chalicelib.errors import NotFound, ValidationFailed
+from chalicelib.ports import (
+    FileReplaced,
+    ImportClients,
+    ImportFiles,
+    ImportRepository,
+    PhoneTaken,
+    StaleClient,
+    StaleImport,
+)
+from chalicelib.queue import ImportJob
+from chalicelib.schemas import ClientCreate, parse
+
+log = logs.get_logger("imports")
+
+# A row whose client another writer changes between the lookup and the write is looked
+# up again this often before it is rejected.
+ROW_ATTEMPTS = 3
+JOB_VERSION = 1
+
+
+class ImportJobs(Protocol):
+    def send(self, job: ImportJob) -> None: ...
+
+
+@dataclass(frozen=True)
+class NewImport:
+    record: ImportRecord
+    upload_url: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class ImportView:
+    record: ImportRecord
+    error_report_url: str | None
+
+
+def import_ids(body: str, bucket: str) -> list[int]:
+    """The imports an import queue message names: S3's "object created" event for files
+    of ``bucket`` (its test event and other keys name none), or the import's own job."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return []
+    if not isinstance(data, dict):
+        return []
+    if data.get("v") == JOB_VERSION and type(data.get("import")) is int:
+        return [data["import"]]
+    found: list[int] = []
+    for record in data.get("Records") or []:
+        try:
+            s3 = record["s3"]
+            if s3["bucket"]["name"] != bucket or not record["eventName"].startswith(
+                "ObjectCreated"
+            ):
+                continue
+            import_id = import_id_of_key(unquote_plus(s3["object"]["key"]))
+        except (KeyError, TypeError, AttributeError):
+            continue
+        if import_id is not None:
+            found.append(import_id)
+    return found
+
+
+class ImportService:
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        imports: ImportRepository,
+        clients: ImportClients,
+        files: ImportFiles,
+        jobs: ImportJobs,
+        bucket: str,
+        url_seconds: int,
+        chunk_rows: int = CHUNK_ROWS,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._clock = clock
+        self._imports = imports
+        self._clients = clients
+        self._files = files
+        self._jobs = jobs
+        self._bucket = bucket
+        self._url_seconds = url_seconds
+        self._chunk_rows = chunk_rows
+        self._monotonic = monotonic
+
+    def _now_ms(self) -> int:
+        return int(self._clock().timestamp() * 1000)
+
+    # --- the API ----------------------------------------------------------------------
+
+    def create(self) -> NewImport:
+        import_id = self._imports.new_id()
+        now = self._clock()
+        record = ImportRecord(
+            id=import_id,
+            status=ImportStatus.WAITING_UPLOAD,
+            key=file_key(import_id),
+            created_at_ms=self._now_ms(),
+            updated_at_ms=self._now_ms(),
+        )
+        self._imports.add(record)
+        url = self._files.upload_url(record.key, self._url_seconds)
+        log.info("import created", extra={"import_id": import_id})
+        return NewImport(record, url, now + timedelta(seconds=self._url_seconds))
+
+    def get(self, import_id: int) -> ImportView:
+        record = self._imports.get(import_id)
+        if record is None:
+            raise NotFound(f"Import {import_id} does not exist.")
+        url = None
+        if record.report_key is not None:
+            url = self._files.download_url(record.report_key, self._url_seconds)
+        return ImportView(record, url)
+
+    # --- the import function ----------------------------------------------------------
+
+    def handle_job(self, body: str, budget_seconds: float) -> None:
+        """One message of the import queue."""
+        ids = import_ids(body, self._bucket)
+        if not ids:
+            log.info("import queue message names no import; dropped")
+        for import_id in ids:
+            self.run(import_id, budget_seconds)
+
+    def run(self, import_id: int, budget_seconds: float) -> ImportRecord | None:
+        """Carry the import on from its checkpoint for about ``budget_seconds`` (at least
+        one chunk), then queue its next job unless it is over. A runner that finds the
+        checkpoint moved by another stops: that one carries on."""
+        started = self._monotonic()
+        record = self._start(import_id)
+        if record is None:
+            return None
+        records: Iterator[Record] | None = None
+        try:
+            while True:
+                if records is None:
+                    records = self._records(record)
+                    if not record.progress.columns:
+                        record = replace(record, progress=self._header(records))
+                batch = list(islice(records, self._chunk_rows))
+                if not batch:
+                    return self._finish(record)
+                record = self._checkpoint(record, batch)
+                if self._monotonic() - started >= budget_seconds:
+                    self._jobs.send(ImportJob(import_id))
+                    log.info(
+                        "import continues in a new invocation",
+                        extra=_figures(record),
+                    )
+                    return record
+        except FileError as error:
+            line = error.line or record.progress.line + 1
+            field = "header" if line == 1 else "file"
+            return self._fail(record, RowError(line, field, error.message))
+        except FileReplaced:
+            message = "the file was replaced or removed while it was imported"
+            return self._fail(record, RowError(record.progress.line + 1, "file", message))
+        except StaleImport:
+            log.info(
+                "import moved on by another runner; this one stops",
+                extra={"import_id": import_id},
+            )
+            return None
+
+    def _start(self, import_id: int) -> ImportRecord | None:
+        record = self._imports.get(import_id)
+        if record is None:
+            log.warning("import event for an unknown import", extra={"import_id": import_id})
+            return None
+        if record.status in FINAL:
+            log.info(
+                "import already over; event ignored",
+                extra={"import_id": import_id, "status": record.status.value},
+            )
+            return None
+        if record.status is ImportStatus.WAITING_UPLOAD:
+            etag = self._files.etag(record.key)
+            if etag is None:
+                log.info("import has no file yet", extra={"import_id": import_id})
+                return None
+            try:
+                record = self._imports.save(
+                    replace(record, status=ImportStatus.RUNNING, etag=etag), self._now_ms()
+                )
+            except StaleImport:
+                return self._start(import_id)  # started by another event meanwhile
+            log.info("import started", extra={"import_id": import_id})
+        return record
+
+    def _records(self, record: ImportRecord) -> Iterator[Record]:
+        if record.etag is None:  # pragma: no cover - set when it starts
+            raise FileReplaced
+        progress = record.progress
+        chunks = self._files.chunks(record.key, record.etag, progress.offset)
+        return read_records(split_lines(chunks), offset=progress.offset, line=progress.line)
+
+    def _header(self, records: Iterator[Record]) -> Progress:
+        first = next(records, None)
+        if first is None:
+            raise FileError(1, "the file is empty: the first line must name the columns")
+        if first.error == "not UTF-8":
+            raise FileError(1, "the header is not UTF-8: save the file as UTF-8 CSV")
+        if first.cells is None:
+            raise FileError(1, f"the header is {first.error}")
+        columns = check_header(first.cells)
+        return Progress(offset=first.end_offset, line=first.end_line, columns=columns)
+
+    def _checkpoint(self, record: ImportRecord, batch: Sequence[Record]) -> ImportRecord:
+        chunk = self._apply(record.id, record.progress.columns, batch)
+        if chunk.errors:
+            # Before the checkpoint: a chunk applied again writes the same part again.
+            part = "".join(report_lines(chunk.errors))
+            self._files.put(report_part_key(record.id, record.progress.offset), part.encode())
+        saved = self._imports.save(
+            replace(record, progress=record.progress.after(chunk)), self._now_ms()
+        )
+        log.info("import chunk applied", extra=_figures(saved))
+        return saved
+
+    def _apply(
+        self, import_id: int, columns: tuple[str, ...], batch: Sequence[Record]
+    ) -> ChunkResult:
+        result = ChunkResult(end_offset=batch[-1].end_offset, end_line=batch[-1].end_line)
+        valid: list[tuple[int, ClientProfile]] = []
+        for record in batch:
+            values = row_values(record, columns)
+            if values is None:
+                continue
+            if isinstance(values, RowError):
+                result.errors.append(values)
+                continue
+            try:
+                data = parse(ClientCreate, values)
+            except ValidationFailed as error:
+                field, message = next(iter((error.fields or {"line": error.message}).items()))
+                result.errors.append(RowError(record.line, field, message))
+                continue
+            profile = ClientProfile(phone=data.phone, code=data.code, tag=data.tag, utc=data.utc)
+            valid.append((record.line, profile))
+        found = self._clients.by_phones([profile.phone for _, profile in valid]) if valid else {}
+        first_line: dict[str, int] = {}
+        for line, profile in valid:
+            earlier = first_line.get(profile.phone)
+            if earlier is not None:
+                result.errors.append(duplicate_error(line, earlier))
+                continue
+            outcome = self._upsert(import_id, line, profile, found.get(profile.phone))
+            if isinstance(outcome, RowError):
+                result.errors.append(outcome)
+                continue
+            first_line[profile.phone] = line
+            if outcome:
+                result.created += 1
+            else:
+                result.updated += 1
+        result.errors.sort(key=lambda error: error.line)
+        return result
+
+    def _upsert(
+        self,
+        import_id: int,
+        line: int,
+        profile: ClientProfile,
+        holder: tuple[Client, ImportStamp | None] | None,
+    ) -> bool | RowError:
+        """Apply one valid row; True if it created its client, False if it updated it."""
+        now = self._clock()
+        for _ in range(ROW_ATTEMPTS):
+            decision = decide(
+                import_id, line, holder[1] if holder else None, exists=holder is not None
+            )
+            try:
+                if decision.action is Action.APPLIED:
+                    return decision.created
+                if decision.action is Action.DUPLICATE:
+                    return duplicate_error(line, decision.earlier_line)
+                if decision.action is Action.CREATE:
+                    self._clients.create(profile, now, ImportStamp(import_id, line, True))
+                    return True
+                assert holder is not None
+                self._clients.update(holder[0], profile, now, ImportStamp(import_id, line, False))
+                return False
+            except (PhoneTaken, StaleClient):
+                # Written by another meanwhile (another runner of this chunk, the API):
+                # look again and decide again.
+                holder = self._clients.by_phones([profile.phone]).get(profile.phone)
+        return RowError(line, "phone", "the client kept changing while the row was applied")
+
+    def _finish(self, record: ImportRecord) -> ImportRecord:
+        report = None
+        if record.progress.rejected:
+            parts = self._files.keys(f"reports/{record.id}/part-")
+            report = report_key(record.id)
+            self._files.concatenate(parts, REPORT_HEADER.encode(), report)
+        done = self._imports.save(
+            replace(record, status=ImportStatus.DONE, report_key=report), self._now_ms()
+        )
+        log.info("import done", extra=_figures(done))
+        return done
+
+    def _fail(self, record: ImportRecord, error: RowError) -> ImportRecord | None:
+        kept = record.progress.errors[: ERRORS_KEPT - 1]
+        progress = replace(record.progress, errors=(*kept, error))
+        try:
+            failed = self._imports.save(
+                replace(record, status=ImportStatus.FAILED, progress=progress), self._now_ms()
+            )
+        except StaleImport:
+            return None
+        log.info(
+            "import failed",
+            extra={"import_id": record.id, "line": error.line, "reason": error.message},
+        )
+        return failed
+
+
+def _figures(record: ImportRecord) -> dict[str, Any]:
+    progress = record.progress
+    return {
+        "import_id": record.id,
+        "status": record.status.value,
+        "line": progress.line,
+        "offset": progress.offset,
+        "rows": progress.rows,
+        "created": progress.created,
+        "updated": progress.updated,
+        "rejected": progress.rejected,
+    }

@@ -1,0 +1,74 @@
+"""The bulk import's pure rules (chalicelib/domain/imports.py): reading records with the
+byte offsets the checkpoint keeps, the header, and what to do with a row."""
+
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.domain.imports import (
+    Action,
+    FileError,
+    ImportStamp,
+    check_header,
+    decide,
+    import_id_of_key,
+    read_records,
+    split_lines,
+)
+
+FILE = b'\xef\xbb\xbfphone,code\r\n1,"two\nlines"\n\n3,x\xff\n4,end'
+
+
+def test_each_record_ends_where_the_next_starts_even_across_lines() -> None:
+    records = list(read_records(split_lines([FILE[:7], FILE[7:20], FILE[20:]]), offset=0, line=0))
+    assert [(r.line, r.cells, r.error) for r in records] == [
+        (1, ["phone", "code"], None),
+        (2, ["1", "two\nlines"], None),
+        (4, [], None),
+        (5, None, "not UTF-8"),
+        (6, ["4", "end"], None),
+    ]
+    assert records[-1].end_offset == len(FILE)
+    # Resuming at a record's end reads the same records as reading on.
+    cut = records[1]
+    again = list(
+        read_records(
+            split_lines([FILE[cut.end_offset :]]), offset=cut.end_offset, line=cut.end_line
+        )
+    )
+    assert [(r.line, r.cells, r.end_offset) for r in again] == [
+        (r.line, r.cells, r.end_offset) for r in records[2:]
+    ]
+
+
+@pytest.mark.parametrize(
+    ("cells", "message"),
+    [
+        (["phone", "code", "tag"], "missing column utc"),
+        (["phone", "code", "tag", "utc", "age"], "unknown column 'age'"),
+        (["phone", "code", "tag", "utc", "tag"], "names tag more than once"),
+    ],
+)
+def test_header_errors(cells: list[str], message: str) -> None:
+    with pytest.raises(FileError, match=message):
+        check_header(cells)
+
+
+def test_header_in_any_order() -> None:
+    assert check_header(["utc", " tag", "code", "phone"]) == ("utc", "tag", "code", "phone")
+
+
+def test_what_a_row_does() -> None:
+    assert decide(7, 10, None, exists=False).action is Action.CREATE
+    assert decide(7, 10, None, exists=True).action is Action.UPDATE
+    assert decide(7, 10, ImportStamp(6, 10, True), exists=True).action is Action.UPDATE
+    applied = decide(7, 10, ImportStamp(7, 10, True), exists=True)
+    assert (applied.action, applied.created) == (Action.APPLIED, True)
+    duplicate = decide(7, 10, ImportStamp(7, 4, False), exists=True)
+    assert (duplicate.action, duplicate.earlier_line) == (Action.DUPLICATE, 4)
+
+
+def test_keys_of_import_files() -> None:
+    assert import_id_of_key("imports/12.csv") == 12
+    for key in ("reports/12-errors.csv", "imports/x.csv", "imports/12", "imports/.csv"):
+        assert import_id_of_key(key) is None
