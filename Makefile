@@ -53,7 +53,7 @@ emulator: $(STAMP)
 ## The quick kinds run on TEST_WORKERS processes; the end-to-end tests after them, one at
 ## a time (they run the real stack in real time and must not share the cores).
 test: lint typecheck browser
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not e2e"
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not e2e"
 	$(BIN)/python -m pytest -m e2e
 
 ## Every benchmark (throughput, AWS requests per message, fan-out, stats, cold start).

@@ -42,17 +42,12 @@ def _run_files_of_the_tests(tmp_path_factory: pytest.TempPathFactory) -> Iterato
         os.environ["NOTIFY_STATE_DIR"] = before
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark each test by its folder: unit, sim, integration, e2e or infra. The infra tests
-    share one ``make package`` a session, so under ``pytest -n`` (``make test``) they run
-    on one worker (``--dist loadgroup``) instead of packaging once on each."""
+    """Mark each test by its folder: unit, sim, integration, e2e or infra."""
     for item in items:
         for kind in ("unit", "sim", "integration", "e2e", "infra"):
             if f"tests/{kind}/" in item.nodeid:
                 item.add_marker(getattr(pytest.mark, kind))
-        if "tests/infra/" in item.nodeid:
-            item.add_marker(pytest.mark.xdist_group("infra"))
 
 
 class FrozenClock:

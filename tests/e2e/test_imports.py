@@ -1,15 +1,17 @@
 """Bulk import (SPEC, "Bulk import and export") on the real ``make run`` stack.
 
-One test: a 10,000-row CSV file goes with plain ``curl -T`` to the URL the API gave (the
+One test: a CSV file goes with plain ``curl -T`` to the URL the API gave (the
 emulator's S3), the emulator tells the import queue, the stack's runner hands the event
 to the import handler, and ``GET /api/imports/{id}`` is polled until ``done``. Then a
 mailing to 100 of the imported clients (their own operator code) reaches each of them
 once. The import runs at about 20 rows a second on the emulator (a shared 2-core
-machine): some 10 minutes with the stack's start-up and the mailing.
+machine), so ``make test`` imports 2,000 rows (about 2 minutes);
+``IMPORT_E2E_ROWS=10000`` runs the issue's 10,000 (some 10 minutes).
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
@@ -20,10 +22,10 @@ import requests
 from tests.e2e.conftest import Stack
 from tests.e2e.test_engine_faults import Api, Provider, accepted_twice, wait_for
 
-ROWS = 10_000
+ROWS = int(os.environ.get("IMPORT_E2E_ROWS", "2000"))
 AUDIENCE = 100  # imported clients with the code the mailing targets
 CODE = "imp"
-BAD_LINES = (2_001, 7_503)  # 1-based lines of the file (the header is line 1)
+BAD_LINES = (ROWS // 5 + 1, ROWS * 3 // 4 + 3)  # 1-based lines of the file (header: 1)
 
 
 def write_file(path: Path) -> dict[str, str]:
@@ -44,9 +46,7 @@ def write_file(path: Path) -> dict[str, str]:
     return audience
 
 
-def test_a_10000_row_file_uploaded_with_curl_is_imported_and_mailed(
-    stack: Stack, tmp_path: Path
-) -> None:
+def test_a_csv_file_uploaded_with_curl_is_imported_and_mailed(stack: Stack, tmp_path: Path) -> None:
     api = Api(stack)
     audience = write_file(tmp_path / "clients.csv")
     assert len(audience) == AUDIENCE

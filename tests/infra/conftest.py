@@ -7,6 +7,7 @@ credentials and a region make sure nothing could reach a real account anyway.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -54,10 +55,22 @@ def packaging_environment() -> dict[str, str]:
 def packaged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Packaged]:
     make = shutil.which("make")
     assert make, "make is needed to run `make package`"
-    out = tmp_path_factory.mktemp("packaged")
-    result = {}
-    for stage in STAGES:
-        target = out / stage
+    # Under `pytest -n` (make test) every worker has this session fixture, and two
+    # `chalice package` runs at once break the zip cache they share: the first worker
+    # packages into the run's shared folder under a lock, the others wait and read it.
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    out = shared / "packaged"
+    with (shared / "packaged.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return {stage: _package(make, stage, out / stage) for stage in STAGES}
+
+
+def _package(make: str, stage: str, target: Path) -> Packaged:
+    """``make package`` into ``target``, unless a worker of this run did already."""
+    path = target / "sam.yaml"
+    if not path.exists():
         run = subprocess.run(
             [make, "--no-print-directory", "package", f"STAGE={stage}", f"OUT={target}"],
             cwd=ROOT,
@@ -68,9 +81,7 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Packaged]:
             check=False,
         )
         assert run.returncode == 0, f"make package STAGE={stage} failed:\n{run.stdout}{run.stderr}"
-        path = target / "sam.yaml"
-        result[stage] = Packaged(stage, path, yaml.safe_load(path.read_text()))
-    return result
+    return Packaged(stage, path, yaml.safe_load(path.read_text()))
 
 
 @pytest.fixture(params=STAGES)
