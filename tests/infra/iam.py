@@ -16,6 +16,7 @@ FUNCTIONS = {
     "fan_out": "FanOut",
     "send": "Send",
     "count_messages": "CountMessages",
+    "import_files": "ImportFiles",
 }
 
 

@@ -105,7 +105,8 @@ def test_only_the_provider_callers_read_the_token_and_only_through_ssm(stack: St
 
 
 @pytest.mark.parametrize(
-    ("function", "queue_name"), [("send", "SendQueue"), ("fan_out", "FanoutQueue")]
+    ("function", "queue_name"),
+    [("send", "SendQueue"), ("fan_out", "FanoutQueue"), ("import_files", "ImportQueue")],
 )
 def test_each_consumer_role_lets_lambda_poll_its_queue(
     stack: Stack, function: str, queue_name: str

@@ -233,6 +233,7 @@ def test_function_timeouts_and_names(stack: Stack) -> None:
         "fan_out": 60,
         "send": 30,
         "count_messages": 60,
+        "import_files": 300,
     }
     short = {
         "api_handler": "api",
@@ -241,6 +242,7 @@ def test_function_timeouts_and_names(stack: Stack) -> None:
         "fan_out": "fan-out",
         "send": "send",
         "count_messages": "count-messages",
+        "import_files": "import-files",
     }
     for name, p in props.items():
         assert p["FunctionName"] == f"notify-{stack.stage}-{short[name]}"
@@ -276,12 +278,22 @@ def test_alarms_watch_the_dead_letter_queue_and_the_functions_errors(stack: Stac
         for props in map(stack.properties, stack.of_type("AWS::CloudWatch::Alarm"))
     }
     prefix = f"notify-{stack.stage}"
-    dlq = alarms[f"{prefix}-send-dead-letters"]
-    assert dlq["Namespace"] == "AWS/SQS"
-    assert dlq["MetricName"] == "ApproximateNumberOfMessagesVisible"
-    assert dlq["Dimensions"] == [{"Name": "QueueName", "Value": f"{prefix}-send-dlq"}]
-    assert (dlq["Threshold"], dlq["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
-    for alarm, function in (("sender-errors", "send"), ("dispatcher-errors", "dispatch")):
+    # A send job in its dead-letter queue leaves messages pending; an import's leaves the
+    # import `running` for good (README, "Bulk import").
+    for alarm, queue in (("send-dead-letters", "send-dlq"), ("import-dead-letters", "imports-dlq")):
+        dlq = alarms[f"{prefix}-{alarm}"]
+        assert dlq["Namespace"] == "AWS/SQS"
+        assert dlq["MetricName"] == "ApproximateNumberOfMessagesVisible"
+        assert dlq["Dimensions"] == [{"Name": "QueueName", "Value": f"{prefix}-{queue}"}]
+        assert (dlq["Threshold"], dlq["ComparisonOperator"]) == (
+            1,
+            "GreaterThanOrEqualToThreshold",
+        )
+    for alarm, function in (
+        ("sender-errors", "send"),
+        ("dispatcher-errors", "dispatch"),
+        ("import-errors", "import-files"),
+    ):
         errors = alarms[f"{prefix}-{alarm}"]
         assert (errors["Namespace"], errors["MetricName"]) == ("AWS/Lambda", "Errors")
         assert errors["Dimensions"] == [{"Name": "FunctionName", "Value": f"{prefix}-{function}"}]
