@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Any, NamedTuple
 
+from chalicelib.domain.imports import file_key, report_key, report_part_key
 from tests.infra.stack import ACCOUNT, REGION, Stack
 
 # Chalice function name -> the logical id of its function in the packaged template.
@@ -19,17 +20,49 @@ FUNCTIONS = {
     "import_files": "ImportFiles",
 }
 
+# The import bucket's folders, where the code keeps its objects (the uploaded files, the
+# error reports and their parts: chalicelib/domain/imports.py names them).
+IMPORT_PREFIXES = tuple(
+    sorted(
+        {key.split("/", 1)[0] + "/" for key in (file_key(1), report_key(1), report_part_key(1, 0))}
+    )
+)
+
+
+class Request(NamedTuple):
+    """One action on one resource as IAM authorizes it, with the condition keys the call
+    carries that a grant may test (a listing's s3:prefix)."""
+
+    action: str
+    resource: str
+    context: tuple[tuple[str, str], ...] = ()
+
 
 @dataclass(frozen=True)
 class Grant:
     sid: str
     action: str
     resource: str
-    conditions: tuple[tuple[str, str, str], ...] = ()
+    # (operator, key, values): the call's key must match one of the values.
+    conditions: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
 
-    def allows(self, action: str, resource: str) -> bool:
+    def allows(self, action: str, resource: str, context: tuple[tuple[str, str], ...] = ()) -> bool:
         # IAM wildcards (* and ?) read like shell patterns; ARNs hold no [ ].
-        return action.lower() == self.action.lower() and fnmatchcase(resource, self.resource)
+        if action.lower() != self.action.lower() or not fnmatchcase(resource, self.resource):
+            return False
+        keys = dict(context)
+        return all(_holds(op, keys.get(key), values) for op, key, values in self.conditions)
+
+
+def _holds(operator: str, value: str | None, values: tuple[str, ...]) -> bool:
+    """One condition: a key the call does not carry matches nothing, as in IAM."""
+    if value is None:
+        return False
+    if operator == "StringLike":
+        return any(fnmatchcase(value, pattern) for pattern in values)
+    if operator == "StringEquals":
+        return value in values
+    raise NotImplementedError(operator)
 
 
 def role_of(stack: Stack, function: str) -> str:
@@ -48,7 +81,7 @@ def grants_of(stack: Stack, function: str) -> list[Grant]:
             actions = _listed(statement["Action"])
             resources = _listed(statement["Resource"])
             conditions = tuple(
-                (operator, key, str(value))
+                (operator, key, tuple(map(str, _listed(value))))
                 for operator, pairs in statement.get("Condition", {}).items()
                 for key, value in pairs.items()
             )
@@ -64,26 +97,52 @@ def _listed(value: Any) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def iam_requests(service: str, operation: str, params: dict[str, Any]) -> list[tuple[str, str]]:
-    """The (action, resource ARN) pairs IAM authorizes for one API call."""
+def iam_requests(service: str, operation: str, params: dict[str, Any]) -> list[Request]:
+    """The requests IAM authorizes for one API call."""
     if service == "dynamodb":
         return _dynamodb(operation, params)
     if service == "sqs":
         # Batch calls are authorized as their single-message action.
         action = operation.removesuffix("Batch")
         name = params.get("QueueName") or str(params["QueueUrl"]).rsplit("/", 1)[1]
-        return [(f"sqs:{action}", f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}")]
+        return [Request(f"sqs:{action}", f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}")]
     if service == "dynamodbstreams":
         # Lambda's event source mapping reads the stream with the function's role.
         if operation == "ListStreams":
-            return [("dynamodb:ListStreams", f"{_table(params['TableName'])}/stream/*")]
+            return [Request("dynamodb:ListStreams", f"{_table(params['TableName'])}/stream/*")]
         arn = str(params.get("StreamArn") or _stream_of_iterator(params))
-        return [(f"dynamodb:{operation}", arn)]
+        return [Request(f"dynamodb:{operation}", arn)]
     if service == "ssm":
         name = str(params["Name"])
         path = name if name.startswith("/") else f"/{name}"
-        return [(f"ssm:{operation}", f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{path}")]
+        return [Request(f"ssm:{operation}", f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{path}")]
+    if service == "s3":
+        return [_s3(operation, params)]
     raise AssertionError(f"unexpected AWS service {service}.{operation}")
+
+
+# The object operations the code makes, as IAM authorizes them: a HEAD as the GET, the
+# parts of a multipart upload (upload_fileobj past its threshold) as the PUT.
+_S3_OBJECT_ACTIONS = {
+    "GetObject": "s3:GetObject",
+    "HeadObject": "s3:GetObject",
+    "PutObject": "s3:PutObject",
+    "CreateMultipartUpload": "s3:PutObject",
+    "UploadPart": "s3:PutObject",
+    "CompleteMultipartUpload": "s3:PutObject",
+    "AbortMultipartUpload": "s3:AbortMultipartUpload",
+}
+
+
+def _s3(operation: str, params: dict[str, Any]) -> Request:
+    bucket = f"arn:aws:s3:::{params['Bucket']}"  # S3's ARNs name no region or account
+    if operation in _S3_OBJECT_ACTIONS:
+        return Request(_S3_OBJECT_ACTIONS[operation], f"{bucket}/{params['Key']}")
+    if operation in ("ListObjectsV2", "ListObjects"):
+        # A listing is authorized on the bucket, the prefix asked for as s3:prefix.
+        prefix = params.get("Prefix")
+        return Request("s3:ListBucket", bucket, () if prefix is None else (("s3:prefix", prefix),))
+    raise AssertionError(f"unexpected S3 operation {operation}")
 
 
 _TRANSACT_ACTIONS = {
@@ -99,20 +158,21 @@ def _table(name: str) -> str:
     return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
 
 
-def _dynamodb(operation: str, params: dict[str, Any]) -> list[tuple[str, str]]:
+def _dynamodb(operation: str, params: dict[str, Any]) -> list[Request]:
     if operation in ("TransactWriteItems", "TransactGetItems"):
         # A transaction is authorized item by item, as the matching single-item action.
         requests = []
         for item in params["TransactItems"]:
             ((kind, body),) = item.items()
-            requests.append((f"dynamodb:{_TRANSACT_ACTIONS[kind]}", _table(body["TableName"])))
+            action = f"dynamodb:{_TRANSACT_ACTIONS[kind]}"
+            requests.append(Request(action, _table(body["TableName"])))
         return requests
     if operation in ("BatchGetItem", "BatchWriteItem"):
-        return [(f"dynamodb:{operation}", _table(name)) for name in params["RequestItems"]]
+        return [Request(f"dynamodb:{operation}", _table(name)) for name in params["RequestItems"]]
     resource = _table(params["TableName"])
     if "IndexName" in params:
         resource += f"/index/{params['IndexName']}"
-    return [(f"dynamodb:{operation}", resource)]
+    return [Request(f"dynamodb:{operation}", resource)]
 
 
 def _stream_of_iterator(params: dict[str, Any]) -> str:

@@ -111,6 +111,8 @@ class Stack:
             return props["LogGroupName"]
         if kind == "AWS::Serverless::Api":
             return REST_API_ID
+        if kind == "AWS::S3::Bucket":
+            return props["BucketName"]
         raise NotImplementedError(f"Ref {kind}")
 
     def get_att(self, name: str, attribute: str) -> str:
@@ -129,6 +131,8 @@ class Stack:
             return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{props['FunctionName']}"
         if kind == "AWS::Serverless::Api" and attribute == "Stage":
             return str(props["StageName"])  # SAM's ${Api.Stage}: the stage's name
+        if kind == "AWS::S3::Bucket" and attribute == "Arn":
+            return f"arn:aws:s3:::{props['BucketName']}"  # S3's ARNs name no region or account
         if kind == "AWS::IAM::Role" and attribute == "Arn":
             return f"arn:aws:iam::{ACCOUNT}:role/{name}"
         raise NotImplementedError(f"GetAtt {kind}.{attribute}")

@@ -33,7 +33,15 @@ from local.fake_provider import FakeProviderState
 from local.lambda_runner import StreamPoller
 from tests.conftest import SENDER_TOKEN, Api, FrozenClock, stage_environment
 from tests.infra.conftest import Packaged
-from tests.infra.iam import FUNCTIONS, Grant, grants_of, iam_requests, role_of
+from tests.infra.iam import (
+    FUNCTIONS,
+    IMPORT_PREFIXES,
+    Grant,
+    Request,
+    grants_of,
+    iam_requests,
+    role_of,
+)
 from tests.infra.stack import ACCOUNT, REGION, Stack
 from tests.integration.pipeline import Pipeline
 
@@ -62,11 +70,14 @@ def _own_resources(stack: Stack, function: str) -> set[str]:
         for name in stack.of_type("AWS::DynamoDB::Table")
         if "StreamSpecification" in stack.properties(name)
     ]
-    queues = [stack.get_att(name, "Arn") for name in ("SendQueue", "FanoutQueue")]
-    return {*tables, *indexes, *streams, *queues, log_group, token}
+    queues = [stack.get_att(name, "Arn") for name in ("SendQueue", "FanoutQueue", "ImportQueue")]
+    bucket = stack.get_att("ImportBucket", "Arn")
+    objects = [f"{bucket}/{prefix}*" for prefix in IMPORT_PREFIXES]
+    return {*tables, *indexes, *streams, *queues, *objects, log_group, token}
 
 
 def test_policies_name_actions_and_the_stacks_own_resources(stack: Stack) -> None:
+    bucket = stack.get_att("ImportBucket", "Arn")
     for function in FUNCTIONS:
         own = _own_resources(stack, function)
         for grant in grants_of(stack, function):
@@ -74,6 +85,13 @@ def test_policies_name_actions_and_the_stacks_own_resources(stack: Stack) -> Non
             assert grant.resource != "*", grant
             if grant.action == "kms:Decrypt":
                 continue  # checked below
+            if grant.action == "s3:ListBucket":
+                # A listing names the bucket itself: only of keys under the stack's folders.
+                assert grant.resource == bucket, grant
+                ((operator, key, patterns),) = grant.conditions
+                assert (operator, key) == ("StringLike", "s3:prefix"), grant
+                assert all(pattern.startswith(IMPORT_PREFIXES) for pattern in patterns), grant
+                continue
             assert grant.resource in own, grant
             assert not grant.conditions
 
@@ -99,8 +117,8 @@ def test_only_the_provider_callers_read_the_token_and_only_through_ssm(stack: St
             f"arn:aws:kms:{REGION}:{ACCOUNT}:key/*",
         )
         assert set(kms.conditions) == {
-            ("StringEquals", "kms:ViaService", f"ssm.{REGION}.amazonaws.com"),
-            ("StringEquals", "kms:EncryptionContext:PARAMETER_ARN", token_arn),
+            ("StringEquals", "kms:ViaService", (f"ssm.{REGION}.amazonaws.com",)),
+            ("StringEquals", "kms:EncryptionContext:PARAMETER_ARN", (token_arn,)),
         }
 
 
@@ -143,7 +161,7 @@ class Recorder:
     """Every AWS call made while a function is acting, as IAM requests."""
 
     function: str | None = None
-    requests: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
+    requests: dict[str, set[Request]] = field(default_factory=dict)
 
     def record(self, service: str, operation: str, params: dict[str, Any]) -> None:
         if self.function is not None:
@@ -418,7 +436,7 @@ def test_every_call_is_allowed_and_every_grant_is_used(
         stack.get_att(name, "Arn"): name for name in stack.of_type("AWS::DynamoDB::Table")
     }
 
-    denied: dict[str, list[tuple[str, str]]] = {}
+    denied: dict[str, list[Request]] = {}
     unused: dict[str, list[Grant]] = {}
     for function in FUNCTIONS:
         grants = grants_of(stack, function)
@@ -445,3 +463,17 @@ def test_the_exercise_would_catch_a_missing_grant(packaged: dict[str, Packaged])
     assert any(g.allows("dynamodb:PutItem", phones) for g in grants("api_handler"))
     assert not any(g.allows("dynamodb:PutItem", phones) for g in grants("send"))
     assert not any(g.allows("dynamodb:Scan", phones) for g in grants("api_handler"))
+    # A grant's condition holds only for a call that carries a matching key.
+    bucket = packaged["dev"].stack.get_att("ImportBucket", "Arn")
+    listings = [g for g in grants("import_files") if g.action == "s3:ListBucket"]
+    assert listings
+
+    def may_list(*context: tuple[str, str]) -> bool:
+        return any(g.allows("s3:ListBucket", bucket, context) for g in listings)
+
+    assert may_list(("s3:prefix", "reports/1/part-"))
+    assert not may_list(("s3:prefix", "imports/"))
+    assert not may_list()
+    assert not any(
+        g.allows("s3:PutObject", f"{bucket}/reports/1.csv") for g in grants("api_handler")
+    )
