@@ -11,6 +11,7 @@ policy, and each grant must be used by some call (the few exceptions are listed)
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,6 +45,7 @@ from tests.infra.iam import (
 )
 from tests.infra.stack import ACCOUNT, REGION, Stack
 from tests.integration.pipeline import Pipeline
+from tests.integration.test_imports import drain, put
 
 # --- static checks ------------------------------------------------------------------------
 
@@ -189,11 +191,16 @@ class Containers:
 
 
 @pytest.fixture
-def dev_names(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The dev stage's table, queue and parameter names (the test settings stay)."""
+def dev_names(
+    aws_env: None, packaged: dict[str, Packaged], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dev stage's table, queue and parameter names, and the bucket the template names
+    for the functions (the test settings stay)."""
     for key, value in stage_environment("dev").items():
         if key.endswith(("_TABLE", "_QUEUE", "_PARAMETER")) or key == "STAGE":
             monkeypatch.setenv(key, value)
+    environment = packaged["dev"].stack.properties("ImportFiles")["Environment"]["Variables"]
+    monkeypatch.setenv("IMPORT_BUCKET", environment["IMPORT_BUCKET"])
     reset_settings()
 
 
@@ -218,6 +225,20 @@ def containers(
         return real_call(client, operation, params)
 
     monkeypatch.setattr(BaseClient, "_make_api_call", recording_call)
+    real_params = BaseClient._emit_api_params
+
+    def presigning(
+        client: Any, api_params: dict[str, Any], operation_model: Any, context: dict[str, Any]
+    ) -> Any:
+        if context.get("is_presign_request"):
+            # A pre-signed URL makes no call when it is made: whoever follows it makes this
+            # request, signed with the signer's credentials, so IAM authorizes it against
+            # the signing function's role. Recorded here as that function's request.
+            service = client.meta.service_model.service_name
+            recorder.record(service, operation_model.name, api_params)
+        return real_params(client, api_params, operation_model, context)
+
+    monkeypatch.setattr(BaseClient, "_emit_api_params", presigning)
 
     real_authenticate = ApiKeyService.authenticate
 
@@ -354,6 +375,39 @@ def _exercise(
         assert api.delete(f"/api/tasks/{by_tag}").status_code == 204
     with act("dispatch"):
         queue.tick()  # the purge pass removes its messages and counts
+    _import_paths(containers, api, monkeypatch)
+
+
+def _import_paths(containers: Containers, api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bulk import (README, "Bulk import"): the API creates it and signs its upload URL;
+    the integrator PUTs the file there (as no function); the import function, fed by the
+    import queue as Lambda's mapping feeds it, drops S3's test event, starts on the file's
+    event, reads a chunk an invocation (each queuing the import's next job), writes the
+    rejected rows' report part, lists the parts and joins them into the report; the API
+    reads the import and signs the report's URL."""
+    act = containers.acting_as
+    phones = [f"7900001{n:04d}" for n in range(130)]  # two chunks of CHUNK_ROWS (100)
+    with act("api_handler"):
+        body = {"phone": phones[0], "code": "907", "tag": "", "utc": "UTC"}
+        assert api.post("/api/clients/", body).status_code == 201  # the file updates it
+        created = api.post("/api/imports/", {"format": "csv"})
+        assert created.status_code == 201, created.body
+    rows = [f"{phone},908,imported,UTC\n" for phone in phones]
+    rows[50] = "not a phone,908,imported,UTC\n"
+    put(created.json_body["upload_url"], "phone,code,tag,utc\n" + "".join(rows))
+    with act("import_files") as worker:
+        # Each invocation's time runs out after one chunk: it queues the import's next job.
+        monkeypatch.setattr(worker.imports, "_monotonic", itertools.count(step=3600).__next__)
+        assert drain(worker) == 4  # S3's test event, the file's, then two jobs of its own
+    with act("api_handler"):
+        read = api.get(f"/api/imports/{created.json_body['id']}").json_body
+    assert (read["status"], read["created"], read["updated"], read["rejected"]) == (
+        "done",
+        128,
+        1,
+        1,
+    )
+    assert read["error_report_url"]
 
 
 def _rate_limit_paths(containers: Containers, clock: FrozenClock) -> None:
