@@ -20,12 +20,15 @@ FUNCTIONS = {
     "import_files": "ImportFiles",
 }
 
+
 # The import bucket's folders, where the code keeps its objects (the uploaded files, the
 # error reports and their parts: chalicelib/domain/imports.py names them).
+def folder(key: str) -> str:
+    return key.split("/", 1)[0] + "/"
+
+
 IMPORT_PREFIXES = tuple(
-    sorted(
-        {key.split("/", 1)[0] + "/" for key in (file_key(1), report_key(1), report_part_key(1, 0))}
-    )
+    sorted({folder(key) for key in (file_key(1), report_key(1), report_part_key(1, 0))})
 )
 
 

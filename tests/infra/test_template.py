@@ -5,6 +5,7 @@ answers with the local gateway, the queue with the sender's timeout."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Iterable
 from typing import Any
@@ -15,14 +16,15 @@ from chalice.app import BuiltinAuthConfig
 
 import app as app_module
 from chalicelib import http
+from chalicelib.domain.imports import file_key, report_key, report_part_key
 from chalicelib.settings import Settings
 from chalicelib.storage.models import MODELS
 from infra.gateway_responses import GATEWAY_RESPONSES
 from local import resources as local_resources
 from tests.conftest import stage_environment
 from tests.infra.conftest import ROOT, Packaged
-from tests.infra.iam import FUNCTIONS, role_of
-from tests.infra.stack import REGION, REST_API_ID, Stack
+from tests.infra.iam import FUNCTIONS, IMPORT_PREFIXES, folder, grants_of, role_of
+from tests.infra.stack import ACCOUNT, REGION, REST_API_ID, Stack
 
 
 def chalice_config() -> dict[str, Any]:
@@ -190,6 +192,160 @@ def test_the_counts_follow_the_messages_stream_exactly(stack: Stack) -> None:
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert props["ParallelizationFactor"] == 1
     assert 0 < props["TumblingWindowInSeconds"] <= 900
+
+
+# --- S3: the import bucket and its queue -----------------------------------------------
+
+
+def function_settings(stack: Stack, logical: str) -> Settings:
+    """The settings a function reads: its stage's config with what the template adds."""
+    return Settings.from_env(stack.properties(logical)["Environment"]["Variables"])
+
+
+def test_the_import_bucket_is_the_one_its_users_are_configured_with(stack: Stack) -> None:
+    """Its name holds the account and region (bucket names are global), which the stage's
+    config cannot know: the template gives it to the functions that use the bucket."""
+    bucket = stack.properties("ImportBucket")["BucketName"]
+    assert bucket == f"notify-{stack.stage}-imports-{ACCOUNT}-{REGION}"
+    arn = stack.get_att("ImportBucket", "Arn")
+    users = {
+        function
+        for function in FUNCTIONS
+        if any(grant.resource.startswith(arn) for grant in grants_of(stack, function))
+    }
+    # The API signs the upload and report URLs; the import function reads and writes.
+    assert users == {"api_handler", "import_files"}
+    for function in users:
+        logical = FUNCTIONS[function]
+        assert stack.properties(logical)["Environment"]["Variables"]["IMPORT_BUCKET"] == bucket
+        assert function_settings(stack, logical).import_bucket == bucket
+
+
+def test_the_import_bucket_is_private_and_encrypted(stack: Stack) -> None:
+    props = stack.properties("ImportBucket")
+    assert props["BucketEncryption"] == {
+        "ServerSideEncryptionConfiguration": [
+            {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+        ]
+    }
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    # ACLs off: the bucket owns every object, whoever uploaded it.
+    assert props["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+
+
+def test_the_import_bucket_refuses_plain_http(stack: Stack) -> None:
+    bucket = stack.properties("ImportBucket")["BucketName"]
+    arn = stack.get_att("ImportBucket", "Arn")
+    (policy,) = [
+        props
+        for props in map(stack.properties, stack.of_type("AWS::S3::BucketPolicy"))
+        if props["Bucket"] == bucket
+    ]
+    assert policy["PolicyDocument"]["Statement"] == [
+        {
+            "Sid": "HttpsOnly",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": [arn, f"{arn}/*"],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        }
+    ]
+
+
+def test_import_files_and_reports_expire_as_the_readme_says(stack: Stack) -> None:
+    readme = (ROOT / "README.md").read_text()
+    found = re.search(r"files and reports expire after (\d+) days", readme)
+    assert found, "README, Bulk import: the lifecycle's days"
+    days = int(found.group(1))
+    rules = stack.properties("ImportBucket")["LifecycleConfiguration"]["Rules"]
+    assert all(rule["Status"] == "Enabled" for rule in rules)
+    expiring = {rule["Prefix"]: rule["ExpirationInDays"] for rule in rules if "Prefix" in rule}
+    assert expiring == dict.fromkeys(IMPORT_PREFIXES, days)
+    # A browser's or a CLI's multipart upload left unfinished: its parts go after a day,
+    # wherever they are (they are billed and no listing shows them).
+    (aborting,) = [rule for rule in rules if "AbortIncompleteMultipartUpload" in rule]
+    assert "Prefix" not in aborting and "Filter" not in aborting
+    assert aborting["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+
+
+def test_browsers_may_put_and_get_only_from_the_apis_own_origin(stack: Stack) -> None:
+    """The console, served by the API, PUTs a file to its upload URL and GETs a report."""
+    base = urlsplit(stack.resolve(stack.template["Outputs"]["BaseUrl"])["Value"])
+    ((rule,),) = stack.properties("ImportBucket")["CorsConfiguration"].values()
+    assert rule["AllowedOrigins"] == [f"{base.scheme}://{base.netloc}"]
+    assert sorted(rule["AllowedMethods"]) == ["GET", "PUT"]
+
+
+def test_an_uploaded_file_is_announced_to_the_import_queue(stack: Stack) -> None:
+    """Only files under the uploads' folder: the reports the import writes must not start
+    imports of their own."""
+    uploads = folder(file_key(1))
+    assert uploads not in {folder(report_key(1)), folder(report_part_key(1, 0))}
+    notification = stack.properties("ImportBucket")["NotificationConfiguration"]
+    assert notification == {
+        "QueueConfigurations": [
+            {
+                "Event": "s3:ObjectCreated:*",
+                "Queue": stack.get_att("ImportQueue", "Arn"),
+                "Filter": {"S3Key": {"Rules": [{"Name": "prefix", "Value": uploads}]}},
+            }
+        ]
+    }
+    # S3 checks it may send to the queue when the notification is set.
+    assert stack.resources["ImportBucket"]["DependsOn"] == "ImportQueuePolicy"
+
+
+def test_only_this_buckets_events_may_enter_the_import_queue(stack: Stack) -> None:
+    (policy,) = [
+        props
+        for props in map(stack.properties, stack.of_type("AWS::SQS::QueuePolicy"))
+        if props["Queues"] == [stack.ref("ImportQueue")]
+    ]
+    assert policy["PolicyDocument"]["Statement"] == [
+        {
+            "Sid": "ImportBucketEvents",
+            "Effect": "Allow",
+            "Principal": {"Service": "s3.amazonaws.com"},
+            "Action": "sqs:SendMessage",
+            "Resource": stack.get_att("ImportQueue", "Arn"),
+            "Condition": {
+                "ArnEquals": {"aws:SourceArn": stack.get_att("ImportBucket", "Arn")},
+                "StringEquals": {"aws:SourceAccount": ACCOUNT},
+            },
+        }
+    ]
+
+
+def test_import_queue_has_a_dead_letter_queue_and_outlasts_the_import_function(
+    stack: Stack,
+) -> None:
+    settings = function_settings(stack, "ImportFiles")
+    queue = stack.properties("ImportQueue")
+    dlq = stack.properties("ImportDeadLetterQueue")
+    assert queue["QueueName"] == settings.import_queue  # app.py subscribes the function to it
+    assert dlq["QueueName"] == local_resources.dead_letter_queue_name(settings.import_queue)
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": stack.get_att("ImportDeadLetterQueue", "Arn"),
+        "maxReceiveCount": local_resources.MAX_RECEIVE_COUNT,
+    }
+    assert queue["VisibilityTimeout"] >= 6 * stack.properties("ImportFiles")["Timeout"]
+
+
+def test_the_import_function_takes_one_message_at_a_time_from_its_queue(stack: Stack) -> None:
+    """One import an invocation: its budget is the invocation's time (app.import_files)."""
+    ((name, source),) = stack.properties("ImportFiles")["Events"].items()
+    assert source["Type"] == "SQS"
+    assert source["Properties"]["Queue"] == stack.get_att("ImportQueue", "Arn")
+    assert source["Properties"]["BatchSize"] == 1
+    # A reference, not a name: CloudFormation creates the queue before the mapping.
+    raw = stack.resources["ImportFiles"]["Properties"]["Events"][name]["Properties"]["Queue"]
+    assert raw == {"Fn::GetAtt": ["ImportQueue", "Arn"]}
 
 
 # --- functions --------------------------------------------------------------------------
