@@ -345,7 +345,7 @@ def test_the_import_function_takes_one_message_at_a_time_from_its_queue(stack: S
     assert source["Properties"]["BatchSize"] == 1
     # A reference, not a name: CloudFormation creates the queue before the mapping.
     raw = stack.resources["ImportFiles"]["Properties"]["Events"][name]["Properties"]["Queue"]
-    assert raw == {"Fn::GetAtt": ["ImportQueue", "Arn"]}
+    assert raw == {"Fn::Sub": "${ImportQueue.Arn}"}
 
 
 # --- functions --------------------------------------------------------------------------
