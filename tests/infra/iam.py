@@ -21,12 +21,12 @@ FUNCTIONS = {
 }
 
 
-# The import bucket's folders, where the code keeps its objects (the uploaded files, the
-# error reports and their parts: chalicelib/domain/imports.py names them).
 def folder(key: str) -> str:
     return key.split("/", 1)[0] + "/"
 
 
+# The import bucket's folders, where the code keeps its objects (the uploaded files, the
+# error reports and their parts: chalicelib/domain/imports.py names them).
 IMPORT_PREFIXES = tuple(
     sorted({folder(key) for key in (file_key(1), report_key(1), report_part_key(1, 0))})
 )
