@@ -348,6 +348,22 @@ def test_the_import_function_takes_one_message_at_a_time_from_its_queue(stack: S
     assert raw == {"Fn::Sub": "${ImportQueue.Arn}"}
 
 
+def test_every_queue_mapping_references_its_queue(stack: Stack) -> None:
+    """Chalice names a function's queue by an ARN built from the queue's name, so
+    CloudFormation may create the mapping before the queue and the first deploy fails:
+    each mapping must reference a queue of the template."""
+    queues = stack.of_type("AWS::SQS::Queue")
+    for logical in FUNCTIONS.values():
+        for name, event in stack.resources[logical]["Properties"].get("Events", {}).items():
+            if event["Type"] != "SQS":
+                continue
+            raw = event["Properties"]["Queue"]
+            assert isinstance(raw, dict), (logical, name, raw)
+            assert set(raw) == {"Fn::Sub"}, (logical, name, raw)
+            reference = re.fullmatch(r"\$\{(\w+)\.Arn\}", str(raw["Fn::Sub"]))
+            assert reference and reference[1] in queues, (logical, name, raw)
+
+
 # --- functions --------------------------------------------------------------------------
 
 
