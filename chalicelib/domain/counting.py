@@ -2,7 +2,10 @@
 
 Every write of a message shows up on the table's stream as one record with the item
 before and after it; a change of status (a message created, or moved from pending to a
-final status, or removed) moves the counts, any other change (a claim, a wait) does not.
+final status) moves the counts, any other change (a claim, a wait) does not. Nor does a
+removal: messages are removed only with their task (the purge of a deleted task, whose
+counter items go with it and must not come back from its removals) or by retention's
+TTL (the task, kept a little longer, keeps its figures, as its timeline does).
 The stream delivers records at least once: a batch whose handler failed, or half of
 it, comes again. So each counter item keeps, for each stream shard that wrote to it,
 the sequence number of the last record it has counted (its *mark*); a batch counts only
@@ -38,22 +41,20 @@ class StatusChange:
 
     @property
     def counts(self) -> bool:
-        return self.before != self.after
+        return self.after is not None and self.before != self.after
 
 
 def deltas(changes: Iterable[StatusChange]) -> dict[str, int]:
     """How the counts move (``total`` and one entry per status), zeros left out."""
     moved: Counter[str] = Counter()
     for change in changes:
-        if change.before is None and change.after is not None:
+        if change.after is None or change.before == change.after:
+            continue  # a removal, or no change of status: see ``counts``
+        if change.before is None:
             moved["total"] += 1
-        if change.after is None and change.before is not None:
-            moved["total"] -= 1
-        if change.before != change.after:
-            if change.before is not None:
-                moved[change.before] -= 1
-            if change.after is not None:
-                moved[change.after] += 1
+        else:
+            moved[change.before] -= 1
+        moved[change.after] += 1
     return {name: n for name, n in moved.items() if n}
 
 

@@ -42,9 +42,10 @@ def test_deltas_move_total_and_statuses_and_ignore_other_changes() -> None:
         StatusChange(1, 11, None, "pending"),
         StatusChange(1, 12, "pending", "pending"),  # a claim
         StatusChange(1, 13, "pending", "sent"),
-        StatusChange(1, 14, "pending", None),  # removed
+        StatusChange(1, 14, "pending", None),  # removed: a purge or retention's TTL
     ]
-    assert deltas(changes) == {"total": 1, "sent": 1}
+    assert deltas(changes) == {"total": 2, "pending": 1, "sent": 1}
+    assert [change.counts for change in changes] == [True, True, False, True, False]
     assert not_counted(changes, 12) == changes[3:]
     assert not_counted(changes, None) == changes
 
