@@ -452,7 +452,12 @@ def test_alarms_watch_the_dead_letter_queue_and_the_functions_errors(stack: Stac
     prefix = f"notify-{stack.stage}"
     # A send job in its dead-letter queue leaves messages pending; an import's leaves the
     # import `running` for good (README, "Bulk import").
-    for alarm, queue in (("send-dead-letters", "send-dlq"), ("import-dead-letters", "imports-dlq")):
+    # A fan-out job's leaves its segment to the dispatcher's watchdog (a slow restart).
+    for alarm, queue in (
+        ("send-dead-letters", "send-dlq"),
+        ("import-dead-letters", "imports-dlq"),
+        ("fanout-dead-letters", "fanout-dlq"),
+    ):
         dlq = alarms[f"{prefix}-{alarm}"]
         assert dlq["Namespace"] == "AWS/SQS"
         assert dlq["MetricName"] == "ApproximateNumberOfMessagesVisible"
@@ -465,6 +470,8 @@ def test_alarms_watch_the_dead_letter_queue_and_the_functions_errors(stack: Stac
         ("sender-errors", "send"),
         ("dispatcher-errors", "dispatch"),
         ("import-errors", "import-files"),
+        ("fan-out-errors", "fan-out"),
+        ("count-errors", "count-messages"),
     ):
         errors = alarms[f"{prefix}-{alarm}"]
         assert (errors["Namespace"], errors["MetricName"]) == ("AWS/Lambda", "Errors")
