@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -59,8 +60,16 @@ def _masked_field(key: str, value: Any) -> Any:
     return _masked(value)
 
 
+# A client phone (7 and ten digits, docs/SPEC.md) inside any text: a reason quoting a
+# file's cells or a provider's answer. Numbers (ids) are never touched, only text.
+_PHONE_IN_TEXT = re.compile(r"(?<!\d)7\d{10}(?!\d)")
+
+
 def _masked(value: Any) -> Any:
-    """``value`` with every ``phone`` field (at any depth) masked; masking is idempotent."""
+    """``value`` with every ``phone`` field (at any depth), and every phone inside a
+    text, masked; masking is idempotent."""
+    if isinstance(value, str):
+        return _PHONE_IN_TEXT.sub(lambda found: mask_phone(found[0]), value)
     if isinstance(value, Mapping):
         return {key: _masked_field(key, item) for key, item in value.items()}
     if isinstance(value, list | tuple):

@@ -56,6 +56,21 @@ def test_phone_mask_hides_the_middle() -> None:
     assert logs.mask_phone("123") == "***"
 
 
+def test_a_phone_inside_any_text_field_is_masked(service_lines: io.StringIO) -> None:
+    """A reason that quotes a file's cells (an import whose first row is no header) or a
+    provider's error must not carry a whole phone into the logs."""
+    log = logs.get_logger("imports")
+    log.info(
+        "import failed",
+        extra={"reason": "unknown column '79001234567', '900'", "cells": ["+79007654321"]},
+    )
+    (line,) = service_lines.getvalue().splitlines()
+    fields = json.loads(line)
+    assert fields["reason"] == "unknown column '7900***4567', '900'"
+    assert fields["cells"] == ["+7900***4321"]
+    assert "79001234567" not in line and "79007654321" not in line
+
+
 def test_reserved_field_names_are_renamed_not_fatal(capsys: object) -> None:
     logger, stream = capture()
     adapter = logs.Logger(logger)
