@@ -1,7 +1,7 @@
 // The console's shell: sign-in and sign-out, the header (navigation, language, time zone)
 // and the router. Screens are chosen by the location's hash (#/tasks, #/tasks/5,
 // #/clients, #/stoplist), so a reload keeps the screen.
-import { render, useEffect, useState } from "./preact-htm.js";
+import { render, useEffect, useRef, useState } from "./preact-htm.js";
 import {
   ApiError,
   Field,
@@ -145,6 +145,17 @@ function App() {
   const [notice, setNotice] = useState("");
   const [, setShownLanguage] = useState(language());
   const route = useRoute();
+  // A new screen takes the focus (its main region), as a page load would: else it stays
+  // on a link or button that is gone, and a screen reader hears nothing of the change.
+  const firstScreen = useRef(true);
+  useEffect(() => {
+    if (firstScreen.current) {
+      firstScreen.current = false;
+      return;
+    }
+    const main = document.getElementById("main");
+    if (main) main.focus();
+  }, [route.screen, route.id]);
 
   useEffect(() => {
     document.documentElement.lang = language();
@@ -170,7 +181,7 @@ function App() {
   }
   // A new key per screen and task: each screen starts with its own state.
   return html`<${Header} route=${route} onLanguage=${changeLanguage} onSignOut=${signOut} />
-    <main id="main" data-screen=${route.screen}>
+    <main id="main" tabindex="-1" data-screen=${route.screen}>
       <${Screen} key=${`${route.screen}:${route.id ?? ""}`} route=${route} />
     </main>`;
 }

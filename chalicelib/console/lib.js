@@ -264,14 +264,24 @@ export function Progress({ total, counts, status, id }) {
 // A button that asks before doing something that cannot be undone.
 export function ConfirmButton({ label, question, onConfirm, disabled }) {
   const [asking, setAsking] = useState(false);
+  // The button that had focus is replaced: focus goes to the question's "yes", and back to
+  // the button after "no" (else it falls to the page, and a keyboard user starts over).
+  const trigger = useRef(null);
+  const yes = useRef(null);
+  const answered = useRef(false);
+  useEffect(() => {
+    if (asking && yes.current) yes.current.focus();
+    else if (!asking && answered.current && trigger.current) trigger.current.focus();
+  }, [asking]);
   if (!asking) {
-    return html`<button type="button" class="danger" disabled=${disabled} onClick=${() => setAsking(true)}>
+    return html`<button type="button" class="danger" ref=${trigger} disabled=${disabled}
+      onClick=${() => { answered.current = true; setAsking(true); }}>
       ${label}
     </button>`;
   }
   return html`<span class="confirm" role="group" aria-label=${question}>
     <span>${question}</span>
-    <button type="button" class="danger" onClick=${() => { setAsking(false); onConfirm(); }}>
+    <button type="button" class="danger" ref=${yes} onClick=${() => { setAsking(false); onConfirm(); }}>
       ${t("action.confirm", { action: label })}
     </button>
     <button type="button" onClick=${() => setAsking(false)}>${t("action.keep")}</button>

@@ -163,12 +163,15 @@ export function TaskStats({ id }) {
   }
   const rate = task.rate_limit ? t("stats.rate", { n: formatNumber(task.rate_limit) }) : t("stats.noRate");
   const sendWindow = task.send_window ? t("stats.window", task.send_window) : t("stats.noWindow");
+  // A refresh that failed (the network, the task deleted elsewhere) is told (FormError),
+  // above the last figures it could read.
   return html`<p class="crumbs"><a href="#/tasks">${t("stats.back")}</a></p>
     <div class="heading">
       <h1>${t("stats.title", { id })}</h1>
       <${Status} status=${task.status} />
     </div>
     <p class="status-line" role="status" id="stats-message">${message}</p>
+    <${FormError} error=${stats.error} />
     <section class="card" aria-labelledby="summary-title">
       <h2 id="summary-title" class="visually-hidden">${t("stats.summary")}</h2>
       <p class="task-text" id="task-text">${task.text}</p>

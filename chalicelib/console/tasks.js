@@ -3,6 +3,7 @@
 // audience preview.
 import { useEffect, useState } from "./preact-htm.js";
 import {
+  ApiError,
   ConfirmButton,
   Field,
   FormError,
@@ -130,8 +131,10 @@ export function Tasks() {
 }
 
 // A list of codes or tags: type one, press Add (or Enter); each shows with its Remove.
-function ValuesInput({ id, name, label, hint, values, onChange, error, disabled }) {
-  const [typed, setTyped] = useState("");
+// What is typed and not yet added is the form's (`typed`), so that saving refuses it
+// rather than drop it: a dropped tag would leave no filter, and everyone would get it.
+function ValuesInput({ id, name, label, hint, values, onChange, typed, onType, error, disabled }) {
+  const setTyped = onType;
   const add = () => {
     const value = typed.trim();
     if (value && !values.includes(value)) onChange([...values, value]);
@@ -241,6 +244,7 @@ export function TaskForm({ id }) {
   }, [id]);
   const task = loaded.data;
   const [values, setValues] = useState(null);
+  const [typed, setTyped] = useState({ codes: "", tags: "" });
   const [error, setError] = useState(null);
   const [busy, setBusy] = useState(false);
   useEffect(() => {
@@ -255,8 +259,23 @@ export function TaskForm({ id }) {
   const locked = (name) => running && !RUNNING_FIELDS.includes(name);
   const set = (name) => (e) => setValues({ ...values, [name]: e.target.type === "checkbox" ? e.target.checked : e.target.value });
 
+  // A code or tag typed and not added: refused next to its input, nothing sent.
+  function notAdded() {
+    const fields = {};
+    for (const [part, field] of [["codes", "filter.codes"], ["tags", "filter.tags"]]) {
+      const value = typed[part].trim();
+      if (value) fields[field] = t("filter.notAdded", { value });
+    }
+    return Object.keys(fields).length ? new ApiError(400, { error: "validation_error", message: t("filter.notAddedMessage"), fields }) : null;
+  }
+
   async function submit(event) {
     event.preventDefault();
+    const pending = notAdded();
+    if (pending) {
+      setError(pending);
+      return;
+    }
     setBusy(true);
     setError(null);
     try {
@@ -294,9 +313,11 @@ export function TaskForm({ id }) {
             <p class="hint">${t("filter.hint")}</p>
             <${ValuesInput} id="filter-codes" name="filter.codes" label=${t("filter.codes")}
               values=${values.codes} error=${error} disabled=${locked("filter")}
+              typed=${typed.codes} onType=${(codes) => setTyped({ ...typed, codes })}
               onChange=${(codes) => setValues({ ...values, codes })} />
             <${ValuesInput} id="filter-tags" name="filter.tags" label=${t("filter.tags")}
               values=${values.tags} error=${error} disabled=${locked("filter")}
+              typed=${typed.tags} onType=${(tags) => setTyped({ ...typed, tags })}
               onChange=${(tags) => setValues({ ...values, tags })} />
           </fieldset>
           <fieldset class="window">

@@ -387,6 +387,13 @@ def test_a_mailing_from_the_form_to_its_end(console: Console) -> None:
     console.wait_text("#task-text-error", "at least 1 character")
     assert console.api.get(f"{console.url}/api/tasks/", timeout=30).json()["items"] == before
     console.type("#task-text", "Spring sale")
+    # A tag typed but not added is refused, never dropped: dropped, the filter would be
+    # the codes alone, or with no code everyone.
+    console.type("#filter-tags", "gold")
+    console.click("#task-submit")
+    console.wait_text("#filter-tags-error", "“gold” is typed but not added")
+    assert console.api.get(f"{console.url}/api/tasks/", timeout=30).json()["items"] == before
+    console.type("#filter-tags", "")
     console.click("#task-submit")
     task_id = task_id_shown(console)
 
