@@ -312,12 +312,14 @@ class JobQueue(Protocol):
 class RateLimiter(Protocol):
     """Send rate limits shared by every sender (``chalicelib/domain/ratelimit.py``)."""
 
-    def reserve(self, scopes: Sequence[RateScope], count: int, now: datetime) -> Reservation:
+    def reserve(
+        self, scopes: Sequence[RateScope], count: int, now: datetime, *, at_least: int = 1
+    ) -> Reservation:
         """Reserve up to ``count`` provider calls through every scope in order (a task's,
         then ``all``): the call times granted, sorted, each within the horizon of ``now``
         (the caller calls at, not before, each), and when fewer were granted, when asking
-        again may succeed. No scope grants everything at ``now``. Slots not used are
-        not given back."""
+        again may succeed. A scope with room for fewer than ``at_least`` grants none. No
+        scope grants everything at ``now``. Slots not used are not given back."""
         ...
 
 

@@ -620,11 +620,13 @@ class FakeRateLimiter:
         self.tats: dict[str, int] = {}
         self.reservations = 0
 
-    def reserve(self, scopes: Sequence[RateScope], count: int, now: datetime) -> Reservation:
+    def reserve(
+        self, scopes: Sequence[RateScope], count: int, now: datetime, *, at_least: int = 1
+    ) -> Reservation:
         if self._world is not None:
             self._world.io("rate.reserve")
         self.reservations += 1
-        reservation = reserve_in(self.tats, scopes, count, now, self.horizon)
+        reservation = reserve_in(self.tats, scopes, count, now, self.horizon, at_least=at_least)
         if self._world is not None:
             self._world.done("rate.reserve")
         return reservation

@@ -147,28 +147,46 @@ def fitting(start_us: int, per_second: int, now_us: int, horizon_us: int) -> int
 
 
 def grant(
-    tat_us: int | None, per_second: int, count: int, now_us: int, horizon_us: int
+    tat_us: int | None,
+    per_second: int,
+    count: int,
+    now_us: int,
+    horizon_us: int,
+    *,
+    at_least: int = 1,
 ) -> ScopeGrant:
     """Reserve up to ``count`` slots in a scope whose TAT is ``tat_us`` (None: never
-    used)."""
+    used); none while fewer than ``at_least`` of them fit (then ``retry_at_us`` is when
+    that many will)."""
     if horizon_us <= 0:
         raise ValueError("the horizon must be positive")
+    count = max(count, 0)
+    at_least = max(1, min(at_least, count))
     start = now_us if tat_us is None else max(tat_us, now_us)
-    k = min(max(count, 0), fitting(start, per_second, now_us, horizon_us))
+    k = min(count, fitting(start, per_second, now_us, horizon_us))
+    if k < at_least:
+        k = 0
     after = start + offset(k, per_second)
     slots = tuple(start + offset(i, per_second) for i in range(k))
-    retry = after - horizon_us + 1 if k < count else None
+    # Slot i fits once now > start + offset(i) - horizon: the next one asked for, or
+    # the at_least-th when none was granted.
+    wanted = k if k else at_least - 1
+    retry = start + offset(wanted, per_second) - horizon_us + 1 if k < count else None
     return ScopeGrant(slots, after if k else (tat_us if tat_us is not None else now_us), retry)
 
 
-# What a limiter does with one scope: reserve ``count`` at the reservation's ``now``.
-TakeSlots = Callable[[RateScope, int], ScopeGrant]
+# What a limiter does with one scope: reserve ``count`` (none unless ``at_least`` fit)
+# at the reservation's ``now``.
+TakeSlots = Callable[[RateScope, int, int], ScopeGrant]
 
 
-def reserve(scopes: Sequence[RateScope], count: int, now_us: int, take: TakeSlots) -> Reservation:
+def reserve(
+    scopes: Sequence[RateScope], count: int, now_us: int, take: TakeSlots, *, at_least: int = 1
+) -> Reservation:
     """Reserve ``count`` calls through every scope in order (``take`` reserves in one):
     each later scope is asked for what the earlier ones granted; a call's time is the
-    latest of its slots. No scope: everything at ``now``."""
+    latest of its slots. No scope: everything at ``now``. A scope where fewer than
+    ``at_least`` fit grants none."""
     keys = [scope.key for scope in scopes]
     if len(set(keys)) != len(keys):
         raise ValueError(f"a scope may appear once: {keys}")
@@ -177,7 +195,7 @@ def reserve(scopes: Sequence[RateScope], count: int, now_us: int, take: TakeSlot
     times = [now_us] * count
     retries: list[int] = []
     for scope in scopes:
-        granted = take(scope, len(times))
+        granted = take(scope, len(times), min(at_least, len(times)))
         if granted.retry_at_us is not None:
             retries.append(granted.retry_at_us)
         # The calls not granted here lose the slots they had in the earlier scopes.
@@ -196,14 +214,18 @@ def reserve_in(
     count: int,
     now: datetime,
     horizon: timedelta,
+    *,
+    at_least: int = 1,
 ) -> Reservation:
     """The whole reservation on TATs held in a dict (one process's memory: the tests' fake)."""
     now_us, horizon_us = to_us(now), horizon // timedelta(microseconds=1)
 
-    def take(scope: RateScope, n: int) -> ScopeGrant:
-        granted = grant(tats.get(scope.key), scope.per_second, n, now_us, horizon_us)
+    def take(scope: RateScope, n: int, least: int) -> ScopeGrant:
+        granted = grant(
+            tats.get(scope.key), scope.per_second, n, now_us, horizon_us, at_least=least
+        )
         if granted.slots_us:
             tats[scope.key] = granted.tat_us
         return granted
 
-    return reserve(scopes, count, now_us, take)
+    return reserve(scopes, count, now_us, take, at_least=at_least)

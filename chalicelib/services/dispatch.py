@@ -17,6 +17,7 @@ by the API never waits.
 from __future__ import annotations
 
 import functools
+import math
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -58,6 +59,10 @@ WAKE_PAGES = 10
 # A rate-limited task's fan-out queues its jobs delayed to their turn at its rate, at
 # most this far ahead (a scope ``feed#<task>`` of the rate limiter with this horizon).
 FEED_AHEAD = timedelta(seconds=30)
+# ... and, once that far ahead, waits until this much of its turns are free again: a
+# page per turn or two would cost a task read, a query, a batch write and a checkpoint
+# for each message (docs/performance.md, "Rate-limited fan-out").
+FEED_REFILL = timedelta(seconds=5)
 
 
 @dataclass
@@ -573,12 +578,16 @@ class Dispatcher:
         takes turns (``feed#<task>``, a scope of the rate limiter looking FEED_AHEAD
         ahead, shared by every worker of the task) and queues each job delayed to its
         turn. Else the queue would fill with jobs the limit holds back, ahead of every
-        other task's. None: no limit of its own (or no feed)."""
+        other task's. Once FEED_AHEAD is taken, none until FEED_REFILL of turns (or a
+        whole page) are free again. None: no limit of its own (or no feed)."""
         if task.rate_limit is None or self._feed_limiter is None:
             return None
         scope = RateScope(feed_key(task.id), task.rate_limit)
+        refill = math.ceil(task.rate_limit * FEED_REFILL.total_seconds())
         try:
-            return self._feed_limiter.reserve([scope], size, self._clock())
+            return self._feed_limiter.reserve(
+                [scope], size, self._clock(), at_least=min(size, refill)
+            )
         except Exception:
             log.exception("could not take the fan-out's turns; it goes on unpaced")
             return None

@@ -71,15 +71,21 @@ class DynamoRateLimiter:
         # of the stored one (see the module's doc).
         self._seen: dict[str, int] = {}
 
-    def reserve(self, scopes: Sequence[RateScope], count: int, now: datetime) -> Reservation:
+    def reserve(
+        self, scopes: Sequence[RateScope], count: int, now: datetime, *, at_least: int = 1
+    ) -> Reservation:
         now_us = to_us(now)
-        return reserve(scopes, count, now_us, lambda scope, n: self._take(scope, n, now_us))
 
-    def _take(self, scope: RateScope, count: int, now_us: int) -> ScopeGrant:
+        def take(scope: RateScope, n: int, least: int) -> ScopeGrant:
+            return self._take(scope, n, now_us, least)
+
+        return reserve(scopes, count, now_us, take, at_least=at_least)
+
+    def _take(self, scope: RateScope, count: int, now_us: int, at_least: int) -> ScopeGrant:
         rate, horizon = scope.per_second, self._horizon_us
         known = self._seen.get(scope.key)
         for _ in range(ATTEMPTS):
-            plan = grant(known, rate, count, now_us, horizon)
+            plan = grant(known, rate, count, now_us, horizon, at_least=at_least)
             k = len(plan.slots_us)
             if k == 0:
                 return plan  # the stored TAT is at least ``known``: no room either
@@ -107,12 +113,19 @@ class DynamoRateLimiter:
                 if idle:
                     return plan
                 # The TAT found was at least ``known`` and left room for the k planned.
-                found = grant(outcome.written - offset(k, rate), rate, count, now_us, horizon)
+                found = grant(
+                    outcome.written - offset(k, rate),
+                    rate,
+                    count,
+                    now_us,
+                    horizon,
+                    at_least=at_least,
+                )
                 assert found.tat_us == outcome.written, (found, outcome.written)
                 return found
             known = outcome.found if outcome.item_returned else self._read(scope.key)
             self._remember(scope.key, known)
-        plan = grant(known, rate, count, now_us, horizon)
+        plan = grant(known, rate, count, now_us, horizon, at_least=at_least)
         if not plan.slots_us:
             return plan
         log.info("rate limit write lost every race", extra={"scope": scope.key})

@@ -85,6 +85,22 @@ def test_a_reservation_is_one_write_when_the_scope_is_as_this_process_last_saw_i
     assert made == {"UpdateItem": 1}
 
 
+def test_at_least_refuses_a_short_grant_without_writing(
+    limiter: DynamoRateLimiter, requests: Counter[str]
+) -> None:
+    reserve(limiter, requests, [EVERYONE], 4, NOW)  # TAT now + 200 ms
+    other = DynamoRateLimiter(H)  # guesses idle, is refused, learns the TAT: 1 fits
+    calls_before = RateModel.get("rate#all").tat_us
+    requests.clear()
+    got = other.reserve([EVERYONE], 10, NOW, at_least=3)
+    assert got == Reservation((), NOW + 50 * ms + timedelta(microseconds=1))
+    assert RateModel.get("rate#all").tat_us == calls_before
+    assert requests["UpdateItem"] == 1  # the refused guess; nothing taken after it
+    assert got.retry_at is not None
+    granted = other.reserve([EVERYONE], 10, got.retry_at, at_least=3).slots
+    assert granted == (NOW + 200 * ms, NOW + 250 * ms, NOW + 300 * ms)
+
+
 def test_another_senders_writes_cost_a_refusal_that_tells_the_tat(
     limiter: DynamoRateLimiter, requests: Counter[str]
 ) -> None:

@@ -67,6 +67,25 @@ def test_one_per_second_grants_one_call_and_the_next_at_its_slot_less_the_horizo
     assert limiter.reserve([scope], 10, got.retry_at).slots == (NOW + timedelta(seconds=1),)
 
 
+def test_fewer_than_at_least_fitting_grants_none_and_says_when_that_many_fit() -> None:
+    limiter = FakeRateLimiter(horizon=H)
+    scope = RateScope("all", 20)
+    limiter.reserve([scope], 4, NOW)  # TAT now + 200 ms: one slot left in the horizon
+    got = limiter.reserve([scope], 10, NOW, at_least=3)
+    # Three fit once now + 250 ms passes the third (300 ms): 50 ms later.
+    assert got == Reservation((), NOW + 50 * ms + timedelta(microseconds=1))
+    assert limiter.tats["all"] == to_us(NOW + 200 * ms)  # nothing taken
+    assert got.retry_at is not None
+    assert (
+        limiter.reserve([scope], 10, got.retry_at - timedelta(microseconds=1), at_least=3).slots
+        == ()
+    )
+    granted = limiter.reserve([scope], 10, got.retry_at, at_least=3).slots
+    assert granted == (NOW + 200 * ms, NOW + 250 * ms, NOW + 300 * ms)
+    # Never more asked than wanted: at_least past the count is the count.
+    assert len(FakeRateLimiter(horizon=H).reserve([scope], 2, NOW, at_least=9).slots) == 2
+
+
 def test_a_scope_idle_for_long_starts_again_from_now() -> None:
     limiter = FakeRateLimiter(horizon=H)
     scope = RateScope("all", 20)
