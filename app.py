@@ -111,7 +111,7 @@ def fan_out(event: SQSEvent) -> None:
         context: Any = event.context  # Lambda's context object
         for record in event:
             budget = context.get_remaining_time_in_millis() / 1000 - FANOUT_MARGIN_SECONDS
-            wired.dispatcher.fan_out_body(record.body, max(budget, 1.0))
+            wired.dispatcher.fanout.run_body(record.body, max(budget, 1.0))
 
 
 @app.on_sqs_message(queue=SEND_QUEUE, batch_size=SEND_BATCH_SIZE, maximum_concurrency=SEND_WORKERS)

@@ -176,8 +176,8 @@ class Services:
     @cached_property
     def feed_limiter(self) -> DynamoRateLimiter:
         """The turns a rate-limited task's fan-out queues its jobs at (looking
-        ``FEED_AHEAD`` ahead: chalicelib/services/dispatch.py)."""
-        from chalicelib.services.dispatch import FEED_AHEAD  # noqa: PLC0415
+        ``FEED_AHEAD`` ahead: chalicelib/services/fanout.py)."""
+        from chalicelib.services.fanout import FEED_AHEAD  # noqa: PLC0415
         from chalicelib.storage.ratelimit import DynamoRateLimiter  # noqa: PLC0415
 
         self.bind_storage()

@@ -389,11 +389,9 @@ def test_queue_stays_shallow_while_fanning_out(
     for n in range(40):
         add_client(api, n)
     settings = pipeline.services.settings
-    monkeypatch.setattr(
-        pipeline.services.dispatcher,
-        "_settings",
-        type(settings)(**{**settings.__dict__, "queue_ahead_limit": 10}),
-    )
+    shallow = type(settings)(**{**settings.__dict__, "queue_ahead_limit": 10})
+    monkeypatch.setattr(pipeline.services.dispatcher, "_settings", shallow)
+    monkeypatch.setattr(pipeline.services.dispatcher.fanout, "_settings", shallow)
     response = api.post(
         "/api/tasks/", {"start_time": "2026-11-28T13:00:00Z", "end_time": END, "text": "Hi"}
     )

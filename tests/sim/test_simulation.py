@@ -28,7 +28,8 @@ from chalicelib.domain.messages import CLIENT_ID_SPAN, RetryPolicy
 from chalicelib.domain.tasks import SendingTask, SendWindow, TaskStatus
 from chalicelib.ports import Recipient
 from chalicelib.queue import SendJob
-from chalicelib.services.dispatch import FEED_AHEAD, Dispatcher
+from chalicelib.services.dispatch import Dispatcher
+from chalicelib.services.fanout import FEED_AHEAD
 from chalicelib.services.sending import Record, Sender
 from chalicelib.settings import Settings
 from tests.fakes import (
@@ -309,7 +310,7 @@ def step(sim: Sim) -> None:
         elif action == "fan-out":
             job = sim.fanout_queue.take(rng)
             if job is not None:
-                sim.dispatcher.fan_out_segment(job, rng.choice([0.5, 5.0, 30.0]))
+                sim.dispatcher.fanout.run_segment(job, rng.choice([0.5, 5.0, 30.0]))
         elif action == "advance":
             world.advance(rng.choice([0.2, 1.0, 3.0, 10.0, 30.0]))
         elif action == "stream":

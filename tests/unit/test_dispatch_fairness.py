@@ -103,9 +103,8 @@ def test_the_schedule_never_fills_the_queue_past_its_limit() -> None:
     started next (a CI run of tests/e2e/test_engine_faults.py saw the small mailing miss
     its end). A page now fills the room, and waits for half the limit."""
     _world, tasks, queue, dispatcher = world_with(big=300, small=0, limit=12)
-    dispatcher._settings = Settings.from_env(  # pages larger than the limit
-        {"FANOUT_PAGE_SIZE": "20", "QUEUE_AHEAD_LIMIT": "12"}
-    )
+    larger = Settings.from_env({"FANOUT_PAGE_SIZE": "20", "QUEUE_AHEAD_LIMIT": "12"})
+    dispatcher._settings = dispatcher.fanout._settings = larger  # pages larger than the limit
     end = NOW + timedelta(hours=1)
     tasks.add(make_task(1, start=NOW - timedelta(minutes=1), end=end, codes=("big",)))
     deepest = enqueued = 0

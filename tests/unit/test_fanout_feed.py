@@ -1,5 +1,5 @@
 """A rate-limited task's fan-out feeds the send queue at the task's rate, at most
-FEED_AHEAD ahead (chalicelib/services/dispatch.py). On the in-memory fakes."""
+FEED_AHEAD ahead (chalicelib/services/fanout.py). On the in-memory fakes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from chalicelib.ports import Recipient
-from chalicelib.services.dispatch import FEED_AHEAD, FEED_REFILL, Dispatcher
+from chalicelib.services.dispatch import Dispatcher
+from chalicelib.services.fanout import FEED_AHEAD, FEED_REFILL
 from chalicelib.settings import Settings
 from tests.fakes import (
     TIMING,
@@ -67,7 +68,7 @@ def test_a_full_feed_waits_for_a_whole_refill_instead_of_trickling_pages() -> No
     while sum(pages) < len(clients) and world.now < NOW + timedelta(minutes=5):
         dispatcher.dispatch_due(1)
         while (job := fanout_queue.take(rng)) is not None:
-            dispatcher.fan_out_segment(job, 5)
+            dispatcher.fanout.run_segment(job, 5)
         world.advance(1)
     assert sum(pages) == len(clients)
     # At most FEED_AHEAD queued ahead: the whole audience takes its time at the rate.

@@ -101,7 +101,7 @@ class Rig:
         """Run every visible fan-out job once; how many ran."""
         ran = 0
         while (job := self.jobs.take(self.world.rng)) is not None:
-            self.dispatcher.fan_out_segment(job, 30)
+            self.dispatcher.fanout.run_segment(job, 30)
             ran += 1
         return ran
 
@@ -123,7 +123,7 @@ def test_a_second_worker_on_a_held_segment_stops_at_once() -> None:
     job = FanoutJob(1, 2)
     held = rig.segments.claim(1, 2, owner="other", until_ms=10**15, now_ms=0)
     assert held is not None
-    report = rig.dispatcher.fan_out_segment(job, 30)
+    report = rig.dispatcher.fanout.run_segment(job, 30)
     assert report.enqueued == 0
 
 
@@ -203,7 +203,7 @@ def test_the_apis_first_page_is_of_the_audience_not_an_empty_segment() -> None:
     people = [(Recipient(n, f"79{n:09d}", "UTC"), "901", "") for n in range(1, 31)]
     people += [(Recipient(n, f"79{n:09d}", "UTC"), "900", "") for n in range(31, 34)]
     people += [(Recipient(n, f"79{n:09d}", "UTC"), "901", "") for n in range(34, 41)]
-    rig.dispatcher._audience = FakeAudience(rig.world, people)
+    rig.dispatcher.fanout._audience = FakeAudience(rig.world, people)
     rig.tasks.items[1] = replace(rig.tasks.items[1], codes=("900",))
     rig.dispatcher.start_task(1)
     assert rig.queued() == [31, 32, 33]
