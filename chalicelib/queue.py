@@ -178,11 +178,33 @@ class ImportJob:
         return json.dumps({"v": JOB_VERSION, "import": self.import_id}, separators=(",", ":"))
 
 
+@dataclass(frozen=True)
+class ExportJob:
+    """Start or carry on with an export of a task's messages from its checkpoint (a job
+    kind of the import queue: ``chalicelib/services/exports.py``)."""
+
+    export_id: int
+
+    def to_body(self) -> str:
+        return json.dumps({"v": JOB_VERSION, "export": self.export_id}, separators=(",", ":"))
+
+
+def export_id_of(body: str) -> int | None:
+    """The export an import queue message is the job of; None for any other message."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    if isinstance(data, dict) and data.get("v") == JOB_VERSION and type(data.get("export")) is int:
+        return int(data["export"])
+    return None
+
+
 class SqsImportQueue(_Queue):
-    """The import function's queue (``app.import_files``)."""
+    """The import function's queue (``app.import_files``): imports' and exports' jobs."""
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings, settings.import_queue)
 
-    def send(self, job: ImportJob) -> None:
+    def send(self, job: ImportJob | ExportJob) -> None:
         self._send_bodies([(job.to_body(), 0)])

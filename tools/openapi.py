@@ -139,6 +139,14 @@ PARAMETERS: dict[str, Json] = {
         "schema": ID_SCHEMA,
         "example": 1,
     },
+    "export_id": {
+        "name": "export_id",
+        "in": "path",
+        "required": True,
+        "description": "The export's id (an id that is not a positive integer is 404)",
+        "schema": ID_SCHEMA,
+        "example": 1,
+    },
     "phone": {
         "name": "phone",
         "in": "path",
@@ -368,6 +376,10 @@ TAGS = [
     {"name": "audience", "description": "Who a filter reaches, before a mailing"},
     {"name": "stop list", "description": "Phones no message may go to"},
     {"name": "imports", "description": "Bulk import of clients from a CSV file, through S3"},
+    {
+        "name": "exports",
+        "description": "A task's messages as a CSV file, through S3",
+    },
     {"name": "service", "description": "Health"},
     {"name": "documentation", "description": "This document and its Swagger UI page"},
     {"name": "console", "description": "The operator console's page and files"},
