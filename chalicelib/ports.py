@@ -465,10 +465,6 @@ class ExportFiles(Protocol):
 
     def download_url(self, key: str, expires_seconds: int) -> str: ...
 
-    def etag(self, key: str) -> str | None:
-        """The object's ETag, None when there is no such object."""
-        ...
-
     def put(self, key: str, body: bytes) -> None: ...
 
     def start_upload(self, key: str) -> str:

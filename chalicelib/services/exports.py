@@ -190,23 +190,15 @@ class ExportService:
                 number = len(parts) + 1
                 etag = self._files.upload_part(record.key, checkpoint.upload_id, number, body)
                 parts = (*parts, Part(number, etag))
-            try:
-                self._files.complete_upload(record.key, checkpoint.upload_id, parts)
-            except PartsLost:
-                if not self._completed(record.key, len(parts)):
-                    raise
+            # A job delivered again after its upload was completed finds the upload gone
+            # (PartsLost): the export begins again, the same rows in the same object.
+            self._files.complete_upload(record.key, checkpoint.upload_id, parts)
         final = replace(checkpoint, after_client_id=last, parts=parts, rows=checkpoint.rows + rows)
         done = self._exports.save(
             replace(record, status=ExportStatus.DONE, checkpoint=final), self._now_ms()
         )
         log.info("export done", extra=_figures(done))
         return done
-
-    def _completed(self, key: str, parts: int) -> bool:
-        """Whether another runner (or this job's earlier delivery) completed the upload:
-        the object is there with a multipart ETag of as many parts."""
-        etag = self._files.etag(key)
-        return etag is not None and etag.strip('"').endswith(f"-{parts}")
 
     def _restart(self, record: ExportRecord) -> ExportRecord | None:
         """The upload is not the checkpoint's any more: begin it again, from the first
