@@ -265,7 +265,7 @@ def test_the_import_bucket_refuses_plain_http(stack: Stack) -> None:
 def test_import_files_and_reports_expire_as_the_readme_says(stack: Stack) -> None:
     readme = (ROOT / "README.md").read_text()
     found = re.search(r"files and reports expire after (\d+) days", readme)
-    assert found, "README, Bulk import: the lifecycle's days"
+    assert found, "README, Bulk import and export: the lifecycle's days"
     days = int(found.group(1))
     rules = stack.properties("ImportBucket")["LifecycleConfiguration"]["Rules"]
     assert all(rule["Status"] == "Enabled" for rule in rules)
@@ -456,7 +456,7 @@ def test_alarms_watch_the_dead_letter_queue_and_the_functions_errors(stack: Stac
     }
     prefix = f"notify-{stack.stage}"
     # A send job in its dead-letter queue leaves messages pending; an import's leaves the
-    # import `running` for good (README, "Bulk import").
+    # import `running` for good (README, "Bulk import and export").
     # A fan-out job's leaves its segment to the dispatcher's watchdog (a slow restart).
     for alarm, queue in (
         ("send-dead-letters", "send-dlq"),
