@@ -419,8 +419,8 @@ def _export_paths(
 
 
 def _import_paths(containers: Containers, api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A bulk import (README, "Bulk import and export"): the API creates it and signs its upload URL;
-    the integrator PUTs the file there (as no function); the import function, fed by the
+    """A bulk import (README, "Bulk import and export"): the API creates it and signs its
+    upload URL; the integrator PUTs the file there (as no function); the import function, fed by the
     import queue as Lambda's mapping feeds it, drops S3's test event, starts on the file's
     event, reads a chunk an invocation (each queuing the import's next job), writes the
     rejected rows' report part, lists the parts and joins them into the report; the API
