@@ -310,7 +310,7 @@ def _responses(item: Documented, refs: Mapping[type[BaseModel], Json]) -> Json:
         add(400, "BadRequest")
     if not item.public:
         add(401, "Unauthorized")
-    if "{" in item.path:
+    if "{" in item.path or op.not_found:
         add(404, "NotFound")
     if op.conflict:
         answers["409"] = _error(

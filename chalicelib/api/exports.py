@@ -40,6 +40,7 @@ DOWNLOAD_URL = (
     "7 days.",
     body=ExportCreate,
     body_examples={"a task": {"task_id": 1}},
+    not_found=True,
     status=201,
     answer=NewExportOut,
     answer_example={"id": 1, "status": "running"},
