@@ -30,7 +30,7 @@ from chalicelib.api import (
     timeline,
 )
 from chalicelib.bootstrap import services, use_services
-from chalicelib.queue import export_id_of
+from chalicelib.domain.exports import export_id_of
 from chalicelib.settings import read_settings_now
 
 __all__ = [

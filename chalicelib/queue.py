@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from chalicelib import aws, logs
+from chalicelib.domain.exports import export_job_body
 from chalicelib.settings import Settings
 
 log = logs.get_logger("queue")
@@ -186,18 +187,7 @@ class ExportJob:
     export_id: int
 
     def to_body(self) -> str:
-        return json.dumps({"v": JOB_VERSION, "export": self.export_id}, separators=(",", ":"))
-
-
-def export_id_of(body: str) -> int | None:
-    """The export an import queue message is the job of; None for any other message."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None
-    if isinstance(data, dict) and data.get("v") == JOB_VERSION and type(data.get("export")) is int:
-        return int(data["export"])
-    return None
+        return export_job_body(self.export_id)
 
 
 class SqsImportQueue(_Queue):

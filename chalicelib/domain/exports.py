@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -94,6 +95,26 @@ class ExportRecord:
     checkpoint: Checkpoint = Checkpoint()
     reason: str | None = None  # why it failed
     version: int = 0
+
+
+# The export's job on the import queue (``chalicelib/queue.py``: ExportJob); the import
+# function tells it from S3's events and the imports' own jobs by its "export" field.
+JOB_VERSION = 1
+
+
+def export_job_body(export_id: int) -> str:
+    return json.dumps({"v": JOB_VERSION, "export": export_id}, separators=(",", ":"))
+
+
+def export_id_of(body: str) -> int | None:
+    """The export an import queue message is the job of; None for any other message."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    if isinstance(data, dict) and data.get("v") == JOB_VERSION and type(data.get("export")) is int:
+        return int(data["export"])
+    return None
 
 
 def export_key(export_id: int) -> str:
