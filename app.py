@@ -20,6 +20,7 @@ from chalicelib.api import (
     clients,
     console,
     docs,
+    exports,
     health,
     imports,
     stats,
@@ -29,6 +30,7 @@ from chalicelib.api import (
     timeline,
 )
 from chalicelib.bootstrap import services, use_services
+from chalicelib.domain.exports import export_id_of
 from chalicelib.settings import read_settings_now
 
 __all__ = [
@@ -58,6 +60,7 @@ for blueprint in (
     audience,
     stoplist,
     imports,
+    exports,
     docs,
     console,
 ):
@@ -126,13 +129,18 @@ def send(event: SQSEvent) -> dict[str, Any]:
 @app.on_sqs_message(queue=IMPORT_QUEUE, batch_size=1)
 def import_files(event: SQSEvent) -> None:
     """A bulk import: started by the bucket's "object created" event, carried on from its
-    checkpoint by its own next job (chalicelib/services/imports.py)."""
+    checkpoint by its own next job (chalicelib/services/imports.py); or an export's job
+    (chalicelib/services/exports.py)."""
     with logs.invocation(event.context):
         wired = services()
         context: Any = event.context  # Lambda's context object
         for record in event:
-            budget = context.get_remaining_time_in_millis() / 1000 - IMPORT_MARGIN_SECONDS
-            wired.imports.handle_job(record.body, max(budget, 1.0))
+            budget = max(context.get_remaining_time_in_millis() / 1000 - IMPORT_MARGIN_SECONDS, 1.0)
+            export_id = export_id_of(record.body)
+            if export_id is not None:
+                wired.exports.run(export_id, budget)
+            else:
+                wired.imports.handle_job(record.body, budget)
 
 
 @app.on_dynamodb_record(

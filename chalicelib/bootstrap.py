@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from chalicelib.services.clients import ClientService
     from chalicelib.services.counting import StreamCounter
     from chalicelib.services.dispatch import Dispatcher
+    from chalicelib.services.exports import ExportService
     from chalicelib.services.imports import ImportService
     from chalicelib.services.observability import ServiceGauges
     from chalicelib.services.purge import Purger
@@ -96,6 +97,22 @@ class Services:
             files=self.import_files,
             jobs=self.import_queue,
             bucket=self.settings.import_bucket,
+            url_seconds=self.settings.import_url_seconds,
+        )
+
+    @cached_property
+    def exports(self) -> ExportService:
+        """Exports of a task's messages as CSV (SPEC, "Bulk import and export"): the API's
+        routes and the import function's export jobs (``app.import_files``)."""
+        from chalicelib.services.exports import ExportService  # noqa: PLC0415
+        from chalicelib.storage.exports import DynamoExports  # noqa: PLC0415
+
+        self.bind_storage()
+        return ExportService(
+            self.clock,
+            exports=DynamoExports(),
+            files=self.import_files,
+            jobs=self.import_queue,
             url_seconds=self.settings.import_url_seconds,
         )
 

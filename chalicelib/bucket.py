@@ -1,5 +1,6 @@
 """The import bucket on S3 (the emulator's S3 locally): pre-signed URLs, streamed reads
-from a byte offset, the error reports (``ImportFiles`` in ``chalicelib/ports.py``)."""
+from a byte offset, the error reports (``ImportFiles`` in ``chalicelib/ports.py``), and
+the exports' multipart uploads (``ExportFiles``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from chalicelib.ports import FileReplaced
+from chalicelib.domain.exports import Part
+from chalicelib.ports import FileReplaced, PartsLost
 from chalicelib.settings import Settings
 
 READ_CHUNK_BYTES = 256 * 1024
@@ -20,6 +22,7 @@ READ_CHUNK_BYTES = 256 * 1024
 SPOOL_BYTES = 8 * 1024 * 1024
 NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
 CHANGED = frozenset({"412", "PreconditionFailed"})
+LOST_PARTS = frozenset({"InvalidPart", "InvalidPartOrder", "NoSuchUpload"})
 
 
 @functools.cache
@@ -126,3 +129,44 @@ class S3ImportFiles:
         for page in pages:
             found.extend(str(item["Key"]) for item in page.get("Contents", []))
         return sorted(found)
+
+    # --- exports (ExportFiles) ---------------------------------------------------------
+
+    def start_upload(self, key: str) -> str:
+        answer = self.client.create_multipart_upload(
+            Bucket=self.bucket, Key=key, ContentType="text/csv; charset=utf-8"
+        )
+        return str(answer["UploadId"])
+
+    def upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> str:
+        try:
+            answer = self.client.upload_part(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
+            )
+        except ClientError as error:
+            if _code(error) in LOST_PARTS:
+                raise PartsLost from None
+            raise
+        return str(answer["ETag"])
+
+    def complete_upload(self, key: str, upload_id: str, parts: Sequence[Part]) -> None:
+        try:
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={
+                    "Parts": [{"PartNumber": part.number, "ETag": part.etag} for part in parts]
+                },
+            )
+        except ClientError as error:
+            if _code(error) in LOST_PARTS:
+                raise PartsLost from None
+            raise
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except ClientError as error:
+            if _code(error) not in LOST_PARTS:
+                raise

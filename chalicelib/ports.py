@@ -17,6 +17,7 @@ from chalicelib.domain.api_keys import StoredKey
 from chalicelib.domain.audience import CountKey
 from chalicelib.domain.clients import Client, ClientProfile
 from chalicelib.domain.counting import StatusChange
+from chalicelib.domain.exports import ExportRecord, ExportRow, Part
 from chalicelib.domain.fanout import Segment, SegmentState
 from chalicelib.domain.imports import ImportRecord, ImportStamp
 from chalicelib.domain.lifecycle import Change, MessageState
@@ -63,6 +64,10 @@ class PhoneTaken(Exception):
 
 class StaleImport(Exception):
     """An import record changed since it was read: another runner moved its checkpoint."""
+
+
+class StaleExport(Exception):
+    """An export's checkpoint was moved by another runner since it was read."""
 
 
 class AlreadyStopped(Exception):
@@ -431,6 +436,55 @@ class ImportFiles(Protocol):
     def keys(self, prefix: str) -> list[str]:
         """The keys under ``prefix``, in key order."""
         ...
+
+
+class ExportRepository(Protocol):
+    def new_id(self) -> int: ...
+
+    def task_exists(self, task_id: int) -> bool: ...
+
+    def add(self, record: ExportRecord) -> None: ...
+
+    def get(self, export_id: int) -> ExportRecord | None: ...
+
+    def save(self, record: ExportRecord, now_ms: int) -> ExportRecord:
+        """Store it if the stored record is still at ``record.version`` (StaleExport if
+        not); the stored record, its version moved on."""
+        ...
+
+    def rows(
+        self, task_id: int, after_client_id: int | None, limit: int
+    ) -> tuple[list[ExportRow], bool]:
+        """The task's messages after ``after_client_id`` in key order (at most
+        ``limit``), and whether more may follow."""
+        ...
+
+
+class ExportFiles(Protocol):
+    """The bucket's ``exports/`` (``chalicelib/bucket.py``)."""
+
+    def download_url(self, key: str, expires_seconds: int) -> str: ...
+
+    def put(self, key: str, body: bytes) -> None: ...
+
+    def start_upload(self, key: str) -> str:
+        """A new multipart upload's id."""
+        ...
+
+    def upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> str:
+        """The part's ETag."""
+        ...
+
+    def complete_upload(self, key: str, upload_id: str, parts: Sequence[Part]) -> None:
+        """PartsLost if a part is not the one the checkpoint names."""
+        ...
+
+    def abort_upload(self, key: str, upload_id: str) -> None: ...
+
+
+class PartsLost(Exception):
+    """A multipart upload's parts are not those its checkpoint names (another runner
+    overwrote one with other bytes, or the upload was aborted)."""
 
 
 class FileReplaced(Exception):

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from chalicelib import aws, logs
+from chalicelib.domain.exports import export_job_body
 from chalicelib.settings import Settings
 
 log = logs.get_logger("queue")
@@ -178,11 +179,22 @@ class ImportJob:
         return json.dumps({"v": JOB_VERSION, "import": self.import_id}, separators=(",", ":"))
 
 
+@dataclass(frozen=True)
+class ExportJob:
+    """Start or carry on with an export of a task's messages from its checkpoint (a job
+    kind of the import queue: ``chalicelib/services/exports.py``)."""
+
+    export_id: int
+
+    def to_body(self) -> str:
+        return export_job_body(self.export_id)
+
+
 class SqsImportQueue(_Queue):
-    """The import function's queue (``app.import_files``)."""
+    """The import function's queue (``app.import_files``): imports' and exports' jobs."""
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings, settings.import_queue)
 
-    def send(self, job: ImportJob) -> None:
+    def send(self, job: ImportJob | ExportJob) -> None:
         self._send_bodies([(job.to_body(), 0)])

@@ -419,6 +419,38 @@ class ImportOut(BaseModel):
     )
 
 
+class ExportCreate(RequestModel):
+    task_id: Annotated[
+        int, Field(ge=1, le=2**63 - 1, description="The task whose messages are exported")
+    ]
+
+
+EXPORT_STATUS = Annotated[
+    str,
+    Field(
+        description="`running` while the messages are written, then `done` (the file is "
+        "ready); `failed` when it cannot finish (start a new export)",
+        json_schema_extra={"enum": ["running", "done", "failed"]},
+    ),
+]
+
+
+class NewExportOut(BaseModel):
+    id: int
+    status: EXPORT_STATUS
+
+
+class ExportOut(BaseModel):
+    id: int
+    status: EXPORT_STATUS
+    rows: int = Field(description="Messages written so far (all of them once done)")
+    download_url: str | None = Field(
+        description="Once done: the CSV file (id,client_id,phone,status,created_at,sent_at,"
+        "attempts,last_error) through a pre-signed GET URL valid for an hour, a new one at "
+        "each read; null before"
+    )
+
+
 class HealthOut(BaseModel):
     status: str
 

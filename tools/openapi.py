@@ -139,6 +139,14 @@ PARAMETERS: dict[str, Json] = {
         "schema": ID_SCHEMA,
         "example": 1,
     },
+    "export_id": {
+        "name": "export_id",
+        "in": "path",
+        "required": True,
+        "description": "The export's id (an id that is not a positive integer is 404)",
+        "schema": ID_SCHEMA,
+        "example": 1,
+    },
     "phone": {
         "name": "phone",
         "in": "path",
@@ -302,7 +310,7 @@ def _responses(item: Documented, refs: Mapping[type[BaseModel], Json]) -> Json:
         add(400, "BadRequest")
     if not item.public:
         add(401, "Unauthorized")
-    if "{" in item.path:
+    if "{" in item.path or op.not_found:
         add(404, "NotFound")
     if op.conflict:
         answers["409"] = _error(
@@ -368,6 +376,10 @@ TAGS = [
     {"name": "audience", "description": "Who a filter reaches, before a mailing"},
     {"name": "stop list", "description": "Phones no message may go to"},
     {"name": "imports", "description": "Bulk import of clients from a CSV file, through S3"},
+    {
+        "name": "exports",
+        "description": "A task's messages as a CSV file, through S3",
+    },
     {"name": "service", "description": "Health"},
     {"name": "documentation", "description": "This document and its Swagger UI page"},
     {"name": "console", "description": "The operator console's page and files"},

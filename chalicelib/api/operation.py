@@ -49,6 +49,8 @@ class Operation:
     answer_description: str = ""
     content: Mapping[str, dict[str, Any]] | None = None  # non-JSON answer: type -> schema
     conflict: str | None = None  # when it may answer 409, and why
+    # It may answer 404 without an id in its path: its body names something missing.
+    not_found: bool = False
     conflict_example: str = ""
 
     def __call__(self, view: V) -> V:

@@ -1,6 +1,6 @@
 // One task's statistics: counts by status and progress (refreshed every 2 s until the
 // task is finished or cancelled), sends over time as a chart, its messages by status
-// with pages, its controls, and test sends.
+// with pages, its controls, test sends, and the CSV export.
 import { useEffect, useRef, useState } from "./preact-htm.js";
 import {
   Field,
@@ -26,6 +26,7 @@ import { TaskControls, summaryOfFilter } from "./tasks.js";
 const STATUSES = ["pending", "sent", "failed", "expired", "cancelled", "suppressed"];
 const CLOSED = ["finished", "cancelled"];
 const REFRESH_MS = 2000;
+const EXPORT_POLL_MS = 1000;
 // Colour, dash and name tell the series apart (colour is never the only sign).
 const SERIES = {
   sent: { stroke: "#1a7f37", dash: [] },
@@ -137,6 +138,50 @@ function TestSend({ id }) {
   </form>`;
 }
 
+// The CSV export (POST /api/exports/, then GET until done): the file comes as a link to
+// its pre-signed URL, a navigation rather than a fetch, so the page's connect-src needs
+// no bucket address.
+function Export({ id }) {
+  const [job, setJob] = useState(null);
+  const [error, setError] = useState(null);
+  const [busy, setBusy] = useState(false);
+  const running = Boolean(job && job.status === "running");
+  useInterval(async () => {
+    try {
+      setJob(await api("GET", `/api/exports/${job.id}`));
+    } catch (problem) {
+      setError(problem);
+      setJob(null);
+    }
+  }, EXPORT_POLL_MS, running);
+
+  async function start() {
+    setBusy(true);
+    setError(null);
+    try {
+      setJob(await api("POST", "/api/exports/", { body: { task_id: Number(id) } }));
+    } catch (problem) {
+      setError(problem);
+    } finally {
+      setBusy(false);
+    }
+  }
+  const rows = formatNumber(job ? job.rows || 0 : 0);
+  return html`<section class="card" aria-labelledby="export-title">
+    <h2 id="export-title">${t("export.title")}</h2>
+    <p class="hint">${t("export.lead")}</p>
+    <${FormError} error=${error} />
+    <div class="actions">
+      <button type="button" id="export-start" onClick=${start} disabled=${busy || running}>${t("export.start")}</button>
+    </div>
+    <p role="status" id="export-status">
+      ${running ? t("export.running", { rows }) : ""}
+      ${job && job.status === "done" && html`<a id="export-download" href=${job.download_url} download>${t("export.done", { rows })}</a>`}
+      ${job && job.status === "failed" ? t("export.failed") : ""}
+    </p>
+  </section>`;
+}
+
 export function TaskStats({ id }) {
   useTitle(t("stats.title", { id }));
   const [status, setStatus] = useState("");
@@ -230,5 +275,6 @@ export function TaskStats({ id }) {
       </table>
       <${Pager} pager=${pager} next=${data.next} label=${t("stats.pages")} />
     </section>
+    <${Export} id=${id} />
     <${TestSend} id=${id} />`;
 }

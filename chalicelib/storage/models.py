@@ -393,6 +393,27 @@ class ImportModel(Model):
     version = NumberAttribute(default=0)
 
 
+class ExportModel(Model):
+    """An export of a task's messages (``chalicelib/domain/exports.py``): an item
+    ``export#<id>`` of the counters table, read and written by key only, every write
+    conditional on ``version`` (the checkpoint's guard). It expires with its file."""
+
+    class Meta(BaseMeta):
+        logical_name = "counters"
+
+    name = UnicodeAttribute(hash_key=True)
+    task_id = NumberAttribute()
+    status = UnicodeAttribute()
+    key = UnicodeAttribute()
+    created_ms = NumberAttribute()
+    updated_ms = NumberAttribute()
+    # The checkpoint (chalicelib/domain/exports.py: Checkpoint), as JSON.
+    checkpoint = UnicodeAttribute(null=True)
+    reason = UnicodeAttribute(null=True)
+    version = NumberAttribute(default=0)
+    expires_at = TTLAttribute()
+
+
 MODELS: tuple[type[Model], ...] = (
     ClientModel,
     PhoneModel,
@@ -409,6 +430,7 @@ VIEWS: tuple[type[Model], ...] = (
     RateModel,
     TimelineHourModel,
     ImportModel,
+    ExportModel,
 )
 
 _TABLE_SETTING: dict[str, str] = {

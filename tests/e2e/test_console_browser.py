@@ -419,6 +419,15 @@ def test_a_mailing_from_the_form_to_its_end(console: Console) -> None:
     console.type("#test-phones", phones[0])
     console.click("#test-send-form button[type=submit]")
     console.wait_text("#test-results", f"{phones[0]}: Sent")
+    # The CSV export: started, polled, then a link to the file (the test send not in it).
+    console.click("#export-start")
+    console.wait_text("#export-download", "Download CSV (6 rows)")
+    csv_url = console.element("#export-download").get_attribute("href")
+    exported = requests.get(csv_url, timeout=30)  # no key: the URL is its own signature
+    assert exported.status_code == 200
+    lines = exported.text.splitlines()
+    assert lines[0] == "id,client_id,phone,status,created_at,sent_at,attempts,last_error"
+    assert sorted(line.split(",")[2] for line in lines[1:]) == sorted(phones)
     console.axe("statistics")
     console.shot("statistics")
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any, NamedTuple
 
+from chalicelib.domain.exports import export_key
 from chalicelib.domain.imports import file_key, report_key, report_part_key
 from tests.infra.stack import ACCOUNT, REGION, Stack
 
@@ -26,9 +27,12 @@ def folder(key: str) -> str:
 
 
 # The import bucket's folders, where the code keeps its objects (the uploaded files, the
-# error reports and their parts: chalicelib/domain/imports.py names them).
+# error reports and their parts: chalicelib/domain/imports.py names them; the exports'
+# files: chalicelib/domain/exports.py).
 IMPORT_PREFIXES = tuple(
-    sorted({folder(key) for key in (file_key(1), report_key(1), report_part_key(1, 0))})
+    sorted(
+        {folder(key) for key in (file_key(1), report_key(1), report_part_key(1, 0), export_key(1))}
+    )
 )
 
 

@@ -25,6 +25,8 @@ from botocore.client import BaseClient
 import app as app_module
 from chalicelib.bootstrap import Services, bootstrap
 from chalicelib.domain.ratelimit import RateScope
+from chalicelib.ports import StaleExport
+from chalicelib.queue import ExportJob
 from chalicelib.services.api_keys import ApiKeyService
 from chalicelib.settings import reset_settings
 from chalicelib.storage.fanout import DynamoFanoutSegments
@@ -332,7 +334,7 @@ def _exercise(
             assert api.post("/api/audience/preview", {"filter": audience}).status_code == 200
         by_tag = _task(api, "12:29", "14:00", filter={"tags": ["vip"]})
         _test_send_paths(api, by_tag)
-        _task(api, "12:30", "14:00")  # everyone
+        everyone = _task(api, "12:30", "14:00")
         _task(api, "12:40", "14:00")  # everyone, started by the schedule
         _task(api, "12:05", "12:25", filter={"codes": ["902"]}, **CLOSED)
         assert api.patch(f"/api/tasks/{by_tag}", {"text": "Changed"}).status_code == 200
@@ -380,11 +382,49 @@ def _exercise(
     with act("dispatch"):
         queue.tick()  # the purge pass removes its messages and counts
     _import_paths(containers, api, monkeypatch)
+    _export_paths(containers, api, monkeypatch, everyone)
+
+
+def _export_paths(
+    containers: Containers, api: Api, monkeypatch: pytest.MonkeyPatch, task_id: int
+) -> None:
+    """An export of a task's messages (README, "Bulk import and export"): the API finds
+    the task, writes the export and queues its job on the import queue; the import
+    function reads the task's partition and writes a multipart upload, a part an
+    invocation (each queuing the next job), its first part's checkpoint lost once to
+    another runner (it aborts the upload it began); the API signs the download URL."""
+    act = containers.acting_as
+    with act("api_handler"):
+        created = api.post("/api/exports/", {"task_id": task_id})
+        assert created.status_code == 201, created.body
+    export_id = created.json_body["id"]
+    with act("import_files") as worker:
+        monkeypatch.setattr("moto.s3.models.S3_UPLOAD_PART_MIN_SIZE", 64)
+        monkeypatch.setattr(worker.exports, "_part_bytes", 64)
+        monkeypatch.setattr(worker.exports, "_page_rows", 1)
+        monkeypatch.setattr(worker.exports, "_monotonic", itertools.count(step=3600).__next__)
+        repository = worker.exports._exports
+        real_save, lost = repository.save, []
+
+        def save_lost_once(record: Any, now_ms: int) -> Any:
+            if not lost:
+                lost.append(record)
+                raise StaleExport
+            return real_save(record, now_ms)
+
+        monkeypatch.setattr(repository, "save", save_lost_once)
+        assert drain(worker) == 1  # the job: its checkpoint lost, the upload aborted
+        worker.import_queue.send(ExportJob(export_id))  # the other runner's
+        assert drain(worker) > 2
+    with act("api_handler"):
+        read = api.get(f"/api/exports/{export_id}").json_body
+    assert read["status"] == "done" and read["rows"] > 1, read
+    assert read["download_url"]
 
 
 def _import_paths(containers: Containers, api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A bulk import (README, "Bulk import"): the API creates it and signs its upload URL;
-    the integrator PUTs the file there (as no function); the import function, fed by the
+    """A bulk import (README, "Bulk import and export"): the API creates it and signs its
+    upload URL; the integrator PUTs the file there (as no function); the import function, fed by the
     import queue as Lambda's mapping feeds it, drops S3's test event, starts on the file's
     event, reads a chunk an invocation (each queuing the import's next job), writes the
     rejected rows' report part, lists the parts and joins them into the report; the API

@@ -16,9 +16,10 @@ from chalice.app import BuiltinAuthConfig
 
 import app as app_module
 from chalicelib import http
+from chalicelib.domain.exports import KEEP_DAYS
 from chalicelib.domain.imports import file_key, report_key, report_part_key
 from chalicelib.settings import Settings
-from chalicelib.storage.models import MODELS
+from chalicelib.storage.models import MODELS, VIEWS
 from infra.gateway_responses import GATEWAY_RESPONSES
 from local import resources as local_resources
 from tests.conftest import stage_environment
@@ -111,23 +112,26 @@ def test_the_expected_indexes_exist(stack: Stack) -> None:
     assert _key_schema(messages["KeySchema"]) == {"task_id": "HASH", "client_id": "RANGE"}
 
 
-def test_tasks_and_messages_expire_by_the_models_ttl_attribute(stack: Stack) -> None:
+def test_tasks_messages_and_exports_expire_by_the_models_ttl_attribute(stack: Stack) -> None:
     """DynamoDB's TTL on the attribute the code stamps (RETENTION_DAYS, README "Data
-    retention"); the other tables keep their items."""
+    retention"; an export record's KEEP_DAYS, in the counters table); the other tables
+    keep their items."""
     settings = settings_of(stack.stage)
     ttl = {
         props["TableName"]: props.get("TimeToLiveSpecification")
         for props in map(stack.properties, stack.of_type("AWS::DynamoDB::Table"))
     }
-    expiring = {settings.tasks_table, settings.messages_table}
-    for model in MODELS:
+    expiring = {settings.tasks_table, settings.messages_table, settings.counters_table}
+    stamped: dict[str, set[str]] = {}
+    for model in MODELS + VIEWS:
         name = getattr(settings, f"{model.Meta.logical_name}_table")
         attribute = model._ttl_attribute()  # type: ignore[no-untyped-call]
-        if name in expiring:
-            assert attribute is not None, name
-            assert ttl[name] == {"AttributeName": attribute.attr_name, "Enabled": True}, name
-        else:
-            assert attribute is None and ttl[name] is None, name
+        if attribute is not None:
+            stamped.setdefault(name, set()).add(attribute.attr_name)
+    assert set(stamped) == expiring
+    for name in expiring:
+        (attribute,) = stamped[name]
+        assert ttl[name] == {"AttributeName": attribute, "Enabled": True}, name
     assert {name for name, spec in ttl.items() if spec} == expiring
 
 
@@ -261,12 +265,13 @@ def test_the_import_bucket_refuses_plain_http(stack: Stack) -> None:
 def test_import_files_and_reports_expire_as_the_readme_says(stack: Stack) -> None:
     readme = (ROOT / "README.md").read_text()
     found = re.search(r"files and reports expire after (\d+) days", readme)
-    assert found, "README, Bulk import: the lifecycle's days"
+    assert found, "README, Bulk import and export: the lifecycle's days"
     days = int(found.group(1))
     rules = stack.properties("ImportBucket")["LifecycleConfiguration"]["Rules"]
     assert all(rule["Status"] == "Enabled" for rule in rules)
     expiring = {rule["Prefix"]: rule["ExpirationInDays"] for rule in rules if "Prefix" in rule}
     assert expiring == dict.fromkeys(IMPORT_PREFIXES, days)
+    assert days == KEEP_DAYS  # an export record lives as long as its file
     # A browser's or a CLI's multipart upload left unfinished: its parts go after a day,
     # wherever they are (they are billed and no listing shows them).
     (aborting,) = [rule for rule in rules if "AbortIncompleteMultipartUpload" in rule]
@@ -451,7 +456,7 @@ def test_alarms_watch_the_dead_letter_queue_and_the_functions_errors(stack: Stac
     }
     prefix = f"notify-{stack.stage}"
     # A send job in its dead-letter queue leaves messages pending; an import's leaves the
-    # import `running` for good (README, "Bulk import").
+    # import `running` for good (README, "Bulk import and export").
     # A fan-out job's leaves its segment to the dispatcher's watchdog (a slow restart).
     for alarm, queue in (
         ("send-dead-letters", "send-dlq"),

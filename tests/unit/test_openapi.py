@@ -17,6 +17,7 @@ from chalicelib.schemas import (
     AudiencePreviewIn,
     ClientCreate,
     ClientUpdate,
+    ExportCreate,
     ImportCreate,
     StopEntryCreate,
     TaskCreate,
@@ -40,6 +41,7 @@ REQUEST_MODELS: dict[str, Any] = {
         AudiencePreviewIn,
         TestSendIn,
         ImportCreate,
+        ExportCreate,
     )
 }
 
@@ -129,6 +131,7 @@ def test_every_operation_has_a_documented_success() -> None:
         ("/api/tasks/{task_id}", "DELETE"): "204",
         ("/api/stoplist", "POST"): "201",
         ("/api/imports", "POST"): "201",
+        ("/api/exports", "POST"): "201",
         ("/api/stoplist/{phone}", "DELETE"): "204",
     }
     for path, method, operation in operations():
