@@ -29,6 +29,7 @@ ASSETS = {
     "lib.js": static.JAVASCRIPT,
     "i18n.js": static.JAVASCRIPT,
     "clients.js": static.JAVASCRIPT,
+    "imports.js": static.JAVASCRIPT,
     "tasks.js": static.JAVASCRIPT,
     "stats.js": static.JAVASCRIPT,
     "stoplist.js": static.JAVASCRIPT,
