@@ -158,7 +158,7 @@ const en = {
   "import.title": "Import clients from a CSV file",
   "import.columns": "UTF-8, a header row naming the columns phone,code,tag,utc in any order, then one client a row, e.g. 79001234567,900,vip,Europe/Moscow. A row whose phone is a client's updates that client; a refused row changes nothing and is listed with its line number.",
   "import.file": "CSV file",
-  "import.fileHint": "Up to 100,000 rows and more; it goes straight to storage, not through the API.",
+  "import.fileHint": "It goes straight to storage, not through the API: 100,000 rows and more are fine.",
   "import.start": "Import",
   "import.noFile": "Choose a CSV file first.",
   "import.uploadUnreachable": "The file could not be sent to storage. Check the connection and try again.",
@@ -177,6 +177,11 @@ const en = {
   "import.field": "Field",
   "import.message": "Why",
   "import.report": "Every refused row (CSV)",
+  // --- from a review: a mailing's own status names, progress bars named by their mailing,
+  // the sign-in hint off the local stack ---
+  "mailingStatus.cancelled": "Cancelled",
+  "progress.of": "Progress of “{text}”",
+  "signin.hintDeployed": "An API key issued for this service. It is kept only until this tab is closed.",
 };
 
 const ru = {
@@ -339,7 +344,7 @@ const ru = {
   "import.title": "Импорт клиентов из CSV",
   "import.columns": "UTF-8, первая строка — заголовок с колонками phone,code,tag,utc в любом порядке, затем по клиенту в строке, например 79001234567,900,vip,Europe/Moscow. Строка с телефоном существующего клиента обновляет его; отклонённая строка ничего не меняет и показывается с номером строки.",
   "import.file": "Файл CSV",
-  "import.fileHint": "До 100 000 строк и больше; файл уходит прямо в хранилище, не через API.",
+  "import.fileHint": "Файл уходит прямо в хранилище, не через API: 100 000 строк и больше — не проблема.",
   "import.start": "Импортировать",
   "import.noFile": "Сначала выберите файл CSV.",
   "import.uploadUnreachable": "Файл не удалось отправить в хранилище. Проверьте соединение и повторите.",
@@ -358,6 +363,11 @@ const ru = {
   "import.field": "Поле",
   "import.message": "Причина",
   "import.report": "Все отклонённые строки (CSV)",
+  // --- from a review: a mailing's own status names, progress bars named by their mailing,
+  // the sign-in hint off the local stack ---
+  "mailingStatus.cancelled": "Отменена",
+  "progress.of": "Ход рассылки «{text}»",
+  "signin.hintDeployed": "Ключ API, выданный для этого сервиса. Хранится только до закрытия вкладки.",
 };
 
 export const DICTIONARIES = { en, ru };
