@@ -8,6 +8,7 @@ import functools
 import tempfile
 from collections.abc import Iterator, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
@@ -32,11 +33,24 @@ def _client(region: str, endpoint: str | None) -> Any:
         read_timeout=30,
         retries={"max_attempts": 4, "mode": "standard"},
         # Signature version 4 is the only one pre-signed URLs may use in every region;
-        # the emulator (an address, not a domain) takes bucket names in the path.
+        # the emulator (an address, not a domain) takes bucket names in the path. In AWS
+        # the URLs name the bucket's regional host (<bucket>.s3.<region>.amazonaws.com):
+        # "auto" would sign for the global one, which S3 answers with a redirect for a
+        # new bucket outside us-east-1, and neither a browser's CORS preflight nor
+        # `curl -T` follows it.
         signature_version="s3v4",
-        s3={"addressing_style": "path" if endpoint else "auto"},
+        s3=(
+            {"addressing_style": "path"}
+            if endpoint
+            else {"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"}
+        ),
     )
     return boto3.client("s3", region_name=region, endpoint_url=endpoint, config=config)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _code(error: ClientError) -> str:
@@ -61,6 +75,15 @@ class S3ImportFiles:
                 ExpiresIn=expires_seconds,
             )
         )
+
+    @functools.cached_property
+    def upload_origin(self) -> str:
+        """The origin (scheme, host, port) every ``upload_url`` points at: the console's
+        Content-Security-Policy names it so that the page may PUT a file there. Read from a
+        URL signed as the upload ones are (signing is local, no call), so it follows the
+        client's endpoint and addressing style: the bucket's S3 host in AWS, the
+        emulator's address locally."""
+        return _origin(self.upload_url("imports/origin.csv", 60))
 
     def download_url(self, key: str, expires_seconds: int) -> str:
         return str(

@@ -436,11 +436,17 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     install()
+    from moto.moto_server import werkzeug_app  # noqa: PLC0415
     from moto.moto_server.werkzeug_app import (  # noqa: PLC0415
         DomainDispatcherApplication,
         MotoRequestHandler,
         create_backend_app,
     )
+
+    # Moto's server would otherwise answer every browser's CORS preflight itself, for any
+    # origin and method: off, the import bucket's own CORS rule answers, as in AWS (the
+    # console's upload works locally only if that rule lets it).
+    werkzeug_app.DISABLE_GLOBAL_CORS = True  # type: ignore[attr-defined]
 
     app = DomainDispatcherApplication(create_backend_app)
     journal = (

@@ -10,6 +10,7 @@ from chalice.app import Blueprint, Response
 
 from chalicelib import console, http
 from chalicelib.api.operation import Operation
+from chalicelib.bootstrap import services
 
 bp = Blueprint(__name__)
 
@@ -27,7 +28,7 @@ bp = Blueprint(__name__)
 @http.endpoint
 def console_page() -> Response:
     context = bp.current_request.context or {}
-    return console.page(str(context.get("path") or ""))
+    return console.page(str(context.get("path") or ""), services().import_files.upload_origin)
 
 
 @bp.route("/admin/{file}", methods=["GET"])

@@ -74,6 +74,10 @@ function Header({ route, onLanguage, onSignOut }) {
   </header>`;
 }
 
+// `make run` and local.keys exist where the page is served by the local stack only; a
+// deployed console's operator gets a key from whoever runs the service.
+const SERVED_LOCALLY = ["127.0.0.1", "localhost", "[::1]", "::1"].includes(location.hostname);
+
 function SignIn({ notice, onSignedIn }) {
   const [key, setKey] = useState("");
   const [error, setError] = useState(null);
@@ -115,7 +119,7 @@ function SignIn({ notice, onSignedIn }) {
         id="api-key"
         name="key"
         label=${t("signin.key")}
-        hint=${t("signin.hint")}
+        hint=${t(SERVED_LOCALLY ? "signin.hint" : "signin.hintDeployed")}
         error=${error}
         input=${(attrs) => html`<input ...${attrs} type="password" autocomplete="off"
           value=${key} onInput=${(e) => setKey(e.target.value)} />`}

@@ -1,4 +1,5 @@
-// The client directory: search by code and tag, pages, add, edit and delete.
+// The client directory: search by code and tag, pages, add, edit and delete, and CSV
+// import (imports.js).
 import { useEffect, useState } from "./preact-htm.js";
 import {
   ConfirmButton,
@@ -15,6 +16,7 @@ import {
   usePager,
   useTitle,
 } from "./lib.js";
+import { ImportClients } from "./imports.js";
 
 const CLIENT_FIELDS = ["phone", "code", "tag", "utc"];
 const blank = () => ({ phone: "", code: "", tag: "", utc: TIME_ZONE });
@@ -166,5 +168,6 @@ export function Clients() {
     ${editing
       ? html`<${ClientForm} key=${editing.id} client=${editing}
           onSaved=${(c) => saved(c, "clients.saved")} onCancel=${() => setEditing(null)} />`
-      : html`<${ClientForm} onSaved=${(c) => saved(c, "clients.created")} />`}`;
+      : html`<${ClientForm} onSaved=${(c) => saved(c, "clients.created")} />`}
+    <${ImportClients} onDone=${list.reload} />`;
 }

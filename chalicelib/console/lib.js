@@ -247,16 +247,32 @@ export function useLoad(load, deps) {
   return { ...state, reload: () => setVersion((v) => v + 1) };
 }
 
-export function Status({ status }) {
-  return html`<span class=${`status status-${status}`}>${t(`status.${status}`)}</span>`;
+// A status's name; a mailing's own where its language says it otherwise than a message's
+// (Russian: a cancelled mailing is "Отменена", a cancelled message "Отменено").
+export function statusText(status, { mailing = false } = {}) {
+  const own = `mailingStatus.${status}`;
+  return mailing && own in DICTIONARIES[current] ? t(own) : t(`status.${status}`);
 }
 
-// Progress of a mailing: its messages no longer pending out of all of them.
-export function Progress({ total, counts, status, id }) {
+export function Status({ status, mailing = false }) {
+  return html`<span class=${`status status-${status}`}>${statusText(status, { mailing })}</span>`;
+}
+
+// A mailing's text cut short enough to name a control ("Progress of “Spring sale”").
+export function shortText(text, max = 60) {
+  const flat = String(text).replace(/\s+/g, " ").trim();
+  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
+}
+
+// Progress of a mailing: its messages no longer pending out of all of them. `text` (the
+// mailing's) gives each bar its own accessible name: a list of bars all named "Progress"
+// tells a screen reader nothing of which is which.
+export function Progress({ total, counts, status, id, text }) {
   const done = Math.max(0, total - (counts.pending || 0));
   const percent = total > 0 ? Math.floor((done * 100) / total) : status === "finished" ? 100 : 0;
+  const name = text === undefined ? t("progress.label") : t("progress.of", { text: shortText(text) });
   return html`<div class="progress" data-percent=${percent} id=${id}>
-    <progress max="100" value=${percent} aria-label=${t("progress.label")}></progress>
+    <progress max="100" value=${percent} aria-label=${name}></progress>
     <span>${t("progress.text", { done: formatNumber(done), total: formatNumber(total), percent })}</span>
   </div>`;
 }

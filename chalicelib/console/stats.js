@@ -1,6 +1,7 @@
 // One task's statistics: counts by status and progress (refreshed every 2 s until the
-// task is finished or cancelled), sends over time as a chart, its messages by status
-// with pages, its controls, test sends, and the CSV export.
+// task is finished or cancelled; a scheduled one at its start, at most every 30 s),
+// sends over time as a chart, its messages by status with pages, its controls, test
+// sends, and the CSV export.
 import { useEffect, useRef, useState } from "./preact-htm.js";
 import {
   Field,
@@ -15,6 +16,7 @@ import {
   html,
   markReady,
   navigate,
+  statusText,
   t,
   useInterval,
   useLoad,
@@ -27,6 +29,15 @@ const STATUSES = ["pending", "sent", "failed", "expired", "cancelled", "suppress
 const CLOSED = ["finished", "cancelled"];
 const REFRESH_MS = 2000;
 const EXPORT_POLL_MS = 1000;
+// A scheduled mailing changes at its start: read again then, or every 30 s if sooner.
+const SCHEDULED_REFRESH_MS = 30000;
+const refreshMs = (task) =>
+  task.status === "scheduled"
+    ? Math.min(
+        SCHEDULED_REFRESH_MS,
+        Math.max(REFRESH_MS, Math.ceil((Date.parse(task.start_time) - Date.now()) / 1000) * 1000),
+      )
+    : REFRESH_MS;
 // Colour, dash and name tell the series apart (colour is never the only sign).
 const SERIES = {
   sent: { stroke: "#1a7f37", dash: [] },
@@ -199,7 +210,7 @@ export function TaskStats({ id }) {
   }, [id, status, pager.cursor, tick]);
   const data = stats.data;
   const task = data && data.task;
-  useInterval(() => setTick((n) => n + 1), REFRESH_MS, Boolean(task && !CLOSED.includes(task.status)));
+  useInterval(() => setTick((n) => n + 1), task ? refreshMs(task) : REFRESH_MS, Boolean(task && !CLOSED.includes(task.status)));
 
   if (!data) {
     return html`<h1>${t("stats.title", { id })}</h1>
@@ -213,7 +224,7 @@ export function TaskStats({ id }) {
   return html`<p class="crumbs"><a href="#/tasks">${t("stats.back")}</a></p>
     <div class="heading">
       <h1>${t("stats.title", { id })}</h1>
-      <${Status} status=${task.status} />
+      <${Status} status=${task.status} mailing />
     </div>
     <p class="status-line" role="status" id="stats-message">${message}</p>
     <${FormError} error=${stats.error} />
@@ -229,14 +240,14 @@ export function TaskStats({ id }) {
       </dl>
       <${TaskControls} task=${task}
         onChanged=${(changed) => {
-          setMessage(t("tasks.changed", { id: changed.id, status: t(`status.${changed.status}`) }));
+          setMessage(t("tasks.changed", { id: changed.id, status: statusText(changed.status, { mailing: true }) }));
           setTick((n) => n + 1);
         }}
         onDeleted=${() => navigate("#/tasks")} />
     </section>
     <section class="card" aria-labelledby="progress-title">
       <h2 id="progress-title">${t("task.progress")}</h2>
-      <${Progress} id="task-progress" total=${data.total} counts=${data.messages} status=${task.status} />
+      <${Progress} id="task-progress" total=${data.total} counts=${data.messages} status=${task.status} text=${task.text} />
       <table class="counts" id="counts">
         <caption class="visually-hidden">${t("stats.counts")}</caption>
         <tbody>

@@ -17,6 +17,7 @@ import {
   html,
   markReady,
   navigate,
+  statusText,
   t,
   tn,
   toLocalInput,
@@ -114,11 +115,11 @@ export function Tasks() {
         ${page && page.items.map(({ task, stats }) => html`<tr key=${task.id} data-task=${task.id}>
           <td><a href=${`#/tasks/${task.id}`} aria-label=${t("tasks.open", { id: task.id })}>#${task.id}</a></td>
           <td class="text">${task.text}</td>
-          <td><${Status} status=${task.status} /></td>
+          <td><${Status} status=${task.status} mailing /></td>
           <td>${formatTime(task.start_time)}</td><td>${formatTime(task.end_time)}</td>
-          <td>${stats ? html`<${Progress} total=${stats.total} counts=${stats.messages} status=${task.status} />` : "—"}</td>
+          <td>${stats ? html`<${Progress} total=${stats.total} counts=${stats.messages} status=${task.status} text=${task.text} />` : "—"}</td>
           <td><${TaskControls} task=${task} onChanged=${(changed) => {
-            setMessage(t("tasks.changed", { id: changed.id, status: t(`status.${changed.status}`) }));
+            setMessage(t("tasks.changed", { id: changed.id, status: statusText(changed.status, { mailing: true }) }));
             list.reload();
           }} onDeleted=${(gone) => {
             setMessage(t("tasks.deleted", { id: gone.id }));

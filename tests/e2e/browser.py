@@ -30,14 +30,17 @@ FLAGS = [
 WAIT_SECONDS = 30
 
 
-def chromium(profile: Path, *, size: str = "1280,2000", lang: str = "en-US") -> webdriver.Chrome:
-    """A fresh headless Chromium with its own profile folder, keeping the page's console."""
+def chromium(
+    profile: Path, *, size: str = "1280,2000", lang: str = "en-US", flags: tuple[str, ...] = ()
+) -> webdriver.Chrome:
+    """A fresh headless Chromium with its own profile folder, keeping the page's console;
+    ``flags`` are added to the usual ones."""
     missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
     if missing:
         pytest.fail(f"{missing} missing: `make test` installs Debian's chromium + chromium-driver")
     options = Options()
     options.binary_location = str(CHROMIUM)
-    for flag in [*FLAGS, f"--window-size={size}", f"--lang={lang}"]:
+    for flag in [*FLAGS, *flags, f"--window-size={size}", f"--lang={lang}"]:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={profile}")
     options.add_experimental_option("prefs", {"intl.accept_languages": lang})

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -65,6 +67,7 @@ class Console:
 
     def __init__(self, driver: webdriver.Chrome, stack: Stack, shots: Path) -> None:
         self.driver = driver
+        self.stack = stack
         self.url = stack.url
         self.shots = shots
         self.api = requests.Session()
@@ -196,6 +199,9 @@ def test_sign_in_languages_a_refused_key_and_sign_out(console: Console) -> None:
     assert console.element("#api-key").get_attribute("aria-invalid") == "true"
     assert console.driver.execute_script("return sessionStorage.length") == 0
 
+    # Served by the local stack: the hint names what prints a key (deployed, it does not:
+    # test_the_sign_in_hint_off_the_local_stack).
+    assert "make run" in console.text("#api-key-hint")
     console.sign_in()
     console.wait_text("h1", "Mailings")
     stored = console.driver.execute_script("return sessionStorage.getItem('notify.apiKey')")
@@ -223,6 +229,24 @@ def test_sign_in_languages_a_refused_key_and_sign_out(console: Console) -> None:
     console.wait_text("#signin-notice", "You are signed out.")
     assert console.driver.execute_script("return sessionStorage.length") == 0
     assert console.script_errors() == []
+
+
+def test_the_sign_in_hint_off_the_local_stack(tmp_path: Path, stack: Stack) -> None:
+    """A console opened by a name other than the loopback's (as a deployed one is) does
+    not tell the operator about `make run`."""
+    port = urlsplit(stack.url).port
+    driver = chromium(
+        tmp_path / "profile", flags=("--host-resolver-rules=MAP console.example 127.0.0.1",)
+    )
+    try:
+        driver.get(f"http://console.example:{port}/admin")
+        hint = WebDriverWait(driver, WAIT_SECONDS).until(
+            lambda d: d.find_element(By.ID, "api-key-hint").text, message="the sign-in hint"
+        )
+        assert "make run" not in hint and "local.keys" not in hint
+        assert "kept only until this tab is closed" in hint
+    finally:
+        driver.quit()
 
 
 def rows_of(driver: webdriver.Chrome) -> list[WebElement]:
@@ -304,6 +328,54 @@ def test_clients_search_edit_delete_field_errors_and_a_tag_shown_as_text(console
         lambda d: len(rows_of(d)) == 2,
     )
     console.wait_text(".pager", "Page 2")
+    assert console.script_errors() == []
+
+
+def test_import_clients_from_a_csv_file(console: Console, tmp_path: Path) -> None:
+    """The file goes from the browser to the pre-signed URL on the emulator's S3 (another
+    origin: the page's policy names it, the bucket's CORS rule answers the preflight),
+    then the screen follows the import to its end and the client list shows its rows."""
+    upload = tmp_path / "clients.csv"
+    upload.write_text(
+        "phone,code,tag,utc\n"
+        "79120000001,912,imported,Europe/Moscow\n"
+        "79120000002,912,imported,UTC\n"
+        "12345,912,imported,UTC\n",
+        encoding="utf-8",
+    )
+    console.sign_in()
+    console.open("#/clients")
+    assert "phone,code,tag,utc" in console.text("#import-columns")
+    # The list shows code 912 while the import runs: none yet, then its two clients.
+    console.type("#search-code", "912")
+    console.click("#client-search button[type=submit]")
+    console.wait_text("#clients-table", "No client matches.")
+
+    console.element("#import-file").send_keys(str(upload))
+    console.click("#import-form button[type=submit]")
+    console.wait(
+        "the import is done",
+        lambda d: d.find_element(By.ID, "import-progress").get_attribute("data-status") == "done",
+        within=60,
+    )
+    assert console.text("#import-progress") == (
+        "Done — rows: 3, created: 2, updated: 0, rejected: 1"
+    )
+    error_rows = console.driver.find_elements(By.CSS_SELECTOR, "#import-errors tbody tr")
+    assert [row.text for row in error_rows] == ["4 phone must be 7 followed by ten digits"]
+    report = console.element("#import-report").get_attribute("href")
+    assert report.startswith(console.stack.emulator_url), report
+    console.wait("the list refreshed", lambda d: len(rows_of(d)) == 2)
+    assert sorted(row.text.split()[1] for row in rows_of(console.driver)) == [
+        "79120000001",
+        "79120000002",
+    ]
+    console.axe("import")
+    console.element("#import-form")
+    console.driver.execute_script(
+        "document.getElementById('import-form').scrollIntoView({block: 'start'})"
+    )
+    console.driver.save_screenshot(str(console.shots / "import.png"))
     assert console.script_errors() == []
 
 
@@ -481,6 +553,63 @@ def test_the_chart_shows_sends_over_time(console: Console) -> None:
     legend = console.text("#chart .u-legend")
     assert "Sent" in legend and "Failed" in legend
     console.shot("statistics")
+    assert console.script_errors() == []
+
+
+def test_a_scheduled_and_a_cancelled_mailing(console: Console) -> None:
+    """From a review: a cancelled mailing is "Отменена" in Russian (a cancelled message
+    stays "Отменено"); each progress bar is named by its mailing; a scheduled mailing's
+    statistics are not read again every 2 s."""
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    ids = {}
+    for text in ("Later: scheduled", "Never: cancelled"):
+        body = {
+            "text": text,
+            "start_time": tomorrow.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "end_time": (tomorrow + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "filter": {"codes": ["999"], "tags": []},
+        }
+        answer = console.api.post(f"{console.url}/api/tasks/", json=body, timeout=30)
+        assert answer.status_code == 201, answer.text
+        ids[text] = answer.json()["id"]
+    scheduled, cancelled = ids["Later: scheduled"], ids["Never: cancelled"]
+    answer = console.api.post(f"{console.url}/api/tasks/{cancelled}/cancel", timeout=30)
+    assert answer.json()["status"] == "cancelled", answer.text
+    console.sign_in()
+
+    # Every bar has a name of its own.
+    console.element(f"#tasks-table tr[data-task='{scheduled}'] progress")
+    names = [
+        bar.get_attribute("aria-label")
+        for bar in console.driver.find_elements(By.CSS_SELECTOR, "#tasks-table progress")
+    ]
+    assert len(set(names)) == len(names), names
+    bar = console.element(f"#tasks-table tr[data-task='{scheduled}'] progress")
+    assert bar.get_attribute("aria-label") == "Progress of “Later: scheduled”"
+
+    # A scheduled mailing's statistics: read once, not every 2 s.
+    console.open(f"#/tasks/{scheduled}")
+    console.wait_text(".heading .status", "Scheduled")
+    assert console.element("#task-progress progress").get_attribute("aria-label") == (
+        "Progress of “Later: scheduled”"
+    )
+    time.sleep(7)
+    reads = console.driver.execute_script(
+        "return performance.getEntriesByType('resource')"
+        ".filter((e) => e.name.includes(arguments[0])).length",
+        f"/api/tasks/{scheduled}/stats",
+    )
+    assert reads == 1
+
+    # Russian: the mailing is feminine, a message neuter.
+    Select(console.element("#language")).select_by_value("ru")
+    console.open("#/tasks")
+    row = console.element(f"#tasks-table tr[data-task='{cancelled}'] .status")
+    assert row.text == "Отменена"
+    console.open(f"#/tasks/{cancelled}")
+    console.wait_text(".heading .status", "Отменена")
+    assert console.text("#counts .status-cancelled") == "Отменено"
+    Select(console.element("#language")).select_by_value("en")
     assert console.script_errors() == []
 
 

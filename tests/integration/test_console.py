@@ -16,14 +16,17 @@ from tests.conftest import Api
 LAMBDA_RESPONSE_LIMIT = 6 * 1024 * 1024
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    "connect-src {connect}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 # The console's own files (the vendored libraries are checked for loads only).
 OWN = [name for name in console.ASSETS if name not in console.VENDORED]
+# The import bucket's regional host (moto answers it in-process): where the pre-signed
+# upload URLs point, so the only origin besides the API's that the page may call.
+BUCKET_ORIGIN = "https://notify-local-imports.s3.us-east-1.amazonaws.com"
 
 
-def assert_secured(headers: dict[str, str]) -> None:
-    assert headers["Content-Security-Policy"] == CSP
+def assert_secured(headers: dict[str, str], connect: str = "'self'") -> None:
+    assert headers["Content-Security-Policy"] == CSP.format(connect=connect)
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert headers["Referrer-Policy"] == "no-referrer"
 
@@ -33,10 +36,35 @@ def test_the_page_is_served_without_a_key_with_a_strict_policy(anonymous: Api) -
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "text/html; charset=utf-8"
     assert response.headers["Cache-Control"] == "no-cache"
-    assert_secured(response.headers)
+    assert_secured(response.headers, connect=f"'self' {BUCKET_ORIGIN}")
     page = response.body.decode()
     assert response.body == console.PAGE.read_bytes()
     assert '<script type="module" src="admin/app.js"></script>' in page
+
+
+def test_the_pages_policy_names_the_origin_the_upload_urls_point_at(
+    api: Api, anonymous: Api
+) -> None:
+    """The console PUTs an import's file to its pre-signed URL from the browser: the
+    page's connect-src names that URL's origin, exactly (no wildcard, no other host)."""
+    upload_url = api.post("/api/imports/", {"format": "csv"}).json_body["upload_url"]
+    assert upload_url.startswith(f"{BUCKET_ORIGIN}/imports/")
+    policy = anonymous.get("/admin").headers["Content-Security-Policy"]
+    (connect,) = [d for d in policy.split("; ") if d.startswith("connect-src ")]
+    assert connect == f"connect-src 'self' {BUCKET_ORIGIN}"
+    assert "*" not in policy
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["*", "https://*.amazonaws.com", "https://a.example; script-src *", "https://a.example/x", ""],
+)
+def test_a_policy_never_names_anything_but_an_origin(origin: str) -> None:
+    with pytest.raises(ValueError, match="not an origin"):
+        console.page_policy(origin)
+    assert "connect-src 'self' http://127.0.0.1:4800;" in console.page_policy(
+        "http://127.0.0.1:4800"
+    )
 
 
 def test_the_page_asked_with_a_trailing_slash_redirects_to_the_page(anonymous: Api) -> None:
@@ -149,7 +177,8 @@ def test_no_file_loads_anything_from_elsewhere(name: str) -> None:
 
 
 def test_every_answer_fits_a_lambda_response() -> None:
-    for answer in (console.page("/admin"), *map(console.asset, console.ASSETS)):
+    page = console.page("/admin", "http://127.0.0.1:4800")
+    for answer in (page, *map(console.asset, console.ASSETS)):
         event = answer.to_dict(app_module.app.api.binary_types)
         assert "isBase64Encoded" not in event  # text, passed through as it is
         assert len(json.dumps(event)) < LAMBDA_RESPONSE_LIMIT / 2
