@@ -1,6 +1,7 @@
 """``make bench``: every benchmark, one table of figures.
 
 .venv/bin/python -m bench.run_all [--clients 2000] [--latency-ms 50] [--fanout 4000]
+    [--import-rows 20000]
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def main() -> None:
     parser.add_argument("--clients", default="2000")
     parser.add_argument("--latency-ms", default="50")
     parser.add_argument("--fanout", default="4000")
+    parser.add_argument("--import-rows", default="20000")
     args = parser.parse_args()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
@@ -46,6 +48,11 @@ def main() -> None:
         ("4. stats cost growth", "bench.stats_cost", ()),
         ("5. cold start", "bench.cold_start", ()),
         ("6. send rate limit shared by 4 senders (20/s, 60 s)", "bench.rate_limit", ()),
+        (
+            "7. bulk import: rows per second, AWS requests and cost per 1,000 rows",
+            "bench.imports",
+            ("--rows", args.import_rows),
+        ),
     ]
     for title, module, module_args in sections:
         print(f"\n== {title}")
