@@ -8,7 +8,7 @@ Storage speaks in domain values and in the exceptions below, never in API wordin
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
@@ -385,9 +385,19 @@ class ImportClients(Protocol):
         """The clients holding these phones (at most 100), each with its import stamp."""
         ...
 
+    def new_ids(self, count: int) -> Sequence[int]:
+        """``count`` client ids for ``create``, taken in one write."""
+        ...
+
     def create(
-        self, profile: ClientProfile, now: datetime, stamp: ImportStamp | None = None
-    ) -> Client: ...
+        self,
+        profile: ClientProfile,
+        now: datetime,
+        stamp: ImportStamp | None = None,
+        client_id: int | None = None,
+    ) -> Client:
+        """A stamped (deferred) write leaves the audience counters to the checkpoint."""
+        ...
 
     def update(
         self,
@@ -405,9 +415,12 @@ class ImportRepository(Protocol):
 
     def get(self, import_id: int) -> ImportRecord | None: ...
 
-    def save(self, record: ImportRecord, now_ms: int) -> ImportRecord:
+    def save(
+        self, record: ImportRecord, now_ms: int, counts: Mapping[CountKey, int] | None = None
+    ) -> ImportRecord:
         """Store it if the stored record is still at ``record.version`` (StaleImport if
-        not); the answer carries the new version."""
+        not); the answer carries the new version. ``counts``: audience counter deltas
+        added in the same transaction (a chunk's, ``CHECKPOINT_COUNTERS`` at most)."""
         ...
 
 

@@ -8,25 +8,35 @@ An import's life (``docs/imports.md`` draws it)::
 The file is read as a stream, a chunk of ``CHUNK_ROWS`` records at a time; after each
 chunk a checkpoint (:class:`Progress`: byte offset, line, counts, first errors) is stored
 conditionally on the previous one, so a chunk is counted once whoever applies it and
-however often. Each applied row stamps its client with (import, line, created?)
-(:class:`ImportStamp`) in the same transaction as the client: a row applied before a crash
-and applied again is recognised by its stamp and counted as it was the first time, and a
-phone named twice in one file is recognised too (the later row is rejected: see
-:func:`decide`).
+however often. Each applied row stamps its client with (import, line, created?, what it
+replaced) (:class:`ImportStamp`) in the same transaction as the client: a row applied
+before a crash and applied again is recognised by its stamp and counted as it was the
+first time, and a phone named twice in one file is recognised too (the later row is
+rejected: see :func:`decide`). The audience counters a chunk's rows move are summed from
+their stamps (:func:`row_deltas`) and added in the checkpoint's own transaction, so the
+rows of different phones share no item and are applied side by side.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+
+from chalicelib.domain.audience import CountKey, deltas
+from chalicelib.domain.clients import ClientProfile
 
 COLUMNS = ("phone", "code", "tag", "utc")
 # Rows a chunk applies between two checkpoints: the phones of a chunk are looked up with
 # one BatchGetItem (100 keys at most).
 CHUNK_ROWS = 100
+# The audience counters one checkpoint moves: they go in the checkpoint's transaction
+# with the import record (DynamoDB takes 100 items in one). A chunk whose rows move more
+# is checkpointed after the longest first part whose rows' counters fit (see
+# :func:`counted_prefix`); the rest are read again as the next chunk.
+CHECKPOINT_COUNTERS = 99
 # The errors an import record keeps (the full list is the report in the bucket).
 ERRORS_KEPT = 100
 # A physical line longer than this is not a client's row: the import fails rather than
@@ -60,11 +70,20 @@ class RowError:
 @dataclass(frozen=True)
 class ImportStamp:
     """What an import wrote on a client: which import, from which line, and whether that
-    row created the client (else it updated it)."""
+    row created the client (else it updated it).
+
+    An import's row writes leave the audience counters to the chunk's checkpoint, which
+    adds the chunk's deltas in its own transaction (:func:`row_deltas`): so the stamp
+    keeps what the row replaced (``before``: the code and tag of the client it updated),
+    and a chunk applied again after a crash computes the same deltas from its rows'
+    stamps. ``deferred`` is False for a stamp written with its counters (an import that
+    ran before the counting moved to the checkpoint): nothing is left to count."""
 
     import_id: int
     line: int
     created: bool
+    before: tuple[str, str] | None = None  # (code, tag) the row replaced; None: created
+    deferred: bool = True
 
 
 @dataclass(frozen=True)
@@ -264,6 +283,10 @@ class Decision:
     # APPLIED: whether it created the client; DUPLICATE: the earlier line.
     created: bool = False
     earlier_line: int = 0
+    # UPDATE over a later line of this import, written but not counted yet (its first
+    # run rejected this row, then died before its checkpoint): this row takes that
+    # stamp's place, as if the later line had never been applied.
+    replaces: ImportStamp | None = None
 
 
 def decide(import_id: int, line: int, stamp: ImportStamp | None, *, exists: bool) -> Decision:
@@ -283,7 +306,33 @@ def decide(import_id: int, line: int, stamp: ImportStamp | None, *, exists: bool
             return Decision(Action.APPLIED, created=stamp.created)
         if stamp.line < line:
             return Decision(Action.DUPLICATE, earlier_line=stamp.line)
+        if stamp.deferred:
+            return Decision(Action.UPDATE, replaces=stamp)
     return Decision(Action.UPDATE)
+
+
+def row_deltas(stamp: ImportStamp, profile: ClientProfile) -> dict[CountKey, int]:
+    """How an applied row moves the audience counters: from what it replaced (its stamp)
+    to ``profile`` (the row). The same on every run of the chunk."""
+    if not stamp.deferred:
+        return {}
+    before = None
+    if stamp.before is not None:
+        code, tag = stamp.before
+        before = ClientProfile(phone=profile.phone, code=code, tag=tag, utc=profile.utc)
+    return deltas(before, profile)
+
+
+def counted_prefix(keys: Sequence[Iterable[CountKey]], limit: int = CHECKPOINT_COUNTERS) -> int:
+    """How many of a chunk's records (their counters' keys, in file order) one checkpoint
+    can count: all of them if their keys number ``limit`` at most, else the longest first
+    part that does (at least one record: a row moves 8 counters at most)."""
+    seen: set[CountKey] = set()
+    for index, row_keys in enumerate(keys):
+        seen.update(row_keys)
+        if len(seen) > limit and index > 0:
+            return index
+    return len(keys)
 
 
 def duplicate_error(line: int, earlier_line: int) -> RowError:

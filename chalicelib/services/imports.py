@@ -4,16 +4,20 @@
 ``create`` answers ``POST /api/imports/`` with a pre-signed upload URL; the bucket tells
 the import queue when the file is there, and ``handle_job`` (``app.import_files``) reads
 the file from its checkpoint, a chunk at a time, each row validated as
-``POST /api/clients/`` validates a body and upserted by phone in its own transaction,
-until its time is nearly out: then it queues the import's next job and returns, and the
+``POST /api/clients/`` validates a body and upserted by phone in its own transaction
+(a chunk's phones side by side), the chunk's audience counter deltas added with its
+checkpoint, until its time is nearly out: then it queues the import's next job and returns, and the
 next invocation carries on from the checkpoint, never from the start.
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from itertools import islice
@@ -22,6 +26,7 @@ from urllib.parse import unquote_plus
 
 from chalicelib import logs
 from chalicelib.clock import Clock
+from chalicelib.domain.audience import CountKey
 from chalicelib.domain.clients import Client, ClientProfile
 from chalicelib.domain.imports import (
     CHUNK_ROWS,
@@ -38,6 +43,7 @@ from chalicelib.domain.imports import (
     Record,
     RowError,
     check_header,
+    counted_prefix,
     decide,
     duplicate_error,
     file_key,
@@ -46,6 +52,7 @@ from chalicelib.domain.imports import (
     report_key,
     report_lines,
     report_part_key,
+    row_deltas,
     row_values,
     split_lines,
 )
@@ -68,6 +75,9 @@ log = logs.get_logger("imports")
 # up again this often before it is rejected.
 ROW_ATTEMPTS = 3
 JOB_VERSION = 1
+# A chunk's phones applied at once (each row one transaction of its client and phone:
+# the rows of different phones share no item). Measured with bench/imports.py.
+IMPORT_THREADS = 8
 
 
 class ImportJobs(Protocol):
@@ -127,6 +137,7 @@ class ImportService:
         url_seconds: int,
         chunk_rows: int = CHUNK_ROWS,
         monotonic: Callable[[], float] = time.monotonic,
+        threads: int = IMPORT_THREADS,
     ) -> None:
         self._clock = clock
         self._imports = imports
@@ -137,6 +148,7 @@ class ImportService:
         self._url_seconds = url_seconds
         self._chunk_rows = chunk_rows
         self._monotonic = monotonic
+        self._threads = threads
 
     def _now_ms(self) -> int:
         return int(self._clock().timestamp() * 1000)
@@ -186,16 +198,17 @@ class ImportService:
         if record is None:
             return None
         records: Iterator[Record] | None = None
+        left: list[Record] = []  # read, not checkpointed: the next chunk's first records
         try:
             while True:
                 if records is None:
                     records = self._records(record)
                     if not record.progress.columns:
                         record = replace(record, progress=self._header(records))
-                batch = list(islice(records, self._chunk_rows))
+                batch = left + list(islice(records, self._chunk_rows - len(left)))
                 if not batch:
                     return self._finish(record)
-                record = self._checkpoint(record, batch)
+                record, left = self._checkpoint(record, batch)
                 if self._monotonic() - started >= budget_seconds:
                     self._jobs.send(ImportJob(import_id))
                     log.info(
@@ -260,56 +273,69 @@ class ImportService:
         columns = check_header(first.cells)
         return Progress(offset=first.end_offset, line=first.end_line, columns=columns)
 
-    def _checkpoint(self, record: ImportRecord, batch: Sequence[Record]) -> ImportRecord:
-        chunk = self._apply(record.id, record.progress.columns, batch)
+    def _checkpoint(
+        self, record: ImportRecord, batch: Sequence[Record]
+    ) -> tuple[ImportRecord, list[Record]]:
+        """Apply a chunk and store its checkpoint with its counter deltas; the records
+        left out of it (their counters did not fit: ``counted_prefix``) come back."""
+        chunk, counts, used = self._apply(record.id, record.progress.columns, batch)
         if chunk.errors:
             # Before the checkpoint: a chunk applied again writes the same part again.
             part = "".join(report_lines(chunk.errors))
             self._files.put(report_part_key(record.id, record.progress.offset), part.encode())
         saved = self._imports.save(
-            replace(record, progress=record.progress.after(chunk)), self._now_ms()
+            replace(record, progress=record.progress.after(chunk)), self._now_ms(), counts
         )
         log.info("import chunk applied", extra=_figures(saved))
-        return saved
+        return saved, list(batch[used:])
 
     def _apply(
         self, import_id: int, columns: tuple[str, ...], batch: Sequence[Record]
-    ) -> ChunkResult:
-        result = ChunkResult(end_offset=batch[-1].end_offset, end_line=batch[-1].end_line)
-        valid: list[tuple[int, ClientProfile]] = []
-        for record in batch:
-            values = row_values(record, columns)
-            if values is None:
+    ) -> tuple[ChunkResult, dict[CountKey, int], int]:
+        """The chunk's rows applied, the rows of one phone in file order and the phones
+        side by side (``threads`` at once: the rows share no item now that the counters
+        move at the checkpoint); the result, the counter deltas and how many of
+        ``batch`` they cover."""
+        outcomes, by_phone = _parse(columns, batch)
+        found = self._clients.by_phones(list(by_phone)) if by_phone else {}
+        new = [phone for phone in by_phone if phone not in found]
+        ids = dict(zip(new, self._clients.new_ids(len(new)), strict=True)) if new else {}
+
+        def one_phone(phone: str) -> list[tuple[int, _Outcome]]:
+            return self._apply_phone(import_id, by_phone[phone], found.get(phone), ids.get(phone))
+
+        if self._threads <= 1 or len(by_phone) <= 1:
+            applied = [one_phone(phone) for phone in by_phone]
+        else:
+            # Each phone's rows run in a copy of this thread's context (its log fields).
+            context = contextvars.copy_context()
+            with ThreadPoolExecutor(max_workers=min(self._threads, len(by_phone))) as pool:
+                applied = list(pool.map(lambda p: context.copy().run(one_phone, p), by_phone))
+        for rows in applied:
+            for index, outcome in rows:
+                outcomes[index] = outcome
+        return _tally(batch, outcomes)
+
+    def _apply_phone(
+        self,
+        import_id: int,
+        rows: Sequence[tuple[int, int, ClientProfile]],
+        holder: tuple[Client, ImportStamp | None] | None,
+        client_id: int | None,
+    ) -> list[tuple[int, _Outcome]]:
+        """The rows of one phone, in file order: the first that applies wins, the later
+        ones are rejected naming it."""
+        outcomes: list[tuple[int, _Outcome]] = []
+        first_line: int | None = None
+        for index, line, profile in rows:
+            if first_line is not None:
+                outcomes.append((index, duplicate_error(line, first_line)))
                 continue
-            if isinstance(values, RowError):
-                result.errors.append(values)
-                continue
-            try:
-                data = parse(ClientCreate, values)
-            except ValidationFailed as error:
-                field, message = next(iter((error.fields or {"line": error.message}).items()))
-                result.errors.append(RowError(record.line, field, message))
-                continue
-            profile = ClientProfile(phone=data.phone, code=data.code, tag=data.tag, utc=data.utc)
-            valid.append((record.line, profile))
-        found = self._clients.by_phones([profile.phone for _, profile in valid]) if valid else {}
-        first_line: dict[str, int] = {}
-        for line, profile in valid:
-            earlier = first_line.get(profile.phone)
-            if earlier is not None:
-                result.errors.append(duplicate_error(line, earlier))
-                continue
-            outcome = self._upsert(import_id, line, profile, found.get(profile.phone))
-            if isinstance(outcome, RowError):
-                result.errors.append(outcome)
-                continue
-            first_line[profile.phone] = line
-            if outcome:
-                result.created += 1
-            else:
-                result.updated += 1
-        result.errors.sort(key=lambda error: error.line)
-        return result
+            outcome = self._upsert(import_id, line, profile, holder, client_id)
+            if isinstance(outcome, _Applied):
+                first_line = line
+            outcomes.append((index, outcome))
+        return outcomes
 
     def _upsert(
         self,
@@ -317,8 +343,10 @@ class ImportService:
         line: int,
         profile: ClientProfile,
         holder: tuple[Client, ImportStamp | None] | None,
-    ) -> bool | RowError:
-        """Apply one valid row; True if it created its client, False if it updated it."""
+        client_id: int | None,
+    ) -> _Applied | RowError:
+        """Apply one valid row: whether it created its client, and how it moves the
+        audience counters (``row_deltas``: the same when the row is met again)."""
         now = self._clock()
         for _ in range(ROW_ATTEMPTS):
             decision = decide(
@@ -326,15 +354,23 @@ class ImportService:
             )
             try:
                 if decision.action is Action.APPLIED:
-                    return decision.created
+                    assert holder is not None and holder[1] is not None
+                    return _Applied(decision.created, row_deltas(holder[1], profile))
                 if decision.action is Action.DUPLICATE:
                     return duplicate_error(line, decision.earlier_line)
                 if decision.action is Action.CREATE:
-                    self._clients.create(profile, now, ImportStamp(import_id, line, True))
-                    return True
+                    stamp = ImportStamp(import_id, line, True)
+                    self._clients.create(profile, now, stamp, client_id)
+                    return _Applied(True, row_deltas(stamp, profile))
                 assert holder is not None
-                self._clients.update(holder[0], profile, now, ImportStamp(import_id, line, False))
-                return False
+                client = holder[0]
+                replaced = decision.replaces
+                if replaced is not None:
+                    stamp = replace(replaced, line=line)
+                else:
+                    stamp = ImportStamp(import_id, line, False, before=(client.code, client.tag))
+                self._clients.update(client, profile, now, stamp)
+                return _Applied(stamp.created, row_deltas(stamp, profile))
             except (PhoneTaken, StaleClient):
                 # Written by another meanwhile (another runner of this chunk, the API):
                 # look again and decide again.
@@ -367,6 +403,64 @@ class ImportService:
             extra={"import_id": record.id, "line": error.line, "reason": error.message},
         )
         return failed
+
+
+@dataclass(frozen=True)
+class _Applied:
+    created: bool
+    deltas: dict[CountKey, int]
+
+
+_Outcome = _Applied | RowError
+
+
+def _parse(
+    columns: tuple[str, ...], batch: Sequence[Record]
+) -> tuple[list[_Outcome | None], dict[str, list[tuple[int, int, ClientProfile]]]]:
+    """Each record validated as ``POST /api/clients/`` validates a body: the rejected
+    ones' errors (None: blank or valid) and the valid rows by phone, in file order."""
+    outcomes: list[_Outcome | None] = [None] * len(batch)
+    by_phone: dict[str, list[tuple[int, int, ClientProfile]]] = {}
+    for index, record in enumerate(batch):
+        values = row_values(record, columns)
+        if values is None:
+            continue
+        if isinstance(values, RowError):
+            outcomes[index] = values
+            continue
+        try:
+            data = parse(ClientCreate, values)
+        except ValidationFailed as error:
+            field, message = next(iter((error.fields or {"line": error.message}).items()))
+            outcomes[index] = RowError(record.line, field, message)
+            continue
+        profile = ClientProfile(phone=data.phone, code=data.code, tag=data.tag, utc=data.utc)
+        by_phone.setdefault(profile.phone, []).append((index, record.line, profile))
+    return outcomes, by_phone
+
+
+def _tally(
+    batch: Sequence[Record], outcomes: Sequence[_Outcome | None]
+) -> tuple[ChunkResult, dict[CountKey, int], int]:
+    """The chunk's result and counter deltas over the records one checkpoint can count
+    (``counted_prefix``), and how many those are."""
+    used = counted_prefix(
+        [outcome.deltas if isinstance(outcome, _Applied) else () for outcome in outcomes]
+    )
+    last = batch[used - 1]
+    result = ChunkResult(end_offset=last.end_offset, end_line=last.end_line)
+    counts: Counter[CountKey] = Counter()
+    for outcome in outcomes[:used]:
+        if isinstance(outcome, RowError):
+            result.errors.append(outcome)
+        elif isinstance(outcome, _Applied):
+            counts.update(outcome.deltas)
+            if outcome.created:
+                result.created += 1
+            else:
+                result.updated += 1
+    result.errors.sort(key=lambda error: error.line)
+    return result, {key: n for key, n in counts.items() if n}, used
 
 
 def _figures(record: ImportRecord) -> dict[str, Any]:

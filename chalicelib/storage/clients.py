@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -17,7 +18,7 @@ from chalicelib.domain.audience import CountKey, deltas
 from chalicelib.domain.clients import Client, ClientProfile
 from chalicelib.domain.imports import ImportStamp
 from chalicelib.ports import Page, PhoneTaken, StaleClient
-from chalicelib.storage.ids import next_id
+from chalicelib.storage.ids import next_id, take_ids
 from chalicelib.storage.models import (
     ClientModel,
     CounterModel,
@@ -71,7 +72,7 @@ def _conflict_only(error: TransactWriteError) -> bool:
     return TRANSACTION_CONFLICT in codes and CONDITIONAL_CHECK_FAILED not in codes
 
 
-def _transact(write: Callable[[TransactWrite], None]) -> None:
+def transact(write: Callable[[TransactWrite], None]) -> None:
     """One transaction of the items ``write`` adds, retried on conflicts alone."""
     for attempt in range(1, CONFLICT_ATTEMPTS + 1):
         try:
@@ -91,6 +92,36 @@ def _count(tx: TransactWrite, before: ClientProfile | None, after: ClientProfile
     A write that keeps the code and the tag moves none."""
     for key, delta in deltas(before, after).items():
         tx.update(CounterModel(counter_name(key)), actions=[CounterModel.value.add(delta)])
+
+
+def _stamp(item: ClientModel, stamp: ImportStamp) -> None:
+    item.import_id = stamp.import_id
+    item.import_line = stamp.line
+    item.import_created = stamp.created
+    if stamp.deferred:
+        item.import_before = json.dumps(list(stamp.before or ()), ensure_ascii=False)
+
+
+def _stamp_of(item: ClientModel) -> ImportStamp | None:
+    if item.import_id is None or item.import_line is None:
+        return None
+    before: tuple[str, str] | None = None
+    if item.import_before:
+        replaced = json.loads(item.import_before)
+        before = (str(replaced[0]), str(replaced[1])) if replaced else None
+    return ImportStamp(
+        int(item.import_id),
+        int(item.import_line),
+        bool(item.import_created),
+        before=before,
+        deferred=item.import_before is not None,
+    )
+
+
+def _counted_here(stamp: ImportStamp | None) -> bool:
+    """A write moves the audience counters in its own transaction unless an import's
+    checkpoint counts it (``ImportStamp``)."""
+    return stamp is None or not stamp.deferred
 
 
 def client_of(item: ClientModel) -> Client:
@@ -124,11 +155,21 @@ class DynamoClients:
         except ClientModel.DoesNotExist:
             return None
 
+    def new_ids(self, count: int) -> range:
+        """Client ids for ``create``, taken together (one write for a chunk's new rows)."""
+        return take_ids("clients", count)
+
     def create(
-        self, profile: ClientProfile, now: datetime, stamp: ImportStamp | None = None
+        self,
+        profile: ClientProfile,
+        now: datetime,
+        stamp: ImportStamp | None = None,
+        client_id: int | None = None,
     ) -> Client:
-        """``stamp``: the import row that creates it, written with it (see by_phones)."""
-        client_id = next_id("clients")
+        """``stamp``: the import row that creates it, written with it (see by_phones).
+        ``client_id``: one of ``new_ids`` not used yet (else one is taken here)."""
+        if client_id is None:
+            client_id = next_id("clients")
 
         def item() -> ClientModel:
             created = ClientModel(
@@ -142,9 +183,7 @@ class DynamoClients:
                 updated_at=now,
             )
             if stamp is not None:
-                created.import_id = stamp.import_id
-                created.import_line = stamp.line
-                created.import_created = stamp.created
+                _stamp(created, stamp)
             return created
 
         def write(tx: TransactWrite) -> None:
@@ -153,10 +192,11 @@ class DynamoClients:
                 PhoneModel(profile.phone, client_id=client_id),
                 condition=PhoneModel.phone.does_not_exist(),
             )
-            _count(tx, None, profile)
+            if _counted_here(stamp):
+                _count(tx, None, profile)
 
         try:
-            _transact(write)
+            transact(write)
         except TransactWriteError as error:
             if any(_failed_items(error)):
                 raise PhoneTaken from None
@@ -192,6 +232,11 @@ class DynamoClients:
                     ClientModel.import_line.set(stamp.line),
                     ClientModel.import_created.set(stamp.created),
                 ]
+                if stamp.deferred:
+                    replaced = json.dumps(list(stamp.before or ()), ensure_ascii=False)
+                    actions.append(ClientModel.import_before.set(replaced))
+                else:
+                    actions.append(ClientModel.import_before.remove())
             if new_phone:
                 tx.delete(
                     PhoneModel(client.phone, client_id=client.id),
@@ -203,10 +248,11 @@ class DynamoClients:
                 )
             tx.update(_item(client), actions=actions, condition=ClientModel.id.exists())
             # Conditional on the version read: ``client``'s code and tag are the stored.
-            _count(tx, client, profile)
+            if _counted_here(stamp):
+                _count(tx, client, profile)
 
         try:
-            _transact(write)
+            transact(write)
         except TransactWriteError as error:
             failed = _failed_items(error)
             # The items in order: the old phone, the new phone, the client, the counters.
@@ -229,7 +275,7 @@ class DynamoClients:
             _count(tx, client, None)
 
         try:
-            _transact(write)
+            transact(write)
         except TransactWriteError as error:
             if any(_failed_items(error)):
                 raise StaleClient from None
@@ -249,12 +295,7 @@ class DynamoClients:
         for item in ClientModel.batch_get(sorted(set(owners.values())), consistent_read=True):
             if owners.get(item.phone) != int(item.id):
                 continue  # the phone moved between the two reads: as if not found
-            stamp = None
-            if item.import_id is not None and item.import_line is not None:
-                stamp = ImportStamp(
-                    int(item.import_id), int(item.import_line), bool(item.import_created)
-                )
-            found[item.phone] = (client_of(item), stamp)
+            found[item.phone] = (client_of(item), _stamp_of(item))
         return found
 
     def page(

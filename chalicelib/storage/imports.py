@@ -5,19 +5,31 @@ repeated storage event, a retried job) can never both move its checkpoint."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, replace
 from typing import Any
 
-from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
+from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
+from pynamodb.transactions import TransactWrite
 
-from chalicelib.domain.imports import ImportRecord, ImportStatus, Progress, RowError
+from chalicelib.domain.audience import CountKey
+from chalicelib.domain.imports import (
+    CHECKPOINT_COUNTERS,
+    ImportRecord,
+    ImportStatus,
+    Progress,
+    RowError,
+)
 from chalicelib.ports import StaleImport
+from chalicelib.storage.clients import counter_name, transact
 from chalicelib.storage.ids import next_id
-from chalicelib.storage.models import ImportModel
+from chalicelib.storage.models import CounterModel, ImportModel
 
 PREFIX = "import#"
 CONDITIONAL_CHECK_FAILED = "ConditionalCheckFailedException"
+CONDITIONAL_FAILED = "ConditionalCheckFailed"  # a transaction's cancellation reason
 
 
 def _name(import_id: int) -> str:
@@ -84,9 +96,13 @@ class DynamoImports:
         except ImportModel.DoesNotExist:
             return None
 
-    def save(self, record: ImportRecord, now_ms: int) -> ImportRecord:
+    def save(
+        self, record: ImportRecord, now_ms: int, counts: Mapping[CountKey, int] | None = None
+    ) -> ImportRecord:
         """Store ``record`` (status, etag, report, checkpoint) if the stored one is still
-        at ``record.version``; StaleImport if another write came first."""
+        at ``record.version``; StaleImport if another write came first. ``counts``: the
+        chunk's audience counter deltas, added in the same transaction: a chunk's rows are
+        counted exactly when its checkpoint is stored, once, whoever applied them."""
         saved = replace(record, version=record.version + 1, updated_at_ms=now_ms)
         item = ImportModel(_name(record.id))
         actions: list[Action] = [
@@ -99,10 +115,37 @@ class DynamoImports:
             actions.append(ImportModel.etag.set(saved.etag))
         if saved.report_key is not None:
             actions.append(ImportModel.report_key.set(saved.report_key))
+        condition = ImportModel.version == record.version
+        moved = {key: delta for key, delta in (counts or {}).items() if delta}
+        if moved:
+            _save_counted(item, actions, condition, moved)
+            return saved
         try:
-            item.update(actions=actions, condition=ImportModel.version == record.version)
+            item.update(actions=actions, condition=condition)
         except (UpdateError, PutError) as error:
             if _conditional(error):
                 raise StaleImport from None
             raise
         return saved
+
+
+def _save_counted(
+    item: ImportModel, actions: list[Action], condition: Condition, counts: dict[CountKey, int]
+) -> None:
+    if len(counts) > CHECKPOINT_COUNTERS:  # pragma: no cover - the service cuts chunks
+        raise ValueError(f"{len(counts)} counters do not fit in one checkpoint")
+
+    def write(tx: TransactWrite) -> None:
+        tx.update(item, actions=actions, condition=condition)
+        for key in sorted(counts, key=counter_name):
+            tx.update(
+                CounterModel(counter_name(key)), actions=[CounterModel.value.add(counts[key])]
+            )
+
+    try:
+        transact(write)
+    except TransactWriteError as error:
+        reasons = error.cancellation_reasons
+        if reasons and reasons[0] is not None and reasons[0].code == CONDITIONAL_FAILED:
+            raise StaleImport from None
+        raise

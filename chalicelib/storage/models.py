@@ -118,6 +118,9 @@ class ClientModel(Model):
     import_id = NumberAttribute(null=True)
     import_line = NumberAttribute(null=True)
     import_created = BooleanAttribute(null=True)
+    # What the row replaced, as JSON: [] for a create, [code, tag] for an update; absent
+    # on a write that moved the audience counters itself (ImportStamp.deferred).
+    import_before = UnicodeAttribute(null=True)
 
     by_code = ClientsByCode()
     by_tag = ClientsByTag()

@@ -5,6 +5,7 @@ mapping would hand them."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -12,8 +13,9 @@ import pytest
 import requests
 
 import app as app_module
-from chalicelib.domain.imports import CHUNK_ROWS
+from chalicelib.domain.imports import CHECKPOINT_COUNTERS, CHUNK_ROWS
 from chalicelib.ports import StaleImport
+from chalicelib.storage.clients import DynamoClients
 from chalicelib.storage.imports import DynamoImports
 from chalicelib.storage.models import ClientModel, PhoneModel
 from local.lambda_runner import LambdaContext, sqs_event
@@ -87,6 +89,25 @@ def clients(api: Api) -> dict[str, dict[str, Any]]:
 
 def preview(api: Api, filter_: Any) -> int:
     return int(api.post("/api/audience/preview", {"filter": filter_}).json_body["count"])
+
+
+@pytest.fixture(autouse=True)
+def _one_moto_write_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An import applies a chunk's phones side by side; moto in-process applies writes
+    with no isolation (a transaction copies every table while another thread writes).
+    DynamoDB writes here run one at a time, as the local emulator runs them
+    (``local/emulator.py``)."""
+    from moto.dynamodb.models import DynamoDBBackend  # noqa: PLC0415
+
+    lock = threading.RLock()
+    for name in ("transact_write_items", "put_item", "update_item", "delete_item"):
+        original = getattr(DynamoDBBackend, name)
+
+        def locked(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with lock:
+                return _original(*args, **kwargs)
+
+        monkeypatch.setattr(DynamoDBBackend, name, locked)
 
 
 @pytest.fixture(autouse=True)
@@ -355,11 +376,13 @@ def test_rows_applied_before_a_crash_count_once_when_applied_again(
     real_save = DynamoImports.save
     saves: list[int] = []
 
-    def crash_on_second_checkpoint(self: DynamoImports, record: Any, now_ms: int) -> Any:
+    def crash_on_second_checkpoint(
+        self: DynamoImports, record: Any, now_ms: int, counts: Any = None
+    ) -> Any:
         saves.append(record.progress.rows)
         if record.progress.rows == 2 * CHUNK_ROWS and saves.count(2 * CHUNK_ROWS) == 1:
             raise TimeoutError("the invocation died here")
-        return real_save(self, record, now_ms)
+        return real_save(self, record, now_ms, counts)
 
     monkeypatch.setattr(DynamoImports, "save", crash_on_second_checkpoint)
     with pytest.raises(TimeoutError):
@@ -409,3 +432,89 @@ def test_queue_messages_that_name_no_import_are_dropped(services: Any) -> None:
     for body in ("not json", "[]", '{"Records": [{"s3": {}}]}', '{"Event": "s3:TestEvent"}'):
         handle(body, 1.0)
     assert queued(services) == []
+
+
+# --- a chunk's phones side by side; its counters with its checkpoint ------------------
+
+
+def test_a_crash_in_the_middle_of_a_parallel_chunk_counts_each_row_once_when_replayed(
+    api: Api, services: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Chunk 2 holds 10 clients that exist (code 1, tag old). Its first run dies in the
+    # middle of its rows (the other phones' rows go on being written meanwhile), the
+    # second once every row is written but before its checkpoint; the third finishes.
+    for n in range(120, 130):
+        api.post("/api/clients/", {"phone": row(n)[:11], "code": "1", "tag": "old", "utc": "UTC"})
+    total = 2 * CHUNK_ROWS + 50
+    lines = [row(n, code=f"9{n % 3}", tag=f"t{n % 2}") for n in range(total)]
+    lines[170] = "broken\n"
+    created = start(api)
+    put(created["upload_url"], HEADER + "".join(lines))
+    real_create, real_save = DynamoClients.create, DynamoImports.save
+    creates, lock = [0], threading.Lock()
+
+    def dies_at_the_150th_create(self: DynamoClients, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            creates[0] += 1
+            dies = creates[0] == 150
+        if dies:
+            raise TimeoutError("the invocation died here")
+        return real_create(self, *args, **kwargs)
+
+    def dies_at_chunk_2s_checkpoint(
+        self: DynamoImports, record: Any, now_ms: int, counts: Any = None
+    ) -> Any:
+        if record.progress.rows == 2 * CHUNK_ROWS:
+            raise TimeoutError("the invocation died here")
+        return real_save(self, record, now_ms, counts)
+
+    monkeypatch.setattr(DynamoClients, "create", dies_at_the_150th_create)
+    with pytest.raises(TimeoutError):
+        services.imports.run(created["id"], budget_seconds=300)
+    # Chunk 1 is counted; chunk 2's rows written so far are not: they count with its
+    # checkpoint.
+    assert 1 + CHUNK_ROWS + 10 < ClientModel.count() < 2 * CHUNK_ROWS
+    assert preview(api, {}) == CHUNK_ROWS + 10
+    monkeypatch.setattr(DynamoClients, "create", real_create)
+    monkeypatch.setattr(DynamoImports, "save", dies_at_chunk_2s_checkpoint)
+    with pytest.raises(TimeoutError):
+        services.imports.run(created["id"], budget_seconds=300)
+    assert ClientModel.count() == 2 * CHUNK_ROWS - 1  # chunk 2 written, but its broken row
+    assert preview(api, {}) == CHUNK_ROWS + 10
+    monkeypatch.setattr(DynamoImports, "save", real_save)
+    services.imports.run(created["id"], budget_seconds=300)
+
+    done = status(api, created["id"])
+    assert (done["status"], done["rows"]) == ("done", total)
+    assert (done["created"], done["updated"], done["rejected"]) == (total - 11, 10, 1)
+    assert ClientModel.count() == total - 1
+    assert preview(api, {}) == total - 1
+    assert preview(api, {"codes": ["1"]}) == 0
+    assert preview(api, {"tags": ["old"]}) == 0
+    imported = [n for n in range(total) if n != 170]
+    for code in ("90", "91", "92"):
+        for tag in ("t0", "t1"):
+            expected = sum(1 for n in imported if f"9{n % 3}" == code and f"t{n % 2}" == tag)
+            assert preview(api, {"codes": [code], "tags": [tag]}) == expected
+
+
+def test_a_chunk_moving_more_counters_than_a_checkpoint_takes_is_checkpointed_in_parts(
+    api: Api, services: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every row its own code and tag: 3 counters each, and everyone's.
+    total = CHUNK_ROWS + 50
+    real_save = DynamoImports.save
+    moved: list[int] = []
+
+    def spy(self: DynamoImports, record: Any, now_ms: int, counts: Any = None) -> Any:
+        moved.append(len(counts or {}))
+        return real_save(self, record, now_ms, counts)
+
+    monkeypatch.setattr(DynamoImports, "save", spy)
+    body = HEADER + "".join(row(n, code=f"c{n}", tag=f"t{n}") for n in range(total))
+    result = run_import(api, services, body)
+    assert (result["status"], result["rows"], result["created"]) == ("done", total, total)
+    assert max(moved) <= CHECKPOINT_COUNTERS
+    assert sum(1 for n in moved if n) == -(-total // ((CHECKPOINT_COUNTERS - 1) // 3))
+    assert preview(api, {}) == total
+    assert all(preview(api, {"codes": [f"c{n}"], "tags": [f"t{n}"]}) == 1 for n in (0, 149))

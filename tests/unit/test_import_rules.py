@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import pytest
 
+from chalicelib.domain.audience import EVERYONE, CountKey
+from chalicelib.domain.clients import ClientProfile
 from chalicelib.domain.imports import (
+    CHECKPOINT_COUNTERS,
     Action,
     FileError,
     ImportStamp,
     check_header,
+    counted_prefix,
     decide,
     import_id_of_key,
     read_records,
+    row_deltas,
     split_lines,
 )
 
@@ -66,6 +71,51 @@ def test_what_a_row_does() -> None:
     assert (applied.action, applied.created) == (Action.APPLIED, True)
     duplicate = decide(7, 10, ImportStamp(7, 4, False), exists=True)
     assert (duplicate.action, duplicate.earlier_line) == (Action.DUPLICATE, 4)
+
+
+def test_a_row_over_a_later_uncounted_line_of_the_same_import_takes_its_place() -> None:
+    # Line 12 was written (and not counted: its chunk died before its checkpoint) after
+    # line 10 failed; line 10 applies now, as if line 12 had never been written.
+    later = ImportStamp(7, 12, False, before=("900", "old"))
+    decision = decide(7, 10, later, exists=True)
+    assert (decision.action, decision.replaces) == (Action.UPDATE, later)
+    # A stamp of an earlier version counted its own write: an ordinary update.
+    counted = ImportStamp(7, 12, True, deferred=False)
+    assert decide(7, 10, counted, exists=True) == decide(7, 10, None, exists=True)
+
+
+PROFILE = ClientProfile(phone="79001234567", code="905", tag="new", utc="UTC")
+
+
+def test_a_rows_counter_deltas_come_from_its_stamp() -> None:
+    assert row_deltas(ImportStamp(7, 10, True), PROFILE) == {
+        CountKey("905", "new"): 1,
+        CountKey("905", None): 1,
+        CountKey(None, "new"): 1,
+        EVERYONE: 1,
+    }
+    assert row_deltas(ImportStamp(7, 10, False, before=("900", "new")), PROFILE) == {
+        CountKey("905", "new"): 1,
+        CountKey("905", None): 1,
+        CountKey("900", "new"): -1,
+        CountKey("900", None): -1,
+    }
+    assert row_deltas(ImportStamp(7, 10, False, before=("905", "new")), PROFILE) == {}
+    # Written by an earlier version with its counters: nothing left to count.
+    assert row_deltas(ImportStamp(7, 10, True, deferred=False), PROFILE) == {}
+
+
+def test_a_checkpoint_counts_the_longest_first_part_whose_counters_fit() -> None:
+    def keys(n: int) -> list[CountKey]:
+        return [CountKey(f"c{n}", f"t{n}"), CountKey(f"c{n}", None), CountKey(None, f"t{n}")]
+
+    rows = [[*keys(n), EVERYONE] for n in range(50)]
+    fitting = (CHECKPOINT_COUNTERS - 1) // 3  # rows whose counters fit with EVERYONE
+    assert counted_prefix(rows) == fitting
+    assert counted_prefix(rows[:fitting]) == fitting
+    assert counted_prefix([[], *rows[:3], []]) == 5  # blank and rejected rows move none
+    assert counted_prefix([keys(1)], limit=2) == 1  # at least one record
+    assert counted_prefix([]) == 0
 
 
 def test_keys_of_import_files() -> None:
