@@ -46,6 +46,7 @@ Table names, region and endpoint are bound at run time by :func:`configure`.
 from __future__ import annotations
 
 import hashlib
+import threading
 from typing import Any
 
 from pynamodb.attributes import (
@@ -448,21 +449,27 @@ _TABLE_SETTING: dict[str, str] = {
 
 
 _transactions: Connection | None = None
+_transactions_built = threading.Lock()
 
 
 def transaction_connection() -> Connection:
-    """The one connection transactions use (a botocore client is costly to build)."""
+    """The one connection transactions use (a botocore client is costly to build). Its
+    client is built here, once: an import's threads (chalicelib/services/imports.py)
+    would otherwise each build one on their first transaction."""
     global _transactions  # noqa: PLW0603 - one client per container, like each model's
-    if _transactions is None:
-        meta = ClientModel.Meta
-        _transactions = Connection(
-            region=meta.region,
-            host=meta.host,
-            connect_timeout_seconds=meta.connect_timeout_seconds,
-            read_timeout_seconds=meta.read_timeout_seconds,
-            max_retry_attempts=meta.max_retry_attempts,
-        )
-    return _transactions
+    with _transactions_built:
+        if _transactions is None:
+            meta = ClientModel.Meta
+            connection = Connection(
+                region=meta.region,
+                host=meta.host,
+                connect_timeout_seconds=meta.connect_timeout_seconds,
+                read_timeout_seconds=meta.read_timeout_seconds,
+                max_retry_attempts=meta.max_retry_attempts,
+            )
+            connection.client  # noqa: B018 - built now, under the lock
+            _transactions = connection
+        return _transactions
 
 
 _bound: Settings | None = None
