@@ -389,6 +389,13 @@ class ImportClients(Protocol):
         """``count`` client ids for ``create``, taken in one write."""
         ...
 
+    def create_many(
+        self, rows: Sequence[tuple[ClientProfile, ImportStamp, int]], now: datetime
+    ) -> bool:
+        """New clients (at most 50: two items each), all or none in one transaction;
+        False when a phone was taken meanwhile (nothing written)."""
+        ...
+
     def create(
         self,
         profile: ClientProfile,

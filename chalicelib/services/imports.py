@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from itertools import islice
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import unquote_plus
 
 from chalicelib import logs
@@ -78,6 +78,10 @@ JOB_VERSION = 1
 # A chunk's phones applied at once (each row one transaction of its client and phone:
 # the rows of different phones share no item). Measured with bench/imports.py.
 IMPORT_THREADS = 8
+# New clients written in one transaction (two items each: DynamoDB takes 100).
+CREATES_AT_ONCE = 50
+ItemT = TypeVar("ItemT")
+ResultT = TypeVar("ResultT")
 
 
 class ImportJobs(Protocol):
@@ -300,21 +304,42 @@ class ImportService:
         found = self._clients.by_phones(list(by_phone)) if by_phone else {}
         new = [phone for phone in by_phone if phone not in found]
         ids = dict(zip(new, self._clients.new_ids(len(new)), strict=True)) if new else {}
+        # The new phones' first rows together, a transaction per CREATES_AT_ONCE; a
+        # transaction refused (a phone taken meanwhile) leaves its rows to the row path.
+        now = self._clock()
+        creates = [
+            (phone, ImportStamp(import_id, by_phone[phone][0][1], True), ids[phone])
+            for phone in new
+        ]
+        groups = [creates[i : i + CREATES_AT_ONCE] for i in range(0, len(creates), CREATES_AT_ONCE)]
+
+        def create_group(group: list[tuple[str, ImportStamp, int]]) -> list[str]:
+            rows = [(by_phone[phone][0][2], stamp, client_id) for phone, stamp, client_id in group]
+            return [phone for phone, _, _ in group] if self._clients.create_many(rows, now) else []
+
+        created = {phone for phones in self._each(create_group, groups) for phone in phones}
 
         def one_phone(phone: str) -> list[tuple[int, _Outcome]]:
-            return self._apply_phone(import_id, by_phone[phone], found.get(phone), ids.get(phone))
+            rows = by_phone[phone]
+            if phone in created:
+                (index, line, profile), *later = rows
+                applied = _Applied(True, row_deltas(ImportStamp(import_id, line, True), profile))
+                return [(index, applied)] + [(i, duplicate_error(n, line)) for i, n, _ in later]
+            return self._apply_phone(import_id, rows, found.get(phone), ids.get(phone))
 
-        if self._threads <= 1 or len(by_phone) <= 1:
-            applied = [one_phone(phone) for phone in by_phone]
-        else:
-            # Each phone's rows run in a copy of this thread's context (its log fields).
-            context = contextvars.copy_context()
-            with ThreadPoolExecutor(max_workers=min(self._threads, len(by_phone))) as pool:
-                applied = list(pool.map(lambda p: context.copy().run(one_phone, p), by_phone))
-        for rows in applied:
+        for rows in self._each(one_phone, list(by_phone)):
             for index, outcome in rows:
                 outcomes[index] = outcome
         return _tally(batch, outcomes)
+
+    def _each(self, work: Callable[[ItemT], ResultT], items: Sequence[ItemT]) -> list[ResultT]:
+        """``work`` on each item, ``threads`` at a time, each in a copy of this thread's
+        context (its log fields)."""
+        if self._threads <= 1 or len(items) <= 1:
+            return [work(item) for item in items]
+        context = contextvars.copy_context()
+        with ThreadPoolExecutor(max_workers=min(self._threads, len(items))) as pool:
+            return list(pool.map(lambda item: context.copy().run(work, item), items))
 
     def _apply_phone(
         self,

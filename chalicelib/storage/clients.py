@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, replace
 from datetime import datetime
 
@@ -124,6 +124,37 @@ def _counted_here(stamp: ImportStamp | None) -> bool:
     return stamp is None or not stamp.deferred
 
 
+# A transaction holds 100 items: a new client is two (the client, its phone's claim).
+CREATES_PER_TRANSACTION = 50
+
+
+def _new_item(
+    client_id: int, profile: ClientProfile, now: datetime, stamp: ImportStamp | None
+) -> ClientModel:
+    created = ClientModel(
+        id=client_id,
+        phone=profile.phone,
+        code=profile.code,
+        tag=profile.tag,
+        tag_key=tag_key(profile.tag),
+        utc=profile.utc,
+        created_at=now,
+        updated_at=now,
+    )
+    if stamp is not None:
+        _stamp(created, stamp)
+    return created
+
+
+def _add_new(tx: TransactWrite, item: ClientModel, profile: ClientProfile) -> None:
+    """A new client and its phone's claim, each only if free."""
+    tx.save(item, condition=ClientModel.id.does_not_exist())
+    tx.save(
+        PhoneModel(profile.phone, client_id=int(item.id)),
+        condition=PhoneModel.phone.does_not_exist(),
+    )
+
+
 def client_of(item: ClientModel) -> Client:
     return Client(
         id=int(item.id),
@@ -159,6 +190,27 @@ class DynamoClients:
         """Client ids for ``create``, taken together (one write for a chunk's new rows)."""
         return take_ids("clients", count)
 
+    def create_many(
+        self, rows: Sequence[tuple[ClientProfile, ImportStamp, int]], now: datetime
+    ) -> bool:
+        """Import rows creating clients (each with its stamp and one of ``new_ids``), in
+        one transaction: False, nothing written, if any phone is taken meanwhile (the
+        caller applies them one by one). Their counters are the checkpoint's."""
+        if len(rows) > CREATES_PER_TRANSACTION:
+            raise ValueError("too many rows for one transaction")
+
+        def write(tx: TransactWrite) -> None:
+            for profile, stamp, client_id in rows:
+                _add_new(tx, _new_item(client_id, profile, now, stamp), profile)
+
+        try:
+            transact(write)
+        except TransactWriteError as error:
+            if any(_failed_items(error)):
+                return False
+            raise
+        return True
+
     def create(
         self,
         profile: ClientProfile,
@@ -168,30 +220,13 @@ class DynamoClients:
     ) -> Client:
         """``stamp``: the import row that creates it, written with it (see by_phones).
         ``client_id``: one of ``new_ids`` not used yet (else one is taken here)."""
-        if client_id is None:
-            client_id = next_id("clients")
+        new_id = next_id("clients") if client_id is None else client_id
 
         def item() -> ClientModel:
-            created = ClientModel(
-                id=client_id,
-                phone=profile.phone,
-                code=profile.code,
-                tag=profile.tag,
-                tag_key=tag_key(profile.tag),
-                utc=profile.utc,
-                created_at=now,
-                updated_at=now,
-            )
-            if stamp is not None:
-                _stamp(created, stamp)
-            return created
+            return _new_item(new_id, profile, now, stamp)
 
         def write(tx: TransactWrite) -> None:
-            tx.save(item(), condition=ClientModel.id.does_not_exist())
-            tx.save(
-                PhoneModel(profile.phone, client_id=client_id),
-                condition=PhoneModel.phone.does_not_exist(),
-            )
+            _add_new(tx, item(), profile)
             if _counted_here(stamp):
                 _count(tx, None, profile)
 

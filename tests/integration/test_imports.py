@@ -450,13 +450,15 @@ def test_a_crash_in_the_middle_of_a_parallel_chunk_counts_each_row_once_when_rep
     lines[170] = "broken\n"
     created = start(api)
     put(created["upload_url"], HEADER + "".join(lines))
-    real_create, real_save = DynamoClients.create, DynamoImports.save
+    real_create, real_save = DynamoClients.create_many, DynamoImports.save
     creates, lock = [0], threading.Lock()
 
-    def dies_at_the_150th_create(self: DynamoClients, *args: Any, **kwargs: Any) -> Any:
+    def dies_in_chunk_2s_creates(self: DynamoClients, *args: Any, **kwargs: Any) -> Any:
+        # Chunk 1's new clients are 2 transactions, chunk 2's 2 more, side by side: one
+        # of those dies, the other writes its clients.
         with lock:
             creates[0] += 1
-            dies = creates[0] == 150
+            dies = creates[0] == 2 + 2
         if dies:
             raise TimeoutError("the invocation died here")
         return real_create(self, *args, **kwargs)
@@ -468,14 +470,14 @@ def test_a_crash_in_the_middle_of_a_parallel_chunk_counts_each_row_once_when_rep
             raise TimeoutError("the invocation died here")
         return real_save(self, record, now_ms, counts)
 
-    monkeypatch.setattr(DynamoClients, "create", dies_at_the_150th_create)
+    monkeypatch.setattr(DynamoClients, "create_many", dies_in_chunk_2s_creates)
     with pytest.raises(TimeoutError):
         services.imports.run(created["id"], budget_seconds=300)
     # Chunk 1 is counted; chunk 2's rows written so far are not: they count with its
     # checkpoint.
-    assert 1 + CHUNK_ROWS + 10 < ClientModel.count() < 2 * CHUNK_ROWS
+    assert CHUNK_ROWS + 10 + 30 < ClientModel.count() < 2 * CHUNK_ROWS - 30
     assert preview(api, {}) == CHUNK_ROWS + 10
-    monkeypatch.setattr(DynamoClients, "create", real_create)
+    monkeypatch.setattr(DynamoClients, "create_many", real_create)
     monkeypatch.setattr(DynamoImports, "save", dies_at_chunk_2s_checkpoint)
     with pytest.raises(TimeoutError):
         services.imports.run(created["id"], budget_seconds=300)
@@ -518,3 +520,30 @@ def test_a_chunk_moving_more_counters_than_a_checkpoint_takes_is_checkpointed_in
     assert sum(1 for n in moved if n) == -(-total // ((CHECKPOINT_COUNTERS - 1) // 3))
     assert preview(api, {}) == total
     assert all(preview(api, {"codes": [f"c{n}"], "tags": [f"t{n}"]}) == 1 for n in (0, 149))
+
+
+def test_a_phone_claimed_while_its_chunk_is_written_sends_the_chunks_creates_one_by_one(
+    api: Api, services: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The API creates a client with one of the file's new phones just before the chunk's
+    # new clients are written together: that transaction is refused, its rows go one by
+    # one, and that row updates the API's client.
+    real_create = DynamoClients.create_many
+    refused: list[bool] = []
+
+    def api_first(self: DynamoClients, rows: Any, now: Any) -> bool:
+        if not refused:
+            body = {"phone": row(5)[:11], "code": "1", "tag": "api", "utc": "UTC"}
+            assert api.post("/api/clients/", body).status_code == 201
+        refused.append(not real_create(self, rows, now))
+        return not refused[-1]
+
+    monkeypatch.setattr(DynamoClients, "create_many", api_first)
+    result = run_import(api, services, HEADER + "".join(row(n, code="900") for n in range(40)))
+    assert refused == [True]  # 40 new clients: one transaction
+    assert (result["created"], result["updated"], result["rejected"]) == (39, 1, 0)
+    assert clients(api)[row(5)[:11]]["code"] == "900"
+    assert ClientModel.count() == 40
+    assert preview(api, {}) == 40
+    assert preview(api, {"codes": ["1"]}) == 0
+    assert preview(api, {"codes": ["900"]}) == 40
