@@ -42,6 +42,9 @@ PRICE_S3_GET = 0.0004 / 1000
 PRICE_S3_PUT = 0.005 / 1000
 IMPORT_MEMORY_GB = 512 / 1024  # .chalice/config.json, import_files
 IMPORT_TIMEOUT_SECONDS = 300  # the same
+# Lambda gives a function one vCPU's worth of CPU at 1,769 MB and a share in proportion
+# below (Lambda developer guide, "Configuring Lambda function memory").
+FULL_VCPU_MB = 1769
 # Lambda's SQS mapping receives and deletes each job: two SQS requests per invocation
 # besides the sends the code makes (counted).
 MAPPING_SQS_REQUESTS = 2
@@ -71,6 +74,12 @@ class ImportResult:
     def rate(self) -> float:
         """Rows per second on AWS, per the model."""
         return self.rows / self.modelled_seconds
+
+    @property
+    def slow_rate(self) -> float:
+        """The same, the CPU time stretched to the function's share of a vCPU."""
+        stretch = FULL_VCPU_MB / (IMPORT_MEMORY_GB * 1024)
+        return self.rows / (self.modelled_seconds + self.cpu_seconds * (stretch - 1))
 
     def per_thousand(self, n: float) -> float:
         return n * 1000 / self.rows
@@ -290,6 +299,10 @@ def report(result: ImportResult) -> list[str]:
         f"{result.aws_rounds / result.rows:.2f} sequential round trips per row; "
         f"{result.invocations} invocation(s) of {IMPORT_TIMEOUT_SECONDS} s at most; "
         f"100,000 rows in {100_000 / result.rate / 60:.1f} min",
+        f"  with Lambda's CPU share at {IMPORT_MEMORY_GB * 1024:.0f} MB "
+        f"({IMPORT_MEMORY_GB * 1024:.0f}/{FULL_VCPU_MB} of a vCPU: the CPU time x"
+        f"{FULL_VCPU_MB / (IMPORT_MEMORY_GB * 1024):.2f}): {result.slow_rate:.0f} rows/s, "
+        f"100,000 rows in {100_000 / result.slow_rate / 60:.1f} min",
         f"on the emulator: {result.wall_seconds:.1f} s wall, "
         f"{result.rows / result.wall_seconds:.0f} rows/s (CPU {result.cpu_seconds:.1f} s here)",
         f"AWS requests per 1,000 rows: {k(sum(result.requests.values())):.0f}; by operation: "
