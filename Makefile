@@ -56,7 +56,8 @@ test: lint typecheck browser
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not e2e"
 	$(BIN)/python -m pytest -m e2e
 
-## Every benchmark (throughput, AWS requests per message, fan-out, stats, cold start).
+## Every benchmark (throughput, AWS requests per message, fan-out, stats, cold start,
+## rate limits, bulk import).
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
 
