@@ -99,6 +99,9 @@ class S3ImportFiles:
         )
 
     def etag(self, key: str) -> str | None:
+        # A missing key answers 404 because the import function may list imports/
+        # (.chalice/policy-import-files.json); without that grant S3 answers 403, which
+        # is a refusal like any other and raises.
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=key)
         except ClientError as error:

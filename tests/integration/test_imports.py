@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import requests
+from botocore.exceptions import ClientError
 
 import app as app_module
 from chalicelib.domain.imports import CHUNK_ROWS
@@ -409,3 +410,40 @@ def test_queue_messages_that_name_no_import_are_dropped(services: Any) -> None:
     for body in ("not json", "[]", '{"Records": [{"s3": {}}]}', '{"Event": "s3:TestEvent"}'):
         handle(body, 1.0)
     assert queued(services) == []
+
+
+# --- a file gone --------------------------------------------------------------------------
+
+
+def test_a_job_redriven_after_the_lifecycle_removed_its_file_fails_the_import(
+    api: Api, services: Any
+) -> None:
+    created = start(api)
+    put(created["upload_url"], HEADER + "".join(row(n) for n in range(2 * CHUNK_ROWS)))
+    services.imports.run(created["id"], budget_seconds=0)  # a chunk, its next job queued
+    files = services.import_files
+    files.client.delete_object(Bucket=files.bucket, Key=f"imports/{created['id']}.csv")
+    assert drain(services) == 1
+    result = status(api, created["id"])
+    assert (result["status"], result["rows"]) == ("failed", CHUNK_ROWS)
+    assert "removed" in result["errors"][-1]["message"]
+
+
+def test_a_refused_read_is_not_taken_for_a_missing_file(
+    api: Api, services: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # S3 answers 403 for a missing key to a caller that may not list it: the import
+    # function may list imports/ (tests/infra checks the grant), so a 403 is a refusal,
+    # raised (the job goes back to the queue, then the dead-letter queue and its alarm).
+    created = start(api)
+    put(created["upload_url"], HEADER + row(1))
+    files = services.import_files
+    denied = ClientError({"Error": {"Code": "403", "Message": "Forbidden"}}, "HeadObject")
+
+    def refuse(**_: Any) -> Any:
+        raise denied
+
+    monkeypatch.setattr(files.client, "head_object", refuse)
+    with pytest.raises(ClientError):
+        services.imports.run(created["id"], budget_seconds=300)
+    assert status(api, created["id"])["status"] == "waiting_upload"
