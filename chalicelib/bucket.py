@@ -98,7 +98,7 @@ class S3ImportFiles:
             )
         )
 
-    def etag(self, key: str) -> str | None:
+    def head(self, key: str) -> tuple[str, int] | None:
         # A missing key answers 404 because the import function may list imports/
         # (.chalice/policy-import-files.json); without that grant S3 answers 403, which
         # is a refusal like any other and raises.
@@ -108,7 +108,7 @@ class S3ImportFiles:
             if _code(error) in NOT_FOUND:
                 return None
             raise
-        return str(head["ETag"])
+        return str(head["ETag"]), int(head["ContentLength"])
 
     def chunks(self, key: str, etag: str, offset: int) -> Iterator[bytes]:
         """A ranged GET from ``offset``, conditional on the ETag the import started with:

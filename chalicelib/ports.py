@@ -418,8 +418,8 @@ class ImportFiles(Protocol):
 
     def download_url(self, key: str, expires_seconds: int) -> str: ...
 
-    def etag(self, key: str) -> str | None:
-        """The object's ETag, None when there is no such object."""
+    def head(self, key: str) -> tuple[str, int] | None:
+        """The object's ETag and size in bytes, None when there is no such object."""
         ...
 
     def chunks(self, key: str, etag: str, offset: int) -> Iterator[bytes]:

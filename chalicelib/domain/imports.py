@@ -35,6 +35,17 @@ MAX_LINE_BYTES = 1 << 20
 # The csv module's own limit per field; a client's longest field (a tag) is 2,000.
 FIELD_LIMIT = 64 * 1024
 UTF8_BOM = b"\xef\xbb\xbf"
+# The largest file an import reads (Settings.import_max_bytes, IMPORT_MAX_BYTES): the
+# pre-signed PUT cannot bound what is sent to it, so a bigger file is refused when its
+# import starts, before a row is read. 100 MiB is about 3 million rows of a short tag
+# (35 bytes: "79001234567,900,vip,Europe/Moscow"), 50,000 of the longest (2,000).
+MAX_FILE_BYTES = 100 * 1024 * 1024
+# An import never uploaded is answered `failed` once its upload URL has expired and
+# this much more has passed (a PUT begun just before the expiry, its event on its way).
+UPLOAD_GRACE_SECONDS = 15 * 60
+# Import records expire (the counters table's TTL on ``expires_at``) this long after
+# their last change, as their file and report do in the bucket (infra/template.yaml).
+KEEP_DAYS = 7
 
 
 class ImportStatus(StrEnum):
@@ -114,6 +125,29 @@ class ImportRecord:
     etag: str | None = None  # the file's, read when the import started
     report_key: str | None = None  # the full error report, once done with rejections
     version: int = 0  # moved by every write; each write is conditional on it
+
+
+def too_large(size: int, limit: int) -> str | None:
+    """Why a file of ``size`` bytes is refused (None if it is not)."""
+    if size <= limit:
+        return None
+    return (
+        f"the file is {size:,} bytes, over the limit of {limit:,} bytes: "
+        "split it into several imports"
+    )
+
+
+def never_uploaded(record: ImportRecord, now_ms: int, url_seconds: int) -> ImportRecord:
+    """The record as it is answered: an import still waiting for its file once its
+    upload URL (``url_seconds`` from its creation) has expired, plus the grace, is
+    ``failed``, computed on read (no sweep), and its runner fails it the same way if a
+    late event still comes."""
+    deadline = record.created_at_ms + (url_seconds + UPLOAD_GRACE_SECONDS) * 1000
+    if record.status is not ImportStatus.WAITING_UPLOAD or now_ms < deadline:
+        return record
+    error = RowError(1, "file", "no file was uploaded before the upload URL expired")
+    progress = replace(record.progress, errors=(error,))
+    return replace(record, status=ImportStatus.FAILED, progress=progress)
 
 
 def file_key(import_id: int) -> str:

@@ -27,6 +27,7 @@ from chalicelib.domain.imports import (
     CHUNK_ROWS,
     ERRORS_KEPT,
     FINAL,
+    MAX_FILE_BYTES,
     REPORT_HEADER,
     Action,
     ChunkResult,
@@ -42,12 +43,14 @@ from chalicelib.domain.imports import (
     duplicate_error,
     file_key,
     import_id_of_key,
+    never_uploaded,
     read_records,
     report_key,
     report_lines,
     report_part_key,
     row_values,
     split_lines,
+    too_large,
 )
 from chalicelib.errors import NotFound, ValidationFailed
 from chalicelib.ports import (
@@ -125,6 +128,7 @@ class ImportService:
         jobs: ImportJobs,
         bucket: str,
         url_seconds: int,
+        max_bytes: int = MAX_FILE_BYTES,
         chunk_rows: int = CHUNK_ROWS,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -135,6 +139,7 @@ class ImportService:
         self._jobs = jobs
         self._bucket = bucket
         self._url_seconds = url_seconds
+        self._max_bytes = max_bytes
         self._chunk_rows = chunk_rows
         self._monotonic = monotonic
 
@@ -162,6 +167,7 @@ class ImportService:
         record = self._imports.get(import_id)
         if record is None:
             raise NotFound(f"Import {import_id} does not exist.")
+        record = never_uploaded(record, self._now_ms(), self._url_seconds)
         url = None
         if record.report_key is not None:
             url = self._files.download_url(record.report_key, self._url_seconds)
@@ -229,17 +235,35 @@ class ImportService:
             )
             return None
         if record.status is ImportStatus.WAITING_UPLOAD:
-            etag = self._files.etag(record.key)
-            if etag is None:
-                log.info("import has no file yet", extra={"import_id": import_id})
-                return None
-            try:
-                record = self._imports.save(
-                    replace(record, status=ImportStatus.RUNNING, etag=etag), self._now_ms()
-                )
-            except StaleImport:
-                return self._start(import_id)  # started by another event meanwhile
-            log.info("import started", extra={"import_id": import_id})
+            return self._begin(record)
+        return record
+
+    def _begin(self, record: ImportRecord) -> ImportRecord | None:
+        """A waiting import whose file's event came: running, or failed (its upload URL
+        long expired, or the file too large), or still waiting (no file yet)."""
+        expired = never_uploaded(record, self._now_ms(), self._url_seconds)
+        if expired.status is ImportStatus.FAILED:  # a late event: failed as answered
+            self._fail(record, expired.progress.errors[-1])
+            return None
+        head = self._files.head(record.key)
+        if head is None:
+            log.info("import has no file yet", extra={"import_id": record.id})
+            return None
+        etag, size = head
+        record = replace(record, etag=etag)
+        refused = too_large(size, self._max_bytes)
+        if refused is not None:
+            # Failed before a row is read; the file stays until the bucket's lifecycle
+            # removes it, as any other import's does.
+            self._fail(record, RowError(1, "file", refused))
+            return None
+        try:
+            record = self._imports.save(
+                replace(record, status=ImportStatus.RUNNING), self._now_ms()
+            )
+        except StaleImport:
+            return self._start(record.id)  # started by another event meanwhile
+        log.info("import started", extra={"import_id": record.id, "bytes": size})
         return record
 
     def _records(self, record: ImportRecord) -> Iterator[Record]:

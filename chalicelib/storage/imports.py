@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.expressions.update import Action
 
-from chalicelib.domain.imports import ImportRecord, ImportStatus, Progress, RowError
+from chalicelib.domain.imports import KEEP_DAYS, ImportRecord, ImportStatus, Progress, RowError
 from chalicelib.ports import StaleImport
 from chalicelib.storage.ids import next_id
 from chalicelib.storage.models import ImportModel
@@ -55,6 +56,11 @@ def record_of(item: ImportModel) -> ImportRecord:
     )
 
 
+def _expires(now_ms: int) -> datetime:
+    """The record's TTL: KEEP_DAYS after its last change, as its file and report."""
+    return datetime.fromtimestamp(now_ms / 1000, UTC) + timedelta(days=KEEP_DAYS)
+
+
 def _conditional(error: Exception) -> bool:
     cause: Any = getattr(error, "cause_response_code", None)
     return bool(cause == CONDITIONAL_CHECK_FAILED)
@@ -75,6 +81,7 @@ class DynamoImports:
             updated_ms=record.updated_at_ms,
             progress=progress_json(record.progress),
             version=record.version,
+            expires_at=_expires(record.updated_at_ms),
         )
         item.save(condition=ImportModel.name.does_not_exist())
 
@@ -94,6 +101,7 @@ class DynamoImports:
             ImportModel.progress.set(progress_json(saved.progress)),
             ImportModel.updated_ms.set(now_ms),
             ImportModel.version.set(saved.version),
+            ImportModel.expires_at.set(_expires(now_ms)),
         ]
         if saved.etag is not None:
             actions.append(ImportModel.etag.set(saved.etag))

@@ -6,6 +6,7 @@ mapping would hand them."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -13,10 +14,10 @@ import requests
 from botocore.exceptions import ClientError
 
 import app as app_module
-from chalicelib.domain.imports import CHUNK_ROWS
+from chalicelib.domain.imports import CHUNK_ROWS, KEEP_DAYS, UPLOAD_GRACE_SECONDS
 from chalicelib.ports import StaleImport
 from chalicelib.storage.imports import DynamoImports
-from chalicelib.storage.models import ClientModel, PhoneModel
+from chalicelib.storage.models import ClientModel, ImportModel, PhoneModel
 from local.lambda_runner import LambdaContext, sqs_event
 from tests.conftest import Api
 
@@ -410,6 +411,63 @@ def test_queue_messages_that_name_no_import_are_dropped(services: Any) -> None:
     for body in ("not json", "[]", '{"Records": [{"s3": {}}]}', '{"Event": "s3:TestEvent"}'):
         handle(body, 1.0)
     assert queued(services) == []
+
+
+# --- limits: a file too large, an import never uploaded, the records' TTL --------------
+
+
+def test_a_file_over_the_size_limit_fails_the_import_before_any_row(
+    api: Api, services: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Anyone holding the upload URL may PUT up to S3's 5 GB: the import reads the size
+    # first and refuses what is over the limit, leaving the file to the lifecycle.
+    body = HEADER + "".join(row(n) for n in range(10))
+    monkeypatch.setattr(services.imports, "_max_bytes", len(body) - 1)
+    created = start(api)
+    put(created["upload_url"], body)
+    drain(services)
+    result = status(api, created["id"])
+    assert (result["status"], result["rows"]) == ("failed", 0)
+    [error] = result["errors"]
+    assert (error["line"], error["field"]) == (1, "file")
+    assert f"{len(body):,} bytes, over the limit of {len(body) - 1:,}" in error["message"]
+    assert ClientModel.count() == 0
+    files = services.import_files
+    assert files.head(f"imports/{created['id']}.csv") is not None  # nothing deleted
+    monkeypatch.setattr(services.imports, "_max_bytes", len(body))
+    assert run_import(api, services, body)["created"] == 10  # at the limit: read
+
+
+def test_an_import_never_uploaded_answers_failed_once_its_url_expired(
+    api: Api, services: Any, clock: Any
+) -> None:
+    created = start(api)
+    url_seconds = services.settings.import_url_seconds
+    clock.advance(seconds=url_seconds + UPLOAD_GRACE_SECONDS - 1)
+    assert status(api, created["id"])["status"] == "waiting_upload"
+    clock.advance(seconds=1)
+    result = status(api, created["id"])
+    assert (result["status"], result["rows"]) == ("failed", 0)
+    [error] = result["errors"]
+    assert (error["field"], error["line"]) == ("file", 1)
+    assert "upload URL expired" in error["message"]
+    # A late event finds it failed as answered, and writes it so.
+    services.imports.run(created["id"], budget_seconds=300)
+    stored = DynamoImports().get(created["id"])
+    assert stored is not None and stored.status.value == "failed"
+
+
+def test_import_records_expire_through_the_ttl_a_week_after_their_last_change(
+    api: Api, services: Any, clock: Any
+) -> None:
+    created = start(api)
+    name = f"import#{created['id']}"
+    first = ImportModel.get(name).expires_at
+    assert first == clock.now + timedelta(days=KEEP_DAYS)
+    clock.advance(seconds=60)
+    put(created["upload_url"], HEADER + row(1))
+    drain(services)
+    assert ImportModel.get(name).expires_at == clock.now + timedelta(days=KEEP_DAYS)
 
 
 # --- a file gone --------------------------------------------------------------------------

@@ -3,17 +3,24 @@ byte offsets the checkpoint keeps, the header, and what to do with a row."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from chalicelib.domain.imports import (
+    UPLOAD_GRACE_SECONDS,
     Action,
     FileError,
+    ImportRecord,
     ImportStamp,
+    ImportStatus,
     check_header,
     decide,
     import_id_of_key,
+    never_uploaded,
     read_records,
     split_lines,
+    too_large,
 )
 
 FILE = b'\xef\xbb\xbfphone,code\r\n1,"two\nlines"\n\n3,x\xff\n4,end'
@@ -72,3 +79,21 @@ def test_keys_of_import_files() -> None:
     assert import_id_of_key("imports/12.csv") == 12
     for key in ("reports/12-errors.csv", "imports/x.csv", "imports/12", "imports/.csv"):
         assert import_id_of_key(key) is None
+
+
+def test_a_file_over_the_limit_is_refused_with_its_size() -> None:
+    assert too_large(100, 100) is None
+    reason = too_large(104_857_601, 104_857_600)
+    assert reason is not None
+    assert "104,857,601 bytes, over the limit of 104,857,600" in reason
+
+
+def test_an_import_never_uploaded_is_failed_once_its_url_and_the_grace_are_over() -> None:
+    waiting = ImportRecord(1, ImportStatus.WAITING_UPLOAD, "imports/1.csv", 0, 0)
+    deadline = (3600 + UPLOAD_GRACE_SECONDS) * 1000
+    assert never_uploaded(waiting, deadline - 1, 3600) is waiting
+    failed = never_uploaded(waiting, deadline, 3600)
+    assert failed.status is ImportStatus.FAILED
+    assert [(e.line, e.field) for e in failed.progress.errors] == [(1, "file")]
+    running = replace(waiting, status=ImportStatus.RUNNING)
+    assert never_uploaded(running, deadline * 10, 3600) is running
