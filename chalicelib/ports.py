@@ -429,12 +429,20 @@ class ImportFiles(Protocol):
 
     def put(self, key: str, body: bytes) -> None: ...
 
-    def concatenate(self, keys: Sequence[str], head: bytes, target: str) -> None:
-        """Write ``head`` then the objects ``keys`` in order to ``target``, streamed."""
+    def read(self, key: str) -> bytes:
+        """A small object's bytes (a report part)."""
         ...
 
-    def keys(self, prefix: str) -> list[str]:
-        """The keys under ``prefix``, in key order."""
+    def start_upload(self, key: str) -> str:
+        """A new multipart upload's id."""
+        ...
+
+    def upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> str:
+        """The part's ETag; PartsLost if the upload is gone."""
+        ...
+
+    def complete_upload(self, key: str, upload_id: str, parts: Sequence[Part]) -> None:
+        """PartsLost if the upload is gone or a part is not the one named."""
         ...
 
 

@@ -90,9 +90,24 @@ class Progress:
     rejected: int = 0
     errors: tuple[RowError, ...] = ()  # the first ERRORS_KEPT
     columns: tuple[str, ...] = ()  # the header's order; () until it is read
+    # The chunks applied, and (a bit each, as hex) those with rejected rows: the report
+    # joins the parts of exactly these, so a part left by an attempt whose checkpoint
+    # was never written (its chunk applied again without errors) is never read.
+    chunks: int = 0
+    error_chunks: str = "0"
+    # The report's join, once the file is read to its end: the chunks joined into the
+    # parts uploaded so far, the multipart upload and its parts' ETags (part n is
+    # ``report_parts[n - 1]``), so that a join longer than an invocation carries on.
+    ended: bool = False
+    joined: int = 0
+    upload: str | None = None
+    report_parts: tuple[str, ...] = ()
 
     def after(self, chunk: ChunkResult) -> Progress:
         kept = (self.errors + tuple(chunk.errors))[:ERRORS_KEPT]
+        mask = int(self.error_chunks, 16)
+        if chunk.errors:
+            mask |= 1 << self.chunks
         return replace(
             self,
             offset=chunk.end_offset,
@@ -102,7 +117,19 @@ class Progress:
             updated=self.updated + chunk.updated,
             rejected=self.rejected + len(chunk.errors),
             errors=kept,
+            chunks=self.chunks + 1,
+            error_chunks=f"{mask:x}",
         )
+
+    def parts_to_join(self) -> Iterator[int]:
+        """The chunks with rejected rows not joined yet, in the file's order."""
+        mask = int(self.error_chunks, 16) >> self.joined
+        chunk = self.joined
+        while mask:
+            if mask & 1:
+                yield chunk
+            mask >>= 1
+            chunk += 1
 
 
 @dataclass
@@ -158,10 +185,10 @@ def report_key(import_id: int) -> str:
     return f"reports/{import_id}-errors.csv"
 
 
-def report_part_key(import_id: int, offset: int) -> str:
-    """A chunk's rejected rows, named by where the chunk starts: a chunk applied again
-    writes the same part; the parts, listed in key order, are the file's order."""
-    return f"reports/{import_id}/part-{offset:015d}.csv"
+def report_part_key(import_id: int, chunk: int) -> str:
+    """A chunk's rejected rows, named by the chunk's number (the checkpoint's ``chunks``
+    when it is read): a chunk applied again writes the same part."""
+    return f"reports/{import_id}/part-{chunk:08d}.csv"
 
 
 def import_id_of_key(key: str) -> int | None:

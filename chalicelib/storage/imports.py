@@ -38,6 +38,7 @@ def progress_of(text: str | None) -> Progress:
             **data,
             "errors": tuple(RowError(**error) for error in data.get("errors", [])),
             "columns": tuple(data.get("columns", [])),
+            "report_parts": tuple(data.get("report_parts", [])),
         }
     )
 

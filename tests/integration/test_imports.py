@@ -5,6 +5,7 @@ mapping would hand them."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -14,7 +15,7 @@ import requests
 from botocore.exceptions import ClientError
 
 import app as app_module
-from chalicelib.domain.imports import CHUNK_ROWS, KEEP_DAYS, UPLOAD_GRACE_SECONDS
+from chalicelib.domain.imports import CHUNK_ROWS, KEEP_DAYS, UPLOAD_GRACE_SECONDS, RowError
 from chalicelib.ports import StaleImport
 from chalicelib.storage.imports import DynamoImports
 from chalicelib.storage.models import ClientModel, ImportModel, PhoneModel
@@ -413,7 +414,7 @@ def test_queue_messages_that_name_no_import_are_dropped(services: Any) -> None:
     assert queued(services) == []
 
 
-# --- limits: a file too large, an import never uploaded, the records' TTL --------------
+# --- hardening: a file too large, an import never uploaded, a file gone ---------------
 
 
 def test_a_file_over_the_size_limit_fails_the_import_before_any_row(
@@ -470,9 +471,6 @@ def test_import_records_expire_through_the_ttl_a_week_after_their_last_change(
     assert ImportModel.get(name).expires_at == clock.now + timedelta(days=KEEP_DAYS)
 
 
-# --- a file gone --------------------------------------------------------------------------
-
-
 def test_a_job_redriven_after_the_lifecycle_removed_its_file_fails_the_import(
     api: Api, services: Any
 ) -> None:
@@ -505,3 +503,84 @@ def test_a_refused_read_is_not_taken_for_a_missing_file(
     with pytest.raises(ClientError):
         services.imports.run(created["id"], budget_seconds=300)
     assert status(api, created["id"])["status"] == "waiting_upload"
+
+
+def test_a_stale_report_part_of_a_retried_chunk_without_errors_is_not_joined(
+    api: Api, services: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Chunk 2's first attempt rejects a row (a client that kept changing, say), writes
+    # its report part, then dies before its checkpoint; applied again it has no errors.
+    total = 2 * CHUNK_ROWS + 50
+    lines = [row(n) for n in range(total)]
+    lines[10] = "broken\n"  # chunk 1: a real rejection, in the report
+    created = start(api)
+    put(created["upload_url"], HEADER + "".join(lines))
+    real_apply, real_save = services.imports._apply, DynamoImports.save
+    attempts: list[int] = []
+
+    def flaky_apply(import_id: int, columns: Any, batch: Any) -> Any:
+        result = real_apply(import_id, columns, batch)
+        attempts.append(batch[0].line)
+        if attempts.count(batch[0].line) == 1 and batch[0].line == CHUNK_ROWS + 2:
+            result.errors.append(RowError(batch[0].line, "phone", "transient"))
+        return result
+
+    def crash_once(self: DynamoImports, record: Any, now_ms: int) -> Any:
+        if record.progress.line == 2 * CHUNK_ROWS + 1 and attempts.count(CHUNK_ROWS + 2) == 1:
+            raise TimeoutError("the invocation died here")
+        return real_save(self, record, now_ms)
+
+    monkeypatch.setattr(services.imports, "_apply", flaky_apply)
+    monkeypatch.setattr(DynamoImports, "save", crash_once)
+    with pytest.raises(TimeoutError):
+        services.imports.run(created["id"], budget_seconds=300)
+    services.imports.run(created["id"], budget_seconds=300)  # the job comes back
+    done = status(api, created["id"])
+    assert (done["status"], done["rejected"]) == ("done", 1)
+    report = requests.get(done["error_report_url"], timeout=10).text.splitlines()
+    assert report[1:] == ['12,line,"has 1 values, the header has 4"']
+
+
+def test_a_long_report_is_joined_a_part_an_invocation_each_checkpointed(
+    api: Api, services: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every row rejected: the report's parts are read and uploaded in parts of a
+    # multipart upload, the import's time running out after each (its next job queued).
+    monkeypatch.setattr("moto.s3.models.S3_UPLOAD_PART_MIN_SIZE", 64)
+    monkeypatch.setattr(services.imports, "_part_bytes", 9000)
+    body = HEADER + "".join(f"7{n:03d},900,,UTC\n" for n in range(6 * CHUNK_ROWS))
+    monkeypatch.setattr(services.imports, "_monotonic", itertools.count(step=3600).__next__)
+    created = start(api)
+    put(created["upload_url"], body)
+    # The event and 5 jobs: a chunk each; then 3 jobs: a report part of 2 chunks' each;
+    # then the last: the upload completed.
+    assert drain(services) == 1 + 5 + 3 + 1
+    done = status(api, created["id"])
+    assert (done["status"], done["rejected"]) == ("done", 6 * CHUNK_ROWS)
+    record = DynamoImports().get(created["id"])
+    assert record is not None and len(record.progress.report_parts) == 3
+    report = requests.get(done["error_report_url"], timeout=10).text.splitlines()
+    assert report[0] == "line,field,message"
+    assert [int(line.split(",")[0]) for line in report[1:]] == list(range(2, 6 * CHUNK_ROWS + 2))
+
+
+def test_a_report_upload_lost_midway_is_joined_again_from_the_start(
+    api: Api, services: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("moto.s3.models.S3_UPLOAD_PART_MIN_SIZE", 64)
+    monkeypatch.setattr(services.imports, "_part_bytes", 9000)
+    body = HEADER + "".join(f"7{n:03d},900,,UTC\n" for n in range(4 * CHUNK_ROWS))
+    created = start(api)
+    put(created["upload_url"], body)
+    services.imports.run(created["id"], budget_seconds=0)  # first chunk
+    monkeypatch.setattr(services.imports, "_monotonic", itertools.count(step=0).__next__)
+    services.imports.run(created["id"], budget_seconds=300)
+    record = DynamoImports().get(created["id"])
+    assert record is not None and record.progress.upload is not None
+    files = services.import_files
+    files.abort_upload(f"reports/{created['id']}-errors.csv", record.progress.upload)
+    drain(services)
+    done = status(api, created["id"])
+    assert done["status"] == "done"
+    report = requests.get(done["error_report_url"], timeout=10).text.splitlines()
+    assert [int(line.split(",")[0]) for line in report[1:]] == list(range(2, 4 * CHUNK_ROWS + 2))

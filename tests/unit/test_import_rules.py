@@ -10,15 +10,19 @@ import pytest
 from chalicelib.domain.imports import (
     UPLOAD_GRACE_SECONDS,
     Action,
+    ChunkResult,
     FileError,
     ImportRecord,
     ImportStamp,
     ImportStatus,
+    Progress,
+    RowError,
     check_header,
     decide,
     import_id_of_key,
     never_uploaded,
     read_records,
+    report_part_key,
     split_lines,
     too_large,
 )
@@ -97,3 +101,18 @@ def test_an_import_never_uploaded_is_failed_once_its_url_and_the_grace_are_over(
     assert [(e.line, e.field) for e in failed.progress.errors] == [(1, "file")]
     running = replace(waiting, status=ImportStatus.RUNNING)
     assert never_uploaded(running, deadline * 10, 3600) is running
+
+
+def test_the_checkpoint_names_exactly_the_chunks_with_rejected_rows() -> None:
+    progress = Progress()
+    for errors in ([], [RowError(2, "phone", "x")], [], [], [RowError(9, "line", "y")]):
+        progress = progress.after(ChunkResult(end_offset=0, end_line=0, errors=list(errors)))
+    assert progress.chunks == 5
+    assert list(progress.parts_to_join()) == [1, 4]
+    assert list(replace(progress, joined=2).parts_to_join()) == [4]
+    assert list(replace(progress, joined=5).parts_to_join()) == []
+    # A chunk applied again from the same checkpoint, without errors this time, leaves
+    # its earlier attempt's part out.
+    before = Progress(chunks=3, error_chunks="1")
+    assert list(before.after(ChunkResult(0, 0)).parts_to_join()) == [0]
+    assert report_part_key(7, 12) == "reports/7/part-00000012.csv"
