@@ -98,6 +98,7 @@ class Services:
             jobs=self.import_queue,
             bucket=self.settings.import_bucket,
             url_seconds=self.settings.import_url_seconds,
+            max_bytes=self.settings.import_max_bytes,
         )
 
     @cached_property

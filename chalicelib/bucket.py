@@ -5,7 +5,6 @@ the exports' multipart uploads (``ExportFiles``)."""
 from __future__ import annotations
 
 import functools
-import tempfile
 from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,8 +18,6 @@ from chalicelib.ports import FileReplaced, PartsLost
 from chalicelib.settings import Settings
 
 READ_CHUNK_BYTES = 256 * 1024
-# A report past this spills from memory to the function's /tmp while it is assembled.
-SPOOL_BYTES = 8 * 1024 * 1024
 NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
 CHANGED = frozenset({"412", "PreconditionFailed"})
 LOST_PARTS = frozenset({"InvalidPart", "InvalidPartOrder", "NoSuchUpload"})
@@ -98,14 +95,17 @@ class S3ImportFiles:
             )
         )
 
-    def etag(self, key: str) -> str | None:
+    def head(self, key: str) -> tuple[str, int] | None:
+        # A missing key answers 404 because the import function may list imports/
+        # (.chalice/policy-import-files.json); without that grant S3 answers 403, which
+        # is a refusal like any other and raises.
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=key)
         except ClientError as error:
             if _code(error) in NOT_FOUND:
                 return None
             raise
-        return str(head["ETag"])
+        return str(head["ETag"]), int(head["ContentLength"])
 
     def chunks(self, key: str, etag: str, offset: int) -> Iterator[bytes]:
         """A ranged GET from ``offset``, conditional on the ETag the import started with:
@@ -129,31 +129,10 @@ class S3ImportFiles:
             Bucket=self.bucket, Key=key, Body=body, ContentType="text/csv; charset=utf-8"
         )
 
-    def concatenate(self, keys: Sequence[str], head: bytes, target: str) -> None:
-        with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
-            spool.write(head)
-            for key in keys:
-                body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
-                while chunk := body.read(READ_CHUNK_BYTES):
-                    spool.write(chunk)
-            spool.seek(0)
-            self.client.upload_fileobj(
-                spool,
-                self.bucket,
-                target,
-                ExtraArgs={"ContentType": "text/csv; charset=utf-8"},
-            )
+    def read(self, key: str) -> bytes:
+        return bytes(self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
 
-    def keys(self, prefix: str) -> list[str]:
-        found: list[str] = []
-        pages = self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=prefix
-        )
-        for page in pages:
-            found.extend(str(item["Key"]) for item in page.get("Contents", []))
-        return sorted(found)
-
-    # --- exports (ExportFiles) ---------------------------------------------------------
+    # --- multipart uploads: exports (ExportFiles), import reports (ImportFiles) -------
 
     def start_upload(self, key: str) -> str:
         answer = self.client.create_multipart_upload(

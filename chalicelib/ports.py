@@ -438,8 +438,8 @@ class ImportFiles(Protocol):
 
     def download_url(self, key: str, expires_seconds: int) -> str: ...
 
-    def etag(self, key: str) -> str | None:
-        """The object's ETag, None when there is no such object."""
+    def head(self, key: str) -> tuple[str, int] | None:
+        """The object's ETag and size in bytes, None when there is no such object."""
         ...
 
     def chunks(self, key: str, etag: str, offset: int) -> Iterator[bytes]:
@@ -449,12 +449,20 @@ class ImportFiles(Protocol):
 
     def put(self, key: str, body: bytes) -> None: ...
 
-    def concatenate(self, keys: Sequence[str], head: bytes, target: str) -> None:
-        """Write ``head`` then the objects ``keys`` in order to ``target``, streamed."""
+    def read(self, key: str) -> bytes:
+        """A small object's bytes (a report part)."""
         ...
 
-    def keys(self, prefix: str) -> list[str]:
-        """The keys under ``prefix``, in key order."""
+    def start_upload(self, key: str) -> str:
+        """A new multipart upload's id."""
+        ...
+
+    def upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> str:
+        """The part's ETag; PartsLost if the upload is gone."""
+        ...
+
+    def complete_upload(self, key: str, upload_id: str, parts: Sequence[Part]) -> None:
+        """PartsLost if the upload is gone or a part is not the one named."""
         ...
 
 

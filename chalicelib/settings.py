@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from chalicelib.domain.imports import MAX_FILE_BYTES
 from chalicelib.domain.ratelimit import MAX_PER_SECOND
 from chalicelib.domain.retention import Retention
 
@@ -102,10 +103,12 @@ class Settings:
     rate_horizon_seconds: float = 0.25
     # Bulk imports (chalicelib/domain/imports.py): the bucket their files and reports go
     # to, the queue its "object created" events and the import's own next jobs go to,
-    # and how long a pre-signed upload or report URL works.
+    # how long a pre-signed upload or report URL works, and the largest file an import
+    # reads (100 MiB: chalicelib/domain/imports.py, MAX_FILE_BYTES).
     import_bucket: str = "notify-local-imports"
     import_queue: str = "notify-local-imports"
     import_url_seconds: int = 3600
+    import_max_bytes: int = MAX_FILE_BYTES
 
     def rate_horizon(self) -> timedelta:
         return timedelta(seconds=self.rate_horizon_seconds)
@@ -172,6 +175,7 @@ class Settings:
             import_bucket=env.get("IMPORT_BUCKET", f"{prefix}-imports"),
             import_queue=env.get("IMPORT_QUEUE", f"{prefix}-imports"),
             import_url_seconds=int(env.get("IMPORT_URL_SECONDS", "3600")),
+            import_max_bytes=int(env.get("IMPORT_MAX_BYTES", str(MAX_FILE_BYTES))),
         )
 
 

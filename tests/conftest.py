@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -122,7 +123,32 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, fake_provider: FakeProvider) -> Ite
 
 
 @pytest.fixture
-def services(aws_env: None, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def one_moto_write_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Moto in-process applies DynamoDB writes with no isolation (a transaction copies
+    every table while another thread writes: "dictionary changed size during
+    iteration"), and an import applies a chunk's phones side by side. Writes here run
+    one at a time, as the local emulator runs them (``local/emulator.py``) and as
+    DynamoDB applies each write atomically."""
+    from moto.dynamodb.models import DynamoDBBackend  # noqa: PLC0415
+
+    lock = threading.RLock()
+    for name in ("transact_write_items", "put_item", "update_item", "delete_item"):
+        original = getattr(DynamoDBBackend, name)
+
+        def locked(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with lock:
+                return _original(*args, **kwargs)
+
+        monkeypatch.setattr(DynamoDBBackend, name, locked)
+
+
+@pytest.fixture
+def services(
+    aws_env: None,
+    clock: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
+    one_moto_write_at_a_time: None,
+) -> Iterator[Any]:
     """Services wired on moto with the frozen clock, tables created, used by the app.
 
     The counts (and the timeline) follow the messages table's stream: each read of them

@@ -45,6 +45,17 @@ MAX_LINE_BYTES = 1 << 20
 # The csv module's own limit per field; a client's longest field (a tag) is 2,000.
 FIELD_LIMIT = 64 * 1024
 UTF8_BOM = b"\xef\xbb\xbf"
+# The largest file an import reads (Settings.import_max_bytes, IMPORT_MAX_BYTES): the
+# pre-signed PUT cannot bound what is sent to it, so a bigger file is refused when its
+# import starts, before a row is read. 100 MiB is about 3 million rows of a short tag
+# (35 bytes: "79001234567,900,vip,Europe/Moscow"), 50,000 of the longest (2,000).
+MAX_FILE_BYTES = 100 * 1024 * 1024
+# An import never uploaded is answered `failed` once its upload URL has expired and
+# this much more has passed (a PUT begun just before the expiry, its event on its way).
+UPLOAD_GRACE_SECONDS = 15 * 60
+# Import records expire (the counters table's TTL on ``expires_at``) this long after
+# their last change, as their file and report do in the bucket (infra/template.yaml).
+KEEP_DAYS = 7
 
 
 class ImportStatus(StrEnum):
@@ -98,9 +109,24 @@ class Progress:
     rejected: int = 0
     errors: tuple[RowError, ...] = ()  # the first ERRORS_KEPT
     columns: tuple[str, ...] = ()  # the header's order; () until it is read
+    # The chunks applied, and (a bit each, as hex) those with rejected rows: the report
+    # joins the parts of exactly these, so a part left by an attempt whose checkpoint
+    # was never written (its chunk applied again without errors) is never read.
+    chunks: int = 0
+    error_chunks: str = "0"
+    # The report's join, once the file is read to its end: the chunks joined into the
+    # parts uploaded so far, the multipart upload and its parts' ETags (part n is
+    # ``report_parts[n - 1]``), so that a join longer than an invocation carries on.
+    ended: bool = False
+    joined: int = 0
+    upload: str | None = None
+    report_parts: tuple[str, ...] = ()
 
     def after(self, chunk: ChunkResult) -> Progress:
         kept = (self.errors + tuple(chunk.errors))[:ERRORS_KEPT]
+        mask = int(self.error_chunks, 16)
+        if chunk.errors:
+            mask |= 1 << self.chunks
         return replace(
             self,
             offset=chunk.end_offset,
@@ -110,7 +136,19 @@ class Progress:
             updated=self.updated + chunk.updated,
             rejected=self.rejected + len(chunk.errors),
             errors=kept,
+            chunks=self.chunks + 1,
+            error_chunks=f"{mask:x}",
         )
+
+    def parts_to_join(self) -> Iterator[int]:
+        """The chunks with rejected rows not joined yet, in the file's order."""
+        mask = int(self.error_chunks, 16) >> self.joined
+        chunk = self.joined
+        while mask:
+            if mask & 1:
+                yield chunk
+            mask >>= 1
+            chunk += 1
 
 
 @dataclass
@@ -135,6 +173,29 @@ class ImportRecord:
     version: int = 0  # moved by every write; each write is conditional on it
 
 
+def too_large(size: int, limit: int) -> str | None:
+    """Why a file of ``size`` bytes is refused (None if it is not)."""
+    if size <= limit:
+        return None
+    return (
+        f"the file is {size:,} bytes, over the limit of {limit:,} bytes: "
+        "split it into several imports"
+    )
+
+
+def never_uploaded(record: ImportRecord, now_ms: int, url_seconds: int) -> ImportRecord:
+    """The record as it is answered: an import still waiting for its file once its
+    upload URL (``url_seconds`` from its creation) has expired, plus the grace, is
+    ``failed``, computed on read (no sweep), and its runner fails it the same way if a
+    late event still comes."""
+    deadline = record.created_at_ms + (url_seconds + UPLOAD_GRACE_SECONDS) * 1000
+    if record.status is not ImportStatus.WAITING_UPLOAD or now_ms < deadline:
+        return record
+    error = RowError(1, "file", "no file was uploaded before the upload URL expired")
+    progress = replace(record.progress, errors=(error,))
+    return replace(record, status=ImportStatus.FAILED, progress=progress)
+
+
 def file_key(import_id: int) -> str:
     return f"imports/{import_id}.csv"
 
@@ -143,10 +204,10 @@ def report_key(import_id: int) -> str:
     return f"reports/{import_id}-errors.csv"
 
 
-def report_part_key(import_id: int, offset: int) -> str:
-    """A chunk's rejected rows, named by where the chunk starts: a chunk applied again
-    writes the same part; the parts, listed in key order, are the file's order."""
-    return f"reports/{import_id}/part-{offset:015d}.csv"
+def report_part_key(import_id: int, chunk: int) -> str:
+    """A chunk's rejected rows, named by the chunk's number (the checkpoint's ``chunks``
+    when it is read): a chunk applied again writes the same part."""
+    return f"reports/{import_id}/part-{chunk:08d}.csv"
 
 
 def import_id_of_key(key: str) -> int | None:

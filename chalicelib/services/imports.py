@@ -28,10 +28,12 @@ from chalicelib import logs
 from chalicelib.clock import Clock
 from chalicelib.domain.audience import CountKey
 from chalicelib.domain.clients import Client, ClientProfile
+from chalicelib.domain.exports import PART_BYTES, Part
 from chalicelib.domain.imports import (
     CHUNK_ROWS,
     ERRORS_KEPT,
     FINAL,
+    MAX_FILE_BYTES,
     REPORT_HEADER,
     Action,
     ChunkResult,
@@ -48,6 +50,7 @@ from chalicelib.domain.imports import (
     duplicate_error,
     file_key,
     import_id_of_key,
+    never_uploaded,
     read_records,
     report_key,
     report_lines,
@@ -55,6 +58,7 @@ from chalicelib.domain.imports import (
     row_deltas,
     row_values,
     split_lines,
+    too_large,
 )
 from chalicelib.errors import NotFound, ValidationFailed
 from chalicelib.ports import (
@@ -62,6 +66,7 @@ from chalicelib.ports import (
     ImportClients,
     ImportFiles,
     ImportRepository,
+    PartsLost,
     PhoneTaken,
     StaleClient,
     StaleImport,
@@ -139,7 +144,9 @@ class ImportService:
         jobs: ImportJobs,
         bucket: str,
         url_seconds: int,
+        max_bytes: int = MAX_FILE_BYTES,
         chunk_rows: int = CHUNK_ROWS,
+        part_bytes: int = PART_BYTES,
         monotonic: Callable[[], float] = time.monotonic,
         threads: int = IMPORT_THREADS,
     ) -> None:
@@ -150,7 +157,9 @@ class ImportService:
         self._jobs = jobs
         self._bucket = bucket
         self._url_seconds = url_seconds
+        self._max_bytes = max_bytes
         self._chunk_rows = chunk_rows
+        self._part_bytes = part_bytes
         self._monotonic = monotonic
         self._threads = threads
 
@@ -178,6 +187,7 @@ class ImportService:
         record = self._imports.get(import_id)
         if record is None:
             raise NotFound(f"Import {import_id} does not exist.")
+        record = never_uploaded(record, self._now_ms(), self._url_seconds)
         url = None
         if record.report_key is not None:
             url = self._files.download_url(record.report_key, self._url_seconds)
@@ -204,22 +214,20 @@ class ImportService:
         records: Iterator[Record] | None = None
         left: list[Record] = []  # read, not checkpointed: the next chunk's first records
         try:
-            while True:
+            while not record.progress.ended:
                 if records is None:
                     records = self._records(record)
                     if not record.progress.columns:
                         record = replace(record, progress=self._header(records))
                 batch = left + list(islice(records, self._chunk_rows - len(left)))
                 if not batch:
-                    return self._finish(record)
+                    # Kept with the next write (the join's checkpoint, or done).
+                    record = replace(record, progress=replace(record.progress, ended=True))
+                    break
                 record, left = self._checkpoint(record, batch)
                 if self._monotonic() - started >= budget_seconds:
-                    self._jobs.send(ImportJob(import_id))
-                    log.info(
-                        "import continues in a new invocation",
-                        extra=_figures(record),
-                    )
-                    return record
+                    return self._continue(record)
+            return self._join(record, started, budget_seconds)
         except FileError as error:
             line = error.line or record.progress.line + 1
             field = "header" if line == 1 else "file"
@@ -234,6 +242,11 @@ class ImportService:
             )
             return None
 
+    def _continue(self, record: ImportRecord) -> ImportRecord:
+        self._jobs.send(ImportJob(record.id))
+        log.info("import continues in a new invocation", extra=_figures(record))
+        return record
+
     def _start(self, import_id: int) -> ImportRecord | None:
         record = self._imports.get(import_id)
         if record is None:
@@ -246,17 +259,35 @@ class ImportService:
             )
             return None
         if record.status is ImportStatus.WAITING_UPLOAD:
-            etag = self._files.etag(record.key)
-            if etag is None:
-                log.info("import has no file yet", extra={"import_id": import_id})
-                return None
-            try:
-                record = self._imports.save(
-                    replace(record, status=ImportStatus.RUNNING, etag=etag), self._now_ms()
-                )
-            except StaleImport:
-                return self._start(import_id)  # started by another event meanwhile
-            log.info("import started", extra={"import_id": import_id})
+            return self._begin(record)
+        return record
+
+    def _begin(self, record: ImportRecord) -> ImportRecord | None:
+        """A waiting import whose file's event came: running, or failed (its upload URL
+        long expired, or the file too large), or still waiting (no file yet)."""
+        expired = never_uploaded(record, self._now_ms(), self._url_seconds)
+        if expired.status is ImportStatus.FAILED:  # a late event: failed as answered
+            self._fail(record, expired.progress.errors[-1])
+            return None
+        head = self._files.head(record.key)
+        if head is None:
+            log.info("import has no file yet", extra={"import_id": record.id})
+            return None
+        etag, size = head
+        record = replace(record, etag=etag)
+        refused = too_large(size, self._max_bytes)
+        if refused is not None:
+            # Failed before a row is read; the file stays until the bucket's lifecycle
+            # removes it, as any other import's does.
+            self._fail(record, RowError(1, "file", refused))
+            return None
+        try:
+            record = self._imports.save(
+                replace(record, status=ImportStatus.RUNNING), self._now_ms()
+            )
+        except StaleImport:
+            return self._start(record.id)  # started by another event meanwhile
+        log.info("import started", extra={"import_id": record.id, "bytes": size})
         return record
 
     def _records(self, record: ImportRecord) -> Iterator[Record]:
@@ -286,7 +317,7 @@ class ImportService:
         if chunk.errors:
             # Before the checkpoint: a chunk applied again writes the same part again.
             part = "".join(report_lines(chunk.errors))
-            self._files.put(report_part_key(record.id, record.progress.offset), part.encode())
+            self._files.put(report_part_key(record.id, record.progress.chunks), part.encode())
         saved = self._imports.save(
             replace(record, progress=record.progress.after(chunk)), self._now_ms(), counts
         )
@@ -402,12 +433,63 @@ class ImportService:
                 holder = self._clients.by_phones([profile.phone]).get(profile.phone)
         return RowError(line, "phone", "the client kept changing while the row was applied")
 
-    def _finish(self, record: ImportRecord) -> ImportRecord:
-        report = None
-        if record.progress.rejected:
-            parts = self._files.keys(f"reports/{record.id}/part-")
-            report = report_key(record.id)
-            self._files.concatenate(parts, REPORT_HEADER.encode(), report)
+    def _join(self, record: ImportRecord, started: float, budget_seconds: float) -> ImportRecord:
+        """The file is read: join the report from the parts of the chunks with rejected
+        rows, in parts of a multipart upload of at least ``part_bytes`` each, each part
+        checkpointed, so a report of a million rejected rows (10,000 part reads) carries
+        on in the import's next job rather than run out of time; then ``done``."""
+        progress = record.progress
+        if not progress.rejected:
+            return self._done(record, None)
+        target = report_key(record.id)
+        buffer = bytearray()
+        if not progress.report_parts:
+            buffer += REPORT_HEADER.encode()
+        joined = progress.joined
+        try:
+            for chunk in progress.parts_to_join():
+                buffer += self._files.read(report_part_key(record.id, chunk))
+                joined = chunk + 1
+                if len(buffer) < self._part_bytes:
+                    continue
+                record = self._upload_part(record, target, bytes(buffer), joined)
+                buffer.clear()
+                if self._monotonic() - started >= budget_seconds:
+                    return self._continue(record)
+            progress = record.progress
+            if progress.upload is None:
+                self._files.put(target, bytes(buffer))
+            else:
+                etags = progress.report_parts
+                if buffer:
+                    number = len(etags) + 1
+                    etags += (
+                        self._files.upload_part(target, progress.upload, number, bytes(buffer)),
+                    )
+                parts = [Part(number, etag) for number, etag in enumerate(etags, 1)]
+                self._files.complete_upload(target, progress.upload, parts)
+        except PartsLost:
+            # Aborted (a day old) or completed by a runner that died before writing
+            # `done`: the join begins again from the first part.
+            log.info("import report upload lost; joined again", extra=_figures(record))
+            restart = replace(record.progress, joined=0, upload=None, report_parts=())
+            return self._continue(
+                self._imports.save(replace(record, progress=restart), self._now_ms())
+            )
+        return self._done(record, target)
+
+    def _upload_part(
+        self, record: ImportRecord, target: str, body: bytes, joined: int
+    ) -> ImportRecord:
+        progress = record.progress
+        upload = progress.upload or self._files.start_upload(target)
+        etag = self._files.upload_part(target, upload, len(progress.report_parts) + 1, body)
+        joining = replace(
+            progress, joined=joined, upload=upload, report_parts=(*progress.report_parts, etag)
+        )
+        return self._imports.save(replace(record, progress=joining), self._now_ms())
+
+    def _done(self, record: ImportRecord, report: str | None) -> ImportRecord:
         done = self._imports.save(
             replace(record, status=ImportStatus.DONE, report_key=report), self._now_ms()
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
@@ -17,6 +18,7 @@ from pynamodb.transactions import TransactWrite
 from chalicelib.domain.audience import CountKey
 from chalicelib.domain.imports import (
     CHECKPOINT_COUNTERS,
+    KEEP_DAYS,
     ImportRecord,
     ImportStatus,
     Progress,
@@ -49,6 +51,7 @@ def progress_of(text: str | None) -> Progress:
             **data,
             "errors": tuple(RowError(**error) for error in data.get("errors", [])),
             "columns": tuple(data.get("columns", [])),
+            "report_parts": tuple(data.get("report_parts", [])),
         }
     )
 
@@ -65,6 +68,11 @@ def record_of(item: ImportModel) -> ImportRecord:
         report_key=item.report_key,
         version=int(item.version),
     )
+
+
+def _expires(now_ms: int) -> datetime:
+    """The record's TTL: KEEP_DAYS after its last change, as its file and report."""
+    return datetime.fromtimestamp(now_ms / 1000, UTC) + timedelta(days=KEEP_DAYS)
 
 
 def _conditional(error: Exception) -> bool:
@@ -87,6 +95,7 @@ class DynamoImports:
             updated_ms=record.updated_at_ms,
             progress=progress_json(record.progress),
             version=record.version,
+            expires_at=_expires(record.updated_at_ms),
         )
         item.save(condition=ImportModel.name.does_not_exist())
 
@@ -110,6 +119,7 @@ class DynamoImports:
             ImportModel.progress.set(progress_json(saved.progress)),
             ImportModel.updated_ms.set(now_ms),
             ImportModel.version.set(saved.version),
+            ImportModel.expires_at.set(_expires(now_ms)),
         ]
         if saved.etag is not None:
             actions.append(ImportModel.etag.set(saved.etag))

@@ -380,7 +380,8 @@ class StopEntryModel(Model):
 class ImportModel(Model):
     """A bulk import (``chalicelib/domain/imports.py``): an item ``import#<id>`` of the
     counters table, the table of small keyed state, read and written by key only. Every
-    write is conditional on ``version`` (the checkpoint's guard)."""
+    write is conditional on ``version`` (the checkpoint's guard). It expires KEEP_DAYS
+    after its last write, as its file and report do."""
 
     class Meta(BaseMeta):
         logical_name = "counters"
@@ -395,6 +396,8 @@ class ImportModel(Model):
     # The checkpoint (chalicelib/domain/imports.py: Progress), as JSON.
     progress = UnicodeAttribute(null=True)
     version = NumberAttribute(default=0)
+    # TTL (records written before it existed have none and stay).
+    expires_at = TTLAttribute(null=True)
 
 
 class ExportModel(Model):

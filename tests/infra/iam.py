@@ -152,6 +152,16 @@ def _s3(operation: str, params: dict[str, Any]) -> Request:
     raise AssertionError(f"unexpected S3 operation {operation}")
 
 
+def missing_key_request(service: str, operation: str, params: dict[str, Any]) -> Request | None:
+    """The request S3 authorizes besides a read's own when the key is missing: it answers
+    404 only to a caller that may list that key (s3:ListBucket, the key as s3:prefix), and
+    403 to any other, which the code cannot tell from a refusal. None for other calls."""
+    if service != "s3" or operation not in ("GetObject", "HeadObject"):
+        return None
+    bucket = f"arn:aws:s3:::{params['Bucket']}"
+    return Request("s3:ListBucket", bucket, (("s3:prefix", str(params["Key"])),))
+
+
 _TRANSACT_ACTIONS = {
     "Put": "PutItem",
     "Update": "UpdateItem",

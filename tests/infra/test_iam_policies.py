@@ -21,9 +21,11 @@ from typing import Any
 import boto3
 import pytest
 from botocore.client import BaseClient
+from botocore.exceptions import ClientError
 
 import app as app_module
 from chalicelib.bootstrap import Services, bootstrap
+from chalicelib.domain.imports import file_key
 from chalicelib.domain.ratelimit import RateScope
 from chalicelib.ports import StaleExport
 from chalicelib.queue import ExportJob
@@ -41,8 +43,10 @@ from tests.infra.iam import (
     IMPORT_PREFIXES,
     Grant,
     Request,
+    folder,
     grants_of,
     iam_requests,
+    missing_key_request,
     role_of,
 )
 from tests.infra.stack import ACCOUNT, REGION, Stack
@@ -98,6 +102,21 @@ def test_policies_name_actions_and_the_stacks_own_resources(stack: Stack) -> Non
                 continue
             assert grant.resource in own, grant
             assert not grant.conditions
+
+
+def test_only_the_import_function_may_list_and_only_the_uploaded_files(stack: Stack) -> None:
+    """S3 answers a read of a missing key 404 only to a caller that may list it, 403 to
+    any other: the import function may list imports/ (a file the lifecycle removed before
+    its job was redriven fails the import rather than crash it), nothing else."""
+    bucket = stack.get_att("ImportBucket", "Arn")
+    listings = {
+        (function, grant.resource, grant.conditions)
+        for function in FUNCTIONS
+        for grant in grants_of(stack, function)
+        if grant.action == "s3:ListBucket"
+    }
+    uploads = folder(file_key(1))
+    assert listings == {("import_files", bucket, (("StringLike", "s3:prefix", (f"{uploads}*",)),))}
 
 
 # Who calls the provider: the sender, and the API for the test sends (README, "Test sends").
@@ -173,6 +192,10 @@ class Recorder:
                 iam_requests(service, operation, params)
             )
 
+    def add(self, request: Request) -> None:
+        if self.function is not None:
+            self.requests.setdefault(self.function, set()).add(request)
+
 
 @dataclass
 class Containers:
@@ -227,8 +250,18 @@ def containers(
     real_call = BaseClient._make_api_call
 
     def recording_call(client: Any, operation: str, params: dict[str, Any]) -> Any:
-        recorder.record(client.meta.service_model.service_name, operation, params)
-        return real_call(client, operation, params)
+        service = client.meta.service_model.service_name
+        recorder.record(service, operation, params)
+        try:
+            return real_call(client, operation, params)
+        except ClientError as error:
+            # moto answers a missing key 404 whoever asks; S3 only to a caller that may
+            # list it: that check is recorded as the function's request too.
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            listing = missing_key_request(service, operation, params)
+            if listing is not None and code in ("404", "NoSuchKey", "NotFound"):
+                recorder.add(listing)
+            raise
 
     monkeypatch.setattr(BaseClient, "_make_api_call", recording_call)
     real_params = BaseClient._emit_api_params
@@ -452,6 +485,30 @@ def _import_paths(containers: Containers, api: Api, monkeypatch: pytest.MonkeyPa
         1,
     )
     assert read["error_report_url"]
+    _removed_file_path(containers, api)
+
+
+def _removed_file_path(containers: Containers, api: Api) -> None:
+    """An import whose file the bucket's lifecycle removed before its job was redriven
+    from the dead-letter queue: the read finds no key (S3 answers 404 only because the
+    function may list imports/) and the import fails cleanly."""
+    act = containers.acting_as
+    with act("api_handler"):
+        created = api.post("/api/imports/", {"format": "csv"})
+        assert created.status_code == 201, created.body
+    rows = "".join(f"790000{n:05d},908,,UTC\n" for n in range(20000, 20150))
+    put(created.json_body["upload_url"], "phone,code,tag,utc\n" + rows)  # two chunks
+    import_id = created.json_body["id"]
+    with act("import_files") as worker:
+        worker.imports.run(import_id, budget_seconds=0)  # a chunk, its next job queued
+        bucket = worker.import_files.bucket
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.delete_object(Bucket=bucket, Key=f"imports/{import_id}.csv")  # as the lifecycle
+    with act("import_files") as worker:
+        assert drain(worker) == 2  # the file's event, the job: its read finds no key
+    with act("api_handler"):
+        read = api.get(f"/api/imports/{import_id}").json_body
+    assert read["status"] == "failed", read
 
 
 def _rate_limit_paths(containers: Containers, clock: FrozenClock) -> None:
@@ -569,8 +626,9 @@ def test_the_exercise_would_catch_a_missing_grant(packaged: dict[str, Packaged])
     def may_list(*context: tuple[str, str]) -> bool:
         return any(g.allows("s3:ListBucket", bucket, context) for g in listings)
 
-    assert may_list(("s3:prefix", "reports/1/part-"))
-    assert not may_list(("s3:prefix", "imports/"))
+    assert may_list(("s3:prefix", "imports/1.csv"))  # S3's check of a missing key
+    assert not may_list(("s3:prefix", "reports/1/part-"))
+    assert not may_list(("s3:prefix", "exports/"))
     assert not may_list()
     assert not any(
         g.allows("s3:PutObject", f"{bucket}/reports/1.csv") for g in grants("api_handler")

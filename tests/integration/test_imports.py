@@ -5,19 +5,28 @@ mapping would hand them."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 import requests
+from botocore.exceptions import ClientError
 
 import app as app_module
-from chalicelib.domain.imports import CHECKPOINT_COUNTERS, CHUNK_ROWS
-from chalicelib.ports import StaleImport
+from chalicelib.domain.imports import (
+    CHECKPOINT_COUNTERS,
+    CHUNK_ROWS,
+    KEEP_DAYS,
+    UPLOAD_GRACE_SECONDS,
+    RowError,
+)
+from chalicelib.ports import PartsLost, StaleImport
 from chalicelib.storage.clients import DynamoClients
 from chalicelib.storage.imports import DynamoImports
-from chalicelib.storage.models import ClientModel, PhoneModel
+from chalicelib.storage.models import ClientModel, ImportModel, PhoneModel
 from local.lambda_runner import LambdaContext, sqs_event
 from tests.conftest import Api
 
@@ -89,25 +98,6 @@ def clients(api: Api) -> dict[str, dict[str, Any]]:
 
 def preview(api: Api, filter_: Any) -> int:
     return int(api.post("/api/audience/preview", {"filter": filter_}).json_body["count"])
-
-
-@pytest.fixture(autouse=True)
-def _one_moto_write_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    """An import applies a chunk's phones side by side; moto in-process applies writes
-    with no isolation (a transaction copies every table while another thread writes).
-    DynamoDB writes here run one at a time, as the local emulator runs them
-    (``local/emulator.py``)."""
-    from moto.dynamodb.models import DynamoDBBackend  # noqa: PLC0415
-
-    lock = threading.RLock()
-    for name in ("transact_write_items", "put_item", "update_item", "delete_item"):
-        original = getattr(DynamoDBBackend, name)
-
-        def locked(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            with lock:
-                return _original(*args, **kwargs)
-
-        monkeypatch.setattr(DynamoDBBackend, name, locked)
 
 
 @pytest.fixture(autouse=True)
@@ -547,3 +537,188 @@ def test_a_phone_claimed_while_its_chunk_is_written_sends_the_chunks_creates_one
     assert preview(api, {}) == 40
     assert preview(api, {"codes": ["1"]}) == 0
     assert preview(api, {"codes": ["900"]}) == 40
+
+
+# --- hardening: a file too large, an import never uploaded, a file gone ---------------
+
+
+def test_a_file_over_the_size_limit_fails_the_import_before_any_row(
+    api: Api, services: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Anyone holding the upload URL may PUT up to S3's 5 GB: the import reads the size
+    # first and refuses what is over the limit, leaving the file to the lifecycle.
+    body = HEADER + "".join(row(n) for n in range(10))
+    monkeypatch.setattr(services.imports, "_max_bytes", len(body) - 1)
+    created = start(api)
+    put(created["upload_url"], body)
+    drain(services)
+    result = status(api, created["id"])
+    assert (result["status"], result["rows"]) == ("failed", 0)
+    [error] = result["errors"]
+    assert (error["line"], error["field"]) == (1, "file")
+    assert f"{len(body):,} bytes, over the limit of {len(body) - 1:,}" in error["message"]
+    assert ClientModel.count() == 0
+    files = services.import_files
+    assert files.head(f"imports/{created['id']}.csv") is not None  # nothing deleted
+    monkeypatch.setattr(services.imports, "_max_bytes", len(body))
+    assert run_import(api, services, body)["created"] == 10  # at the limit: read
+
+
+def test_an_import_never_uploaded_answers_failed_once_its_url_expired(
+    api: Api, services: Any, clock: Any
+) -> None:
+    created = start(api)
+    url_seconds = services.settings.import_url_seconds
+    clock.advance(seconds=url_seconds + UPLOAD_GRACE_SECONDS - 1)
+    assert status(api, created["id"])["status"] == "waiting_upload"
+    clock.advance(seconds=1)
+    result = status(api, created["id"])
+    assert (result["status"], result["rows"]) == ("failed", 0)
+    [error] = result["errors"]
+    assert (error["field"], error["line"]) == ("file", 1)
+    assert "upload URL expired" in error["message"]
+    # A late event finds it failed as answered, and writes it so.
+    services.imports.run(created["id"], budget_seconds=300)
+    stored = DynamoImports().get(created["id"])
+    assert stored is not None and stored.status.value == "failed"
+
+
+def test_import_records_expire_through_the_ttl_a_week_after_their_last_change(
+    api: Api, services: Any, clock: Any
+) -> None:
+    created = start(api)
+    name = f"import#{created['id']}"
+    first = ImportModel.get(name).expires_at
+    assert first == clock.now + timedelta(days=KEEP_DAYS)
+    clock.advance(seconds=60)
+    put(created["upload_url"], HEADER + row(1))
+    drain(services)
+    assert ImportModel.get(name).expires_at == clock.now + timedelta(days=KEEP_DAYS)
+
+
+def test_a_job_redriven_after_the_lifecycle_removed_its_file_fails_the_import(
+    api: Api, services: Any
+) -> None:
+    created = start(api)
+    put(created["upload_url"], HEADER + "".join(row(n) for n in range(2 * CHUNK_ROWS)))
+    services.imports.run(created["id"], budget_seconds=0)  # a chunk, its next job queued
+    files = services.import_files
+    files.client.delete_object(Bucket=files.bucket, Key=f"imports/{created['id']}.csv")
+    assert drain(services) == 2  # the file's event (already running) and the job
+    result = status(api, created["id"])
+    assert (result["status"], result["rows"]) == ("failed", CHUNK_ROWS)
+    assert "removed" in result["errors"][-1]["message"]
+
+
+def test_a_refused_read_is_not_taken_for_a_missing_file(
+    api: Api, services: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # S3 answers 403 for a missing key to a caller that may not list it: the import
+    # function may list imports/ (tests/infra checks the grant), so a 403 is a refusal,
+    # raised (the job goes back to the queue, then the dead-letter queue and its alarm).
+    created = start(api)
+    put(created["upload_url"], HEADER + row(1))
+    files = services.import_files
+    denied = ClientError({"Error": {"Code": "403", "Message": "Forbidden"}}, "HeadObject")
+
+    def refuse(**_: Any) -> Any:
+        raise denied
+
+    monkeypatch.setattr(files.client, "head_object", refuse)
+    with pytest.raises(ClientError):
+        services.imports.run(created["id"], budget_seconds=300)
+    assert status(api, created["id"])["status"] == "waiting_upload"
+
+
+def test_a_stale_report_part_of_a_retried_chunk_without_errors_is_not_joined(
+    api: Api, services: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Chunk 2's first attempt rejects a row (a client that kept changing, say), writes
+    # its report part, then dies before its checkpoint; applied again it has no errors.
+    total = 2 * CHUNK_ROWS + 50
+    lines = [row(n) for n in range(total)]
+    lines[10] = "broken\n"  # chunk 1: a real rejection, in the report
+    created = start(api)
+    put(created["upload_url"], HEADER + "".join(lines))
+    real_apply, real_save = services.imports._apply, DynamoImports.save
+    attempts: list[int] = []
+
+    def flaky_apply(import_id: int, columns: Any, batch: Any) -> Any:
+        result, counts, used = real_apply(import_id, columns, batch)
+        attempts.append(batch[0].line)
+        if attempts.count(batch[0].line) == 1 and batch[0].line == CHUNK_ROWS + 2:
+            result.errors.append(RowError(batch[0].line, "phone", "transient"))
+        return result, counts, used
+
+    def crash_once(self: DynamoImports, record: Any, now_ms: int, counts: Any = None) -> Any:
+        if record.progress.line == 2 * CHUNK_ROWS + 1 and attempts.count(CHUNK_ROWS + 2) == 1:
+            raise TimeoutError("the invocation died here")
+        return real_save(self, record, now_ms, counts)
+
+    monkeypatch.setattr(services.imports, "_apply", flaky_apply)
+    monkeypatch.setattr(DynamoImports, "save", crash_once)
+    with pytest.raises(TimeoutError):
+        services.imports.run(created["id"], budget_seconds=300)
+    services.imports.run(created["id"], budget_seconds=300)  # the job comes back
+    done = status(api, created["id"])
+    assert (done["status"], done["rejected"]) == ("done", 1)
+    report = requests.get(done["error_report_url"], timeout=10).text.splitlines()
+    assert report[1:] == ['12,line,"has 1 values, the header has 4"']
+
+
+def test_a_long_report_is_joined_a_part_an_invocation_each_checkpointed(
+    api: Api, services: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every row rejected: the report's parts are read and uploaded in parts of a
+    # multipart upload, the import's time running out after each (its next job queued).
+    monkeypatch.setattr("moto.s3.models.S3_UPLOAD_PART_MIN_SIZE", 64)
+    # A chunk's part is about 4,400 bytes: a report part takes two.
+    monkeypatch.setattr(services.imports, "_part_bytes", 8000)
+    body = HEADER + "".join(f"7{n:03d},900,,UTC\n" for n in range(6 * CHUNK_ROWS))
+    monkeypatch.setattr(services.imports, "_monotonic", itertools.count(step=3600).__next__)
+    created = start(api)
+    put(created["upload_url"], body)
+    # The event and 5 jobs: a chunk each; then 3 jobs: a report part of 2 chunks' each;
+    # then the last: the upload completed.
+    assert drain(services) == 1 + 5 + 3 + 1
+    done = status(api, created["id"])
+    assert (done["status"], done["rejected"]) == ("done", 6 * CHUNK_ROWS)
+    record = DynamoImports().get(created["id"])
+    assert record is not None and len(record.progress.report_parts) == 3
+    report = requests.get(done["error_report_url"], timeout=10).text.splitlines()
+    assert report[0] == "line,field,message"
+    assert [int(line.split(",")[0]) for line in report[1:]] == list(range(2, 6 * CHUNK_ROWS + 2))
+
+
+def test_a_report_upload_lost_midway_is_joined_again_from_the_start(
+    api: Api, services: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("moto.s3.models.S3_UPLOAD_PART_MIN_SIZE", 64)
+    monkeypatch.setattr(services.imports, "_part_bytes", 8000)
+    monkeypatch.setattr(services.imports, "_monotonic", itertools.count(step=3600).__next__)
+    body = HEADER + "".join(f"7{n:03d},900,,UTC\n" for n in range(4 * CHUNK_ROWS))
+    created = start(api)
+    put(created["upload_url"], body)
+    record = DynamoImports().get(created["id"])
+    while record is not None and not record.progress.report_parts:
+        services.imports.run(created["id"], budget_seconds=300)  # a chunk or a part each
+        record = DynamoImports().get(created["id"])
+    assert record is not None and record.progress.upload is not None
+    # The upload aborted (the lifecycle's rule after a day): S3 answers the next part
+    # NoSuchUpload (moto fails otherwise), the bucket's PartsLost.
+    files = services.import_files
+    real_upload_part, lost = files.upload_part, []
+
+    def aborted(key: str, upload_id: str, number: int, body: bytes) -> str:
+        if upload_id == record.progress.upload:
+            lost.append(number)
+            raise PartsLost
+        return str(real_upload_part(key, upload_id, number, body))
+
+    monkeypatch.setattr(files, "upload_part", aborted)
+    drain(services)  # the event and the jobs queued meanwhile
+    assert lost == [2]
+    done = status(api, created["id"])
+    assert done["status"] == "done"
+    report = requests.get(done["error_report_url"], timeout=10).text.splitlines()
+    assert [int(line.split(",")[0]) for line in report[1:]] == list(range(2, 4 * CHUNK_ROWS + 2))

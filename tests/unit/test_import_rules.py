@@ -3,22 +3,33 @@ byte offsets the checkpoint keeps, the header, and what to do with a row."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from chalicelib.domain.audience import EVERYONE, CountKey
 from chalicelib.domain.clients import ClientProfile
 from chalicelib.domain.imports import (
     CHECKPOINT_COUNTERS,
+    UPLOAD_GRACE_SECONDS,
     Action,
+    ChunkResult,
     FileError,
+    ImportRecord,
     ImportStamp,
+    ImportStatus,
+    Progress,
+    RowError,
     check_header,
     counted_prefix,
     decide,
     import_id_of_key,
+    never_uploaded,
     read_records,
+    report_part_key,
     row_deltas,
     split_lines,
+    too_large,
 )
 
 FILE = b'\xef\xbb\xbfphone,code\r\n1,"two\nlines"\n\n3,x\xff\n4,end'
@@ -122,3 +133,36 @@ def test_keys_of_import_files() -> None:
     assert import_id_of_key("imports/12.csv") == 12
     for key in ("reports/12-errors.csv", "imports/x.csv", "imports/12", "imports/.csv"):
         assert import_id_of_key(key) is None
+
+
+def test_a_file_over_the_limit_is_refused_with_its_size() -> None:
+    assert too_large(100, 100) is None
+    reason = too_large(104_857_601, 104_857_600)
+    assert reason is not None
+    assert "104,857,601 bytes, over the limit of 104,857,600" in reason
+
+
+def test_an_import_never_uploaded_is_failed_once_its_url_and_the_grace_are_over() -> None:
+    waiting = ImportRecord(1, ImportStatus.WAITING_UPLOAD, "imports/1.csv", 0, 0)
+    deadline = (3600 + UPLOAD_GRACE_SECONDS) * 1000
+    assert never_uploaded(waiting, deadline - 1, 3600) is waiting
+    failed = never_uploaded(waiting, deadline, 3600)
+    assert failed.status is ImportStatus.FAILED
+    assert [(e.line, e.field) for e in failed.progress.errors] == [(1, "file")]
+    running = replace(waiting, status=ImportStatus.RUNNING)
+    assert never_uploaded(running, deadline * 10, 3600) is running
+
+
+def test_the_checkpoint_names_exactly_the_chunks_with_rejected_rows() -> None:
+    progress = Progress()
+    for errors in ([], [RowError(2, "phone", "x")], [], [], [RowError(9, "line", "y")]):
+        progress = progress.after(ChunkResult(end_offset=0, end_line=0, errors=list(errors)))
+    assert progress.chunks == 5
+    assert list(progress.parts_to_join()) == [1, 4]
+    assert list(replace(progress, joined=2).parts_to_join()) == [4]
+    assert list(replace(progress, joined=5).parts_to_join()) == []
+    # A chunk applied again from the same checkpoint, without errors this time, leaves
+    # its earlier attempt's part out.
+    before = Progress(chunks=3, error_chunks="1")
+    assert list(before.after(ChunkResult(0, 0)).parts_to_join()) == [0]
+    assert report_part_key(7, 12) == "reports/7/part-00000012.csv"
