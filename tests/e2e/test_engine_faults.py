@@ -317,10 +317,12 @@ def test_a_big_slow_mailing_starves_neither_the_api_nor_a_small_one(stack: Stack
     calls = provider.calls_of(small["id"])
     provider.configure(latency_ms=0)  # let the stack stop sooner
     problems = []
-    # Before, the API's own start paused on the full queue for its whole 3 s budget; the
-    # emulator alone can take most of a second under this load (one write at a time).
+    # Before, the API's own start paused on the full queue for its whole 3 s budget
+    # (API_DISPATCH_BUDGET_SECONDS), so it took over 3 s. Without a pause the emulator
+    # alone takes one to three seconds under this load (one write at a time: 2.74 s in
+    # a full make test here), so only a pause is measured here;
     # tests/integration/test_engine_regressions.py checks that it never pauses at all.
-    if took >= 2.0:
+    if took >= 3.0:
         problems.append(f"POST /api/tasks/ of the small mailing took {took:.2f}s")
     if watched.counts["sent"] != 3:
         problems.append(
