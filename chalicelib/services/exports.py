@@ -33,6 +33,7 @@ from chalicelib.domain.exports import (
     csv_line,
     export_key,
 )
+from chalicelib.domain.lifecycle import ms
 from chalicelib.errors import NotFound
 from chalicelib.ports import ExportFiles, ExportRepository, PartsLost, StaleExport
 from chalicelib.queue import ExportJob
@@ -73,7 +74,7 @@ class ExportService:
         self._monotonic = monotonic
 
     def _now_ms(self) -> int:
-        return int(self._clock().timestamp() * 1000)
+        return ms(self._clock())
 
     # --- the API ----------------------------------------------------------------------
 
@@ -89,8 +90,8 @@ class ExportService:
             task_id=task_id,
             status=ExportStatus.RUNNING,
             key=export_key(export_id),
-            created_at_ms=self._now_ms(),
-            updated_at_ms=self._now_ms(),
+            created_at_ms=ms(now),
+            updated_at_ms=ms(now),
             expires_at=now + timedelta(days=KEEP_DAYS),
         )
         self._exports.add(record)

@@ -60,6 +60,7 @@ from chalicelib.domain.imports import (
     split_lines,
     too_large,
 )
+from chalicelib.domain.lifecycle import ms
 from chalicelib.errors import NotFound, ValidationFailed
 from chalicelib.ports import (
     FileReplaced,
@@ -164,7 +165,7 @@ class ImportService:
         self._threads = threads
 
     def _now_ms(self) -> int:
-        return int(self._clock().timestamp() * 1000)
+        return ms(self._clock())
 
     # --- the API ----------------------------------------------------------------------
 
@@ -175,8 +176,8 @@ class ImportService:
             id=import_id,
             status=ImportStatus.WAITING_UPLOAD,
             key=file_key(import_id),
-            created_at_ms=self._now_ms(),
-            updated_at_ms=self._now_ms(),
+            created_at_ms=ms(now),
+            updated_at_ms=ms(now),
         )
         self._imports.add(record)
         url = self._files.upload_url(record.key, self._url_seconds)
